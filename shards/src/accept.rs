@@ -1,0 +1,191 @@
+//! Accepting connections: the listener loop every shard runs, the CONNECT handshake, and
+//! the hand-off of a connection to the shard that owns its session.
+//!
+//! Any shard may accept a connection (SO_REUSEPORT spreads them). It reads until the
+//! CONNECT is complete, refuses what must be refused with the right CONNACK, picks the
+//! session shard from `hash(client_id)` and either runs the session itself or sends the
+//! socket and the bytes already read to that shard.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::AsyncReadExt;
+use glommio::net::{TcpListener, TcpStream};
+use proto::{reason, ConnAck, Connect, Error as ProtoError, Packet, Properties, Protocol};
+
+use crate::client::run_session;
+use crate::msg::{Handoff, Ingress};
+use crate::shard::{NodeShared, Shard};
+
+/// Bytes asked of the socket per read while waiting for CONNECT.
+const HANDSHAKE_READ: usize = 1024;
+
+/// One admitted connection, counted against `max_connections` until dropped.
+#[derive(Debug)]
+pub struct Admitted(Arc<NodeShared>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts connections until the task is dropped.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(handshake(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                if shard.node.stopping() {
+                    return;
+                }
+                // Out of descriptors or a transient error: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads a first packet that must be CONNECT.
+async fn read_connect(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> Result<Connect, Option<ProtoError>> {
+    loop {
+        if let Some(first) = buf.first() {
+            if first >> 4 != 1 {
+                return Err(Some(ProtoError::Protocol("first packet is not CONNECT")));
+            }
+        }
+        match proto::read(buf, Protocol::V5, max) {
+            Ok(Packet::Connect(c)) => return Ok(c),
+            Ok(_) => return Err(Some(ProtoError::Protocol("first packet is not CONNECT"))),
+            Err(ProtoError::Incomplete(_)) => {}
+            Err(e) => return Err(Some(e)),
+        }
+        let mut chunk = [0u8; HANDSHAKE_READ];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(None),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The protocol level byte of a CONNECT whose decoding failed, if it can be seen.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    let mut i = 1;
+    while *buf.get(i)? & 0x80 != 0 {
+        i += 1;
+    }
+    buf.get(i + 1 + 6).copied()
+}
+
+/// Writes a refusing CONNACK (best effort) before the socket is closed.
+async fn refuse(stream: &mut TcpStream, protocol: Protocol, code: u8) {
+    use futures_lite::AsyncWriteExt;
+    let mut out = BytesMut::new();
+    let ack = Packet::ConnAck(ConnAck { session_present: false, code, properties: Properties::default() });
+    if ack.write(protocol, &mut out).is_ok() {
+        let _ = stream.write_all(&out).await;
+        let _ = stream.flush().await;
+    }
+}
+
+/// Refuses a CONNECT that failed to decode: 5.0 gets the reason code, 3.1.1 an
+/// "unacceptable protocol version" when that was the problem; anything else is closed.
+async fn refuse_bad_connect(stream: &mut TcpStream, buf: &[u8], e: &ProtoError) {
+    match (connect_level(buf), e) {
+        (Some(5), _) => refuse(stream, Protocol::V5, e.reason_code()).await,
+        (Some(level), ProtoError::UnsupportedProtocolVersion(_)) if level < 5 => {
+            refuse(stream, Protocol::V4, reason::V4_UNACCEPTABLE_PROTOCOL_VERSION).await
+        }
+        (Some(_), ProtoError::UnsupportedProtocolVersion(_)) => {
+            refuse(stream, Protocol::V5, reason::UNSUPPORTED_PROTOCOL_VERSION).await
+        }
+        _ => {}
+    }
+}
+
+/// A client id assigned by the broker, chosen so that this shard owns it.
+fn assign_client_id(shard: &Shard) -> String {
+    loop {
+        let id = format!("ringmq-{}-{}-{:x}", shard.id, shard.conn_id(), std::process::id());
+        if shard.owner(id.as_bytes()) == shard.id && shard.table.shard_of(id.as_bytes()) == shard.id {
+            return id;
+        }
+    }
+}
+
+async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
+    let limits = &shard.cfg.limits;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(limits.connect_timeout));
+    let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
+    let mut connect = match read_connect(&mut stream, &mut buf, limits.max_packet_size).await {
+        Ok(c) => c,
+        Err(Some(e)) => {
+            tracing::debug!(error = %e, "bad CONNECT");
+            refuse_bad_connect(&mut stream, &buf, &e).await;
+            return;
+        }
+        Err(None) => return,
+    };
+    let v5 = connect.protocol == Protocol::V5;
+    let prev = shard.node.connections.fetch_add(1, Ordering::Relaxed);
+    let admitted = Admitted(shard.node.clone());
+    if prev >= limits.max_connections {
+        tracing::info!(limit = limits.max_connections, "connection refused: limit reached");
+        let code = if v5 { reason::QUOTA_EXCEEDED } else { reason::V4_SERVER_UNAVAILABLE };
+        refuse(&mut stream, connect.protocol, code).await;
+        return;
+    }
+    if let Some(code) = refusal(&shard, &connect) {
+        tracing::debug!(client_id = %connect.client_id, code, "CONNECT refused");
+        refuse(&mut stream, connect.protocol, code).await;
+        return;
+    }
+    let mut assigned = false;
+    if connect.client_id.is_empty() {
+        connect.client_id = assign_client_id(&shard);
+        assigned = true;
+    }
+    let target = shard.table.shard_of(connect.client_id.as_bytes());
+    let rest = buf.split().freeze();
+    if target == shard.id {
+        run_session(shard, stream, Box::new(connect), rest, admitted, assigned).await;
+        return;
+    }
+    // SAFETY: dup(2) of a descriptor we own; the new descriptor is owned by the OwnedFd.
+    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if fd < 0 {
+        return;
+    }
+    drop(stream);
+    // SAFETY: `fd` is a fresh descriptor returned by dup above, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut out = shard.outgoing();
+    out.ingress(target, Ingress::Handoff(Handoff { fd, connect: Box::new(connect), rest, admitted }));
+    out.flush(&shard).await;
+}
+
+/// The CONNACK code refusing this CONNECT, if it must be refused.
+fn refusal(shard: &Shard, c: &Connect) -> Option<u8> {
+    let v5 = c.protocol == Protocol::V5;
+    if c.client_id.is_empty() && !v5 && !c.clean_start {
+        return Some(reason::V4_IDENTIFIER_REJECTED);
+    }
+    if v5 && c.properties.authentication_method.is_some() {
+        return Some(reason::BAD_AUTHENTICATION_METHOD);
+    }
+    if let Some(w) = &c.will {
+        let topic_ok = std::str::from_utf8(&w.topic).is_ok_and(|t| crate::client::topic_allowed(&shard.cfg.limits, t));
+        if !topic_ok {
+            return Some(if v5 { reason::TOPIC_NAME_INVALID } else { reason::V4_NOT_AUTHORIZED });
+        }
+    }
+    None
+}

@@ -1,0 +1,83 @@
+//! Outgoing batches: cross-shard messages collected per destination and sent as one
+//! channel message per destination when flushed.
+//!
+//! A connection's reader fills one while it parses everything it has read, then flushes
+//! once; an owner shard fills one while it handles an incoming batch. Sending awaits when
+//! the destination channel is full, which is the backpressure: the reader stops reading.
+
+use crate::msg::{Egress, Ingress};
+use crate::shard::Shard;
+
+/// A batch is sent early once it holds this many messages, so one busy connection cannot
+/// build an arbitrarily large batch.
+pub const MAX_BATCH: usize = 256;
+
+/// Messages waiting to be sent, per destination shard.
+pub struct Outgoing {
+    ingress: Vec<Vec<Ingress>>,
+    egress: Vec<Vec<Egress>>,
+    len: usize,
+}
+
+impl Outgoing {
+    /// Empty batches for `shards` destinations.
+    pub fn new(shards: usize) -> Self {
+        Outgoing {
+            ingress: (0..shards).map(|_| Vec::new()).collect(),
+            egress: (0..shards).map(|_| Vec::new()).collect(),
+            len: 0,
+        }
+    }
+
+    /// Queues work for owner shard `to`.
+    pub fn ingress(&mut self, to: usize, m: Ingress) {
+        self.ingress[to].push(m);
+        self.len += 1;
+    }
+
+    /// Queues a result for shard `to`.
+    pub fn egress(&mut self, to: usize, m: Egress) {
+        self.egress[to].push(m);
+        self.len += 1;
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when the batch should be sent before more is added.
+    pub fn is_full(&self) -> bool {
+        self.len >= MAX_BATCH
+    }
+
+    /// Sends every non-empty batch, one channel message per destination. Egress goes
+    /// first: it never waits on ingress, so draining it first keeps the mesh moving.
+    pub async fn flush(&mut self, shard: &Shard) {
+        if self.len == 0 {
+            return;
+        }
+        self.len = 0;
+        for to in 0..self.egress.len() {
+            if !self.egress[to].is_empty() {
+                let batch = std::mem::take(&mut self.egress[to]);
+                if shard.egress_tx.send_to(to, batch).await.is_err() {
+                    tracing::debug!(to, "egress channel closed, batch dropped");
+                }
+            }
+        }
+        for to in 0..self.ingress.len() {
+            if !self.ingress[to].is_empty() {
+                let batch = std::mem::take(&mut self.ingress[to]);
+                if shard.ingress_tx.send_to(to, batch).await.is_err() {
+                    tracing::debug!(to, "ingress channel closed, batch dropped");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! A connected client on its session's shard: session attach and takeover, the read loop,
+//! the handling of every packet a client sends, and what happens when it goes away (will,
+//! session expiry).
+//!
+//! One task per connection reads and parses everything available, handles each packet
+//! (routing PUBLISHes through an [`Outgoing`] batch), flushes the batch once, then reads
+//! again. Its writer task (see [`crate::conn`]) runs beside it.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::AsyncReadExt;
+use glommio::net::TcpStream;
+use proto::{
+    reason, Ack, ConnAck, Connect, Disconnect, Error as ProtoError, Packet, Properties, Protocol, Publish, QoS,
+    SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+
+use crate::accept::Admitted;
+use crate::batch::Outgoing;
+use crate::config::Limits;
+use crate::conn::{writer, CloseCause, Conn};
+use crate::msg::{Handoff, Ingress, InterestItem, Message, SessionRef};
+use crate::session::{PendingSubscribe, PendingWill, SubOptions};
+use crate::shard::Shard;
+
+/// Smallest read asked of the socket; grows towards the size of a large pending frame.
+const READ_MIN: usize = 4096;
+/// Largest single read.
+const READ_MAX: usize = 64 * 1024;
+
+/// Why a connection's read loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// DISCONNECT received (with its reason code).
+    Disconnect(u8),
+    /// Socket closed or failed.
+    Closed,
+    /// Keep-alive passed with nothing read.
+    KeepAlive,
+    /// A protocol violation, with the 5.0 reason code.
+    Violation(u8),
+    /// The broker closed it (takeover, slow consumer, shutdown).
+    Server,
+}
+
+/// True when `topic` passes the configured length and level limits and the topic rules.
+pub fn topic_allowed(limits: &Limits, topic: &str) -> bool {
+    topic.len() <= limits.max_topic_length
+        && topic.split('/').count() <= limits.max_topic_levels
+        && proto::topic::valid_topic(topic)
+}
+
+fn filter_allowed(limits: &Limits, filter: &str) -> bool {
+    filter.len() <= limits.max_topic_length
+        && filter.split('/').count() <= limits.max_topic_levels
+        && proto::topic::valid_filter(filter)
+}
+
+/// A message built from a will.
+fn will_message(c: &Connect, client_id: &Arc<str>) -> Option<(Arc<Message>, u32)> {
+    let w = c.will.as_ref()?;
+    let mut properties = w.properties.clone();
+    let delay = properties.will_delay_interval.take().unwrap_or(0);
+    let msg = Message {
+        topic: w.topic.clone(),
+        payload: w.payload.clone(),
+        qos: w.qos,
+        retain: w.retain,
+        properties,
+        publisher: client_id.clone(),
+        received: Instant::now(),
+    };
+    Some((Arc::new(msg), delay))
+}
+
+/// The per-connection context of the read loop.
+struct Client {
+    shard: Rc<Shard>,
+    conn: Rc<Conn>,
+    protocol: Protocol,
+    client_id: Arc<str>,
+    slot: u32,
+    generation: u64,
+    /// Expiry asked at CONNECT (a DISCONNECT may not raise it from 0).
+    connect_expiry: u32,
+    /// Client -> broker topic aliases.
+    aliases: HashMap<u16, Bytes>,
+    will: Option<(Arc<Message>, u32)>,
+    out: Outgoing,
+}
+
+/// Runs a connection handed over from another shard.
+pub async fn run_handed_off(shard: Rc<Shard>, h: Handoff) {
+    // SAFETY: the descriptor was handed over with ownership (OwnedFd); it becomes the
+    // stream's.
+    let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+    run_session(shard, stream, h.connect, h.rest, h.admitted, false).await;
+}
+
+/// Runs a connection whose CONNECT was accepted, on its session's shard.
+pub async fn run_session(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    connect: Box<Connect>,
+    rest: Bytes,
+    admitted: Admitted,
+    assigned: bool,
+) {
+    let limits = shard.cfg.limits.clone();
+    let protocol = connect.protocol;
+    let v5 = protocol == Protocol::V5;
+    let keep_alive = connect.keep_alive;
+    let timeout = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let _ = stream.set_read_timeout(timeout);
+    // SAFETY: dup(2) of the stream's descriptor; the copy is owned by the writer's stream.
+    let wfd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if wfd < 0 {
+        return;
+    }
+    // SAFETY: `wfd` is a fresh descriptor returned by dup, owned by nothing else.
+    let wstream = unsafe { TcpStream::from_raw_fd(wfd) };
+    let client_max = match (v5, connect.properties.maximum_packet_size) {
+        (true, Some(m)) => m as usize,
+        _ => usize::MAX,
+    };
+    let conn = Rc::new(Conn::new(protocol, limits.max_outbound_buffer, client_max, shard.conn_id()));
+    glommio::spawn_local(writer(conn.clone(), wstream)).detach();
+    shard.conns.set(shard.conns.get() + 1);
+
+    let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
+    let connect_expiry = match protocol {
+        Protocol::V4 if connect.clean_start => 0,
+        Protocol::V4 => u32::MAX,
+        Protocol::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+    };
+    let expiry = connect_expiry.min(limits.max_session_expiry);
+    let mut out = shard.outgoing();
+    let (slot, generation, present) = attach(&shard, &conn, &connect, &client_id, expiry, &mut out);
+
+    let mut props = Properties::default();
+    if v5 {
+        props.receive_maximum = Some(limits.max_inflight);
+        props.maximum_packet_size = Some(limits.max_packet_size as u32);
+        props.topic_alias_maximum = Some(limits.topic_alias_maximum);
+        props.shared_subscription_available = Some(0);
+        if expiry != connect_expiry {
+            props.session_expiry_interval = Some(expiry);
+        }
+        if assigned {
+            props.assigned_client_identifier = Some(client_id.to_string());
+        }
+    }
+    conn.send(&Packet::ConnAck(ConnAck { session_present: present, code: reason::SUCCESS, properties: props }));
+    {
+        let mut st = shard.st.borrow_mut();
+        if let Some(s) = st.session(slot, generation) {
+            s.resend_inflight();
+            s.pump();
+        }
+    }
+    tracing::info!(client_id = %client_id, ?protocol, shard = shard.id, session_present = present, "client connected");
+
+    let mut client = Client {
+        shard: shard.clone(),
+        conn: conn.clone(),
+        protocol,
+        client_id,
+        slot,
+        generation,
+        connect_expiry,
+        aliases: HashMap::new(),
+        will: will_message(&connect, &Arc::from(connect.client_id.as_str())),
+        out,
+    };
+    client.out.flush(&shard).await;
+    let mut rbuf = BytesMut::with_capacity(READ_MIN);
+    rbuf.extend_from_slice(&rest);
+    let end = client.read_loop(stream, rbuf).await;
+    client.finish(end).await;
+    shard.conns.set(shard.conns.get() - 1);
+    drop(admitted);
+}
+
+/// Attaches a connection to its session: takes over a connected one, starts fresh on
+/// clean start. Returns (slot, generation, session present).
+fn attach(shard: &Shard, conn: &Rc<Conn>, c: &Connect, client_id: &Arc<str>, expiry: u32, out: &mut Outgoing) -> (u32, u64, bool) {
+    let mut guard = shard.st.borrow_mut();
+    let st = &mut *guard;
+    let mut wills = Vec::new();
+    let mut present = false;
+    let existing = st.sessions.get(client_id).copied();
+    let slot = match existing {
+        Some(slot) => {
+            if let Some(s) = st.slots[slot as usize].as_mut() {
+                if let Some(old) = s.conn.take() {
+                    tracing::info!(client_id = %client_id, "session taken over");
+                    let bye = Packet::Disconnect(Disconnect { reason: reason::SESSION_TAKEN_OVER, properties: Properties::default() });
+                    old.close_with(CloseCause::TakenOver, (old.protocol == Protocol::V5).then_some(&bye));
+                }
+            }
+            if c.clean_start {
+                if let Some(old) = shard.end_session(st, slot, out) {
+                    wills.extend(old.will.map(|w| w.msg));
+                }
+                st.insert_session(client_id.clone(), c.protocol)
+            } else {
+                present = true;
+                slot
+            }
+        }
+        None => st.insert_session(client_id.clone(), c.protocol),
+    };
+    let window = match (c.protocol, c.properties.receive_maximum) {
+        (Protocol::V5, Some(m)) => m.min(shard.cfg.limits.max_inflight),
+        _ => shard.cfg.limits.max_inflight,
+    };
+    let Some(s) = st.slots[slot as usize].as_mut() else { unreachable!("slot just attached") };
+    // A new connection cancels a will still waiting for its delay.
+    s.will = None;
+    s.conn = Some(conn.clone());
+    s.protocol = c.protocol;
+    s.expiry = expiry;
+    s.expires_at = None;
+    s.window = window.max(1);
+    let generation = s.generation;
+    drop(guard);
+    for w in wills {
+        shard.route(w, out);
+    }
+    (slot, generation, present)
+}
+
+impl Client {
+    fn v5(&self) -> bool {
+        self.protocol == Protocol::V5
+    }
+
+    async fn read_loop(&mut self, mut stream: TcpStream, mut rbuf: BytesMut) -> End {
+        let max = self.shard.cfg.limits.max_packet_size;
+        loop {
+            let want;
+            loop {
+                match proto::read(&mut rbuf, self.protocol, max) {
+                    Ok(packet) => {
+                        if let Err(end) = self.handle(packet) {
+                            self.out.flush(&self.shard).await;
+                            return end;
+                        }
+                        if self.out.is_full() {
+                            self.out.flush(&self.shard).await;
+                        }
+                    }
+                    Err(ProtoError::Incomplete(n)) => {
+                        want = n.clamp(READ_MIN, READ_MAX);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(client_id = %self.client_id, error = %e, "protocol error");
+                        self.out.flush(&self.shard).await;
+                        let code = e.reason_code();
+                        return End::Violation(if code < 0x80 { reason::MALFORMED_PACKET } else { code });
+                    }
+                }
+            }
+            self.out.flush(&self.shard).await;
+            if self.conn.is_closing() {
+                return End::Server;
+            }
+            let len = rbuf.len();
+            rbuf.resize(len + want, 0);
+            match stream.read(&mut rbuf[len..]).await {
+                Ok(0) => {
+                    rbuf.truncate(len);
+                    return if self.conn.is_closing() { End::Server } else { End::Closed };
+                }
+                Ok(n) => rbuf.truncate(len + n),
+                Err(e) if e.kind() == ErrorKind::TimedOut => return End::KeepAlive,
+                Err(_) => return if self.conn.is_closing() { End::Server } else { End::Closed },
+            }
+        }
+    }
+
+    fn ack(&self, kind: fn(Ack) -> Packet, pkid: u16, code: u8) {
+        self.conn.send(&kind(Ack { pkid, reason: code, properties: Properties::default() }));
+    }
+
+    /// Handles one packet; Err ends the connection.
+    fn handle(&mut self, packet: Packet) -> Result<(), End> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p),
+            Packet::PubAck(a) => {
+                self.with_session(|s| s.finish(a.pkid, false));
+                Ok(())
+            }
+            Packet::PubRec(a) => {
+                let known = self.with_session(|s| s.received(a.pkid, a.reason >= 0x80)).unwrap_or(false);
+                if a.reason < 0x80 || !known {
+                    let code = if known { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
+                    self.ack(Packet::PubRel, a.pkid, if self.v5() { code } else { 0 });
+                }
+                Ok(())
+            }
+            Packet::PubRel(a) => {
+                let known = self.with_session(|s| s.incoming_qos2.remove(&a.pkid)).unwrap_or(false);
+                let code = if known || !self.v5() { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
+                self.ack(Packet::PubComp, a.pkid, code);
+                Ok(())
+            }
+            Packet::PubComp(a) => {
+                self.with_session(|s| s.finish(a.pkid, true));
+                Ok(())
+            }
+            Packet::Subscribe(s) => {
+                self.on_subscribe(s);
+                Ok(())
+            }
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.conn.send(&Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => self.on_disconnect(d),
+            Packet::Connect(_) => Err(End::Violation(reason::PROTOCOL_ERROR)),
+            // No authentication method is in use, so AUTH is out of place; a server never
+            // receives the other packets.
+            _ => Err(End::Violation(reason::PROTOCOL_ERROR)),
+        }
+    }
+
+    fn with_session<R>(&self, f: impl FnOnce(&mut crate::session::Session) -> R) -> Option<R> {
+        let mut st = self.shard.st.borrow_mut();
+        st.session(self.slot, self.generation).map(f)
+    }
+
+    fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
+        let limits = &self.shard.cfg.limits;
+        if let Some(alias) = p.properties.topic_alias.take() {
+            if !self.v5() || alias == 0 || alias > limits.topic_alias_maximum {
+                return Err(End::Violation(reason::TOPIC_ALIAS_INVALID));
+            }
+            if p.topic.is_empty() {
+                match self.aliases.get(&alias) {
+                    Some(t) => p.topic = t.clone(),
+                    None => return Err(End::Violation(reason::PROTOCOL_ERROR)),
+                }
+            } else {
+                self.aliases.insert(alias, p.topic.clone());
+            }
+        }
+        let topic_ok = std::str::from_utf8(&p.topic).is_ok_and(|t| topic_allowed(limits, t));
+        if !topic_ok {
+            return Err(End::Violation(reason::TOPIC_NAME_INVALID));
+        }
+        if p.qos == QoS::ExactlyOnce {
+            let max = usize::from(limits.max_inflight);
+            let state = self.with_session(|s| {
+                if s.incoming_qos2.contains(&p.pkid) {
+                    Some(true)
+                } else if s.incoming_qos2.len() >= max {
+                    None
+                } else {
+                    s.incoming_qos2.insert(p.pkid);
+                    Some(false)
+                }
+            });
+            match state.flatten() {
+                // A resend of a message already received: acknowledge, do not forward again.
+                Some(true) => {
+                    self.ack(Packet::PubRec, p.pkid, reason::SUCCESS);
+                    return Ok(());
+                }
+                Some(false) => {}
+                None if self.v5() => return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED)),
+                None => return Err(End::Violation(reason::PROTOCOL_ERROR)),
+            }
+        }
+        let mut properties = p.properties;
+        properties.subscription_identifiers.clear();
+        let msg = Arc::new(Message {
+            topic: p.topic,
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties,
+            publisher: self.client_id.clone(),
+            received: Instant::now(),
+        });
+        self.shard.route(msg, &mut self.out);
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.ack(Packet::PubAck, p.pkid, reason::SUCCESS),
+            QoS::ExactlyOnce => self.ack(Packet::PubRec, p.pkid, reason::SUCCESS),
+        }
+        Ok(())
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe) {
+        let v5 = self.v5();
+        let refused = if v5 { reason::TOPIC_FILTER_INVALID } else { reason::V4_SUBACK_FAILURE };
+        let sub_id = s.properties.subscription_identifiers.first().copied();
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut granted = Vec::with_capacity(s.filters.len());
+        let mut items: Vec<Vec<InterestItem>> = (0..self.shard.nshards).map(|_| Vec::new()).collect();
+        let shard = self.shard.clone();
+        let mut guard = shard.st.borrow_mut();
+        let st = &mut *guard;
+        let Some(session) = st.session(self.slot, self.generation) else { return };
+        let req = session.next_req;
+        session.next_req = session.next_req.wrapping_add(1);
+        for (i, f) in s.filters.into_iter().enumerate() {
+            if !filter_allowed(&shard.cfg.limits, &f.filter) {
+                codes.push(refused);
+                granted.push(None);
+                continue;
+            }
+            if proto::topic::parse_shared(&f.filter).is_some() {
+                codes.push(if v5 { reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED } else { reason::V4_SUBACK_FAILURE });
+                granted.push(None);
+                continue;
+            }
+            let opts = SubOptions {
+                qos: f.qos,
+                no_local: v5 && f.no_local,
+                retain_as_published: v5 && f.retain_as_published,
+                sub_id,
+            };
+            let Some(session) = st.session(self.slot, self.generation) else { return };
+            let existed = session.subs.insert(f.filter.clone(), opts).is_some();
+            let first = shard.add_local(st, self.slot, &f.filter, opts);
+            let want_retained = match f.retain_handling {
+                0 => true,
+                1 => !existed,
+                _ => false,
+            };
+            if first || want_retained {
+                for t in shard.targets(&f.filter) {
+                    items[t].push(InterestItem { index: i as u16, filter: f.filter.clone(), add_interest: first, want_retained });
+                }
+            }
+            codes.push(f.qos as u8);
+            granted.push(Some(opts));
+        }
+        let remaining = items.iter().filter(|i| !i.is_empty()).count();
+        if remaining == 0 {
+            self.conn.send(&Packet::SubAck(SubAck { pkid: s.pkid, codes, properties: Properties::default() }));
+            return;
+        }
+        let Some(session) = st.session(self.slot, self.generation) else { return };
+        session.pending_subs.insert(
+            req,
+            PendingSubscribe { pkid: s.pkid, codes, granted, remaining, retained: Vec::new(), conn_id: self.conn.id },
+        );
+        let from = SessionRef { shard: shard.id as u16, slot: self.slot, generation: self.generation };
+        let mut local = None;
+        for (t, its) in items.into_iter().enumerate() {
+            if its.is_empty() {
+                continue;
+            }
+            if t == shard.id {
+                local = Some(its);
+            } else {
+                self.out.ingress(t, Ingress::Subscribe { from, req, items: its });
+            }
+        }
+        drop(guard);
+        if let Some(its) = local {
+            let retained = shard.serve_subscribe(shard.id, &its);
+            shard.subscribe_answered(from, req, retained);
+        }
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let shard = self.shard.clone();
+        let st = &mut *shard.st.borrow_mut();
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for f in &u.filters {
+            let existed = st
+                .session(self.slot, self.generation)
+                .is_some_and(|s| s.subs.remove(f).is_some());
+            if existed {
+                shard.remove_local(st, self.slot, f, &mut self.out);
+            }
+            codes.push(if existed { reason::SUCCESS } else { reason::NO_SUBSCRIPTION_EXISTED });
+        }
+        if !self.v5() {
+            codes.clear();
+        }
+        self.conn.send(&Packet::UnsubAck(UnsubAck { pkid: u.pkid, codes, properties: Properties::default() }));
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Result<(), End> {
+        if let Some(e) = d.properties.session_expiry_interval {
+            if self.connect_expiry == 0 && e != 0 {
+                return Err(End::Violation(reason::PROTOCOL_ERROR));
+            }
+            let max = self.shard.cfg.limits.max_session_expiry;
+            self.with_session(|s| s.expiry = e.min(max));
+        }
+        Err(End::Disconnect(d.reason))
+    }
+
+    /// After the read loop: tell the client why (5.0), publish or park the will, and end
+    /// or park the session.
+    async fn finish(&mut self, end: End) {
+        let code = match end {
+            End::KeepAlive => Some(reason::KEEP_ALIVE_TIMEOUT),
+            End::Violation(c) => Some(c),
+            _ => None,
+        };
+        match code {
+            Some(c) if self.v5() => {
+                let bye = Packet::Disconnect(Disconnect { reason: c, properties: Properties::default() });
+                self.conn.close_with(CloseCause::ReaderDone, Some(&bye));
+            }
+            _ => self.conn.close(CloseCause::ReaderDone),
+        }
+        if matches!(end, End::Violation(_)) {
+            self.shard.st.borrow_mut().stats.protocol_errors += 1;
+        }
+        if self.conn.close_cause() == Some(CloseCause::SlowConsumer) {
+            self.shard.st.borrow_mut().stats.slow_consumers += 1;
+            tracing::info!(client_id = %self.client_id, "slow subscriber disconnected: outbound buffer full");
+        }
+        let publish_will = match end {
+            End::Disconnect(r) => r == reason::DISCONNECT_WITH_WILL,
+            _ => true,
+        };
+        let will = if publish_will { self.will.take() } else { None };
+        let now = Instant::now();
+        let mut wills = Vec::new();
+        {
+            let shard = self.shard.clone();
+            let st = &mut *shard.st.borrow_mut();
+            let owner = st
+                .session(self.slot, self.generation)
+                .is_some_and(|s| s.conn.as_ref().is_some_and(|c| c.id == self.conn.id));
+            if owner {
+                let Some(s) = st.session(self.slot, self.generation) else { return };
+                s.conn = None;
+                let expiry = s.expiry;
+                if expiry == 0 {
+                    wills.extend(will.map(|w| w.0));
+                    if let Some(ended) = shard.end_session(st, self.slot, &mut self.out) {
+                        wills.extend(ended.will.map(|w| w.msg));
+                    }
+                } else {
+                    match will {
+                        Some((msg, 0)) => wills.push(msg),
+                        Some((msg, delay)) => s.will = Some(PendingWill { msg, at: now + Duration::from_secs(u64::from(delay)) }),
+                        None => {}
+                    }
+                    s.expires_at = (expiry != u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
+                }
+            } else if let Some((msg, delay)) = will {
+                // Taken over: the will goes unless a delay lets the new connection cancel it,
+                // which only works when the session lives on.
+                let continued = st.session(self.slot, self.generation).is_some();
+                if delay == 0 || !continued {
+                    wills.push(msg);
+                }
+            }
+        }
+        for w in wills {
+            self.shard.route(w, &mut self.out);
+        }
+        self.out.flush(&self.shard).await;
+        tracing::info!(client_id = %self.client_id, reason = ?end, "client disconnected");
+    }
+}

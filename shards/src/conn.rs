@@ -1,0 +1,211 @@
+//! A client connection's outbound side: the bounded outbox and the writer task that drains
+//! it.
+//!
+//! Runs on the shard that owns the connection's session. Anything on that shard may append
+//! packets to the outbox (acknowledgements from the reader, deliveries from the router);
+//! the writer task wakes once, swaps the whole outbox out and writes it with one call, so a
+//! connection is flushed once per executor tick however many messages arrived for it. A
+//! subscriber whose outbox passes `max_outbound_buffer` is disconnected: it is not keeping
+//! up, and nothing else waits for it.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use bytes::BytesMut;
+use futures_lite::{future::poll_fn, AsyncWriteExt};
+use glommio::net::TcpStream;
+use proto::{Packet, Protocol};
+
+/// Initial outbox capacity: a few typical packets; it grows to the connection's needs.
+const OUTBOX_INITIAL: usize = 4096;
+
+/// Why a connection is being closed by the broker side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// Its outbox passed the limit.
+    SlowConsumer,
+    /// Another connection took its session over.
+    TakenOver,
+    /// The broker is shutting down.
+    Shutdown,
+    /// The reader ended (client closed, protocol error, keep-alive).
+    ReaderDone,
+}
+
+/// The outbound half of a connection.
+pub struct Conn {
+    /// Protocol version negotiated at CONNECT.
+    pub protocol: Protocol,
+    /// Largest packet the client accepts (5.0 Maximum Packet Size), whole frame.
+    pub max_packet_size: usize,
+    /// Unique per shard, tells connections of one session apart.
+    pub id: u64,
+    cap: usize,
+    buf: RefCell<BytesMut>,
+    waker: Cell<Option<Waker>>,
+    closing: Cell<Option<CloseCause>>,
+}
+
+impl Conn {
+    /// A connection on socket `fd` whose outbox holds at most `cap` bytes.
+    pub fn new(protocol: Protocol, cap: usize, max_packet_size: usize, id: u64) -> Self {
+        Conn {
+            protocol,
+            max_packet_size,
+            id,
+            cap,
+            buf: RefCell::new(BytesMut::with_capacity(OUTBOX_INITIAL)),
+            waker: Cell::new(None),
+            closing: Cell::new(None),
+        }
+    }
+
+    /// True once a close was asked for; nothing more is queued.
+    pub fn is_closing(&self) -> bool {
+        self.closing.get().is_some()
+    }
+
+    /// Why the connection is closing, if it is.
+    pub fn close_cause(&self) -> Option<CloseCause> {
+        self.closing.get()
+    }
+
+    /// Queues an encoded packet. Returns false (and closes the connection) when the
+    /// outbox would pass its limit.
+    pub fn push_bytes(&self, bytes: &[u8]) -> bool {
+        self.push_with(bytes.len(), |b| b.extend_from_slice(bytes))
+    }
+
+    /// Queues a shared PUBLISH encoding with its packet id (and DUP flag) patched in.
+    pub fn push_publish(&self, encoded: &[u8], pkid_at: Option<usize>, pkid: u16, dup: bool) -> bool {
+        self.push_with(encoded.len(), |b| {
+            let start = b.len();
+            b.extend_from_slice(encoded);
+            if dup {
+                b[start] |= 0x08;
+            }
+            if let Some(at) = pkid_at {
+                b[start + at..start + at + 2].copy_from_slice(&pkid.to_be_bytes());
+            }
+        })
+    }
+
+    /// Encodes and queues a packet.
+    pub fn send(&self, packet: &Packet) -> bool {
+        if self.is_closing() {
+            return false;
+        }
+        let mut b = self.buf.borrow_mut();
+        let before = b.len();
+        match packet.write(self.protocol, &mut b) {
+            Ok(_) if b.len() <= self.cap => {
+                drop(b);
+                self.wake();
+                true
+            }
+            Ok(_) => {
+                b.truncate(before);
+                drop(b);
+                self.close(CloseCause::SlowConsumer);
+                false
+            }
+            Err(e) => {
+                b.truncate(before);
+                tracing::debug!(error = %e, "packet not encodable, dropped");
+                false
+            }
+        }
+    }
+
+    fn push_with(&self, len: usize, fill: impl FnOnce(&mut BytesMut)) -> bool {
+        if self.is_closing() {
+            return false;
+        }
+        let mut b = self.buf.borrow_mut();
+        if b.len() + len > self.cap {
+            drop(b);
+            self.close(CloseCause::SlowConsumer);
+            return false;
+        }
+        fill(&mut b);
+        drop(b);
+        self.wake();
+        true
+    }
+
+    /// Bytes waiting in the outbox.
+    pub fn queued(&self) -> usize {
+        self.buf.borrow().len()
+    }
+
+    /// Sends `last` (if any) after what is queued, then closes the socket.
+    pub fn close_with(&self, cause: CloseCause, last: Option<&Packet>) {
+        if self.is_closing() {
+            return;
+        }
+        if let Some(p) = last {
+            let mut b = self.buf.borrow_mut();
+            // The final packet may pass the cap by its own size: it is the last one.
+            let _ = p.write(self.protocol, &mut b);
+        }
+        self.close(cause);
+    }
+
+    /// Stops queueing; the writer flushes what is queued and shuts the socket down,
+    /// which ends the reader too.
+    pub fn close(&self, cause: CloseCause) {
+        if self.closing.get().is_none() {
+            self.closing.set(Some(cause));
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Waits until there is something to write, and swaps it into `spare`.
+    /// Returns false when the connection is closing and nothing is left.
+    async fn take(&self, spare: &mut BytesMut) -> bool {
+        poll_fn(|cx| {
+            let mut b = self.buf.borrow_mut();
+            if !b.is_empty() {
+                spare.clear();
+                std::mem::swap(&mut *b, spare);
+                return Poll::Ready(true);
+            }
+            if self.closing.get().is_some() {
+                return Poll::Ready(false);
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Shuts a socket down in both directions so a blocked read returns.
+pub fn shutdown_socket(fd: RawFd) {
+    // SAFETY: shutdown(2) on a descriptor this process owns; an error (already closed or
+    // shut down) is harmless and ignored.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// The writer task: drains the outbox into the socket until the connection closes.
+pub async fn writer(conn: Rc<Conn>, mut stream: TcpStream) {
+    let mut spare = BytesMut::with_capacity(OUTBOX_INITIAL);
+    while conn.take(&mut spare).await {
+        if stream.write_all(&spare).await.is_err() {
+            conn.close(CloseCause::ReaderDone);
+            break;
+        }
+    }
+    let _ = stream.flush().await;
+    shutdown_socket(stream.as_raw_fd());
+}

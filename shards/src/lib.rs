@@ -1,0 +1,39 @@
+//! # shards: RingMQ's per-core engine
+//!
+//! A node runs N shards, each a glommio executor pinned to one CPU. Topics and client ids
+//! hash into `P` partitions; each partition belongs to one shard, and every shard keeps a
+//! copy of that table. A shard owns outright:
+//!
+//! - the **sessions** whose client id hashes into its partitions, and their connections
+//!   (a connection accepted elsewhere is handed over after CONNECT);
+//! - the **topics** that hash into its partitions: every PUBLISH to such a topic passes
+//!   through it (one order per topic) and it keeps their retained messages;
+//! - a **local trie** of its sessions' subscriptions and an **interest trie** saying which
+//!   shards have subscribers for which filters.
+//!
+//! A PUBLISH read on its session's shard S goes to the topic owner T (no hop if S == T),
+//! which sends one copy to each shard D with matching interest; D hands it to its matching
+//! sessions, encoding it once per (protocol, QoS). Shards talk only through two meshes of
+//! bounded channels ([`msg::Ingress`], [`msg::Egress`]), in batches.
+//!
+//! Start a node with [`Node::start`]; see `ARCHITECTURE.md` at the repository root for the
+//! whole picture.
+
+#![warn(missing_docs)]
+
+pub mod accept;
+pub mod batch;
+pub mod client;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod msg;
+pub mod node;
+pub mod partition;
+pub mod session;
+pub mod shard;
+pub mod trie;
+
+pub use config::{EngineConfig, Limits};
+pub use error::Error;
+pub use node::{check_io_uring, Node};

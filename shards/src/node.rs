@@ -1,0 +1,252 @@
+//! Starting and stopping a node: one pinned glommio executor per shard, the two channel
+//! meshes between them, a listening socket per shard and address (SO_REUSEPORT), and the
+//! graceful stop.
+//!
+//! Called by the binary (and by tests) from an ordinary thread; everything after
+//! [`Node::start`] runs on the shard threads.
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use proto::{reason, Disconnect, Packet, Properties, Protocol};
+use socket2::{Domain, Socket, Type};
+
+use crate::accept::accept_loop;
+use crate::conn::CloseCause;
+use crate::config::EngineConfig;
+use crate::error::Error;
+use crate::msg::{Egress, Ingress};
+use crate::shard::{NodeShared, Shard, TICK};
+
+/// Batches a channel between two shards holds before the sender waits.
+const CHANNEL_BATCHES: usize = 256;
+/// Backlog of each listening socket.
+const LISTEN_BACKLOG: i32 = 4096;
+/// Memory glommio registers for fixed I/O buffers per shard. Kept small: locked memory is
+/// often limited (8 MiB here), and glommio falls back to unregistered buffers when it is
+/// not available.
+const IO_MEMORY: usize = 512 * 1024;
+/// How long a stopping shard waits for its connections to flush their goodbyes.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// A running node.
+pub struct Node {
+    handles: Vec<ExecutorJoinHandle<()>>,
+    shared: Arc<NodeShared>,
+    addrs: Vec<SocketAddr>,
+    shards: usize,
+}
+
+/// Checks that io_uring can be used, so a missing or forbidden io_uring is reported as
+/// such and not as a confusing executor failure.
+pub fn check_io_uring() -> Result<(), String> {
+    // io_uring_params is 120 bytes; zeroed means "defaults".
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup(2) with a valid pointer to a zeroed params struct of the
+    // kernel's size; the returned descriptor is closed right away.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd >= 0 {
+        // SAFETY: closing the descriptor io_uring_setup just returned.
+        unsafe { libc::close(fd as i32) };
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    let why = match err.raw_os_error() {
+        Some(libc::ENOSYS) => "this kernel has no io_uring (Linux 5.8 or later is needed)",
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "io_uring is not permitted here (a container seccomp profile or sysctl kernel.io_uring_disabled)"
+        }
+        _ => "io_uring_setup failed",
+    };
+    Err(format!("RingMQ needs io_uring: {why} ({err})"))
+}
+
+fn listener_socket(addr: SocketAddr) -> std::io::Result<Socket> {
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let sk = Socket::new(domain, Type::STREAM, None)?;
+    sk.set_reuse_address(true)?;
+    sk.set_reuse_port(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(LISTEN_BACKLOG)?;
+    Ok(sk)
+}
+
+fn default_shards() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+impl Node {
+    /// Binds the listeners and starts the shards.
+    pub fn start(cfg: EngineConfig) -> Result<Node, Error> {
+        let nshards = if cfg.shards == 0 { default_shards() } else { cfg.shards };
+        if nshards > 64 {
+            return Err(Error::Config(format!("shards = {nshards}: at most 64 are supported")));
+        }
+        if cfg.partitions == 0 || (cfg.partitions as usize) < nshards {
+            return Err(Error::Config(format!(
+                "partitions = {} must be at least the number of shards ({nshards})",
+                cfg.partitions
+            )));
+        }
+        check_io_uring().map_err(|message| Error::Executor { shard: 0, message })?;
+        // One socket per shard and address; port 0 is resolved by the first bind and the
+        // others join the same port.
+        let mut per_shard: Vec<Vec<OwnedFd>> = (0..nshards).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::new();
+        for want in &cfg.listen {
+            let first = listener_socket(*want).map_err(|source| Error::Bind { addr: *want, source })?;
+            let bound = first
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .ok_or_else(|| Error::Config(format!("{want}: not an IP address")))?;
+            addrs.push(bound);
+            // SAFETY: into_raw_fd hands over ownership of the socket's descriptor.
+            per_shard[0].push(unsafe { OwnedFd::from_raw_fd(first.into_raw_fd()) });
+            for fds in per_shard.iter_mut().skip(1) {
+                let sk = listener_socket(bound).map_err(|source| Error::Bind { addr: bound, source })?;
+                // SAFETY: as above.
+                fds.push(unsafe { OwnedFd::from_raw_fd(sk.into_raw_fd()) });
+            }
+        }
+        let shared = Arc::new(NodeShared::default());
+        shared.running.store(nshards, Ordering::Relaxed);
+        let cfg = Arc::new(cfg);
+        let ingress = MeshBuilder::<Vec<Ingress>, _>::full(nshards, CHANNEL_BATCHES);
+        let egress = MeshBuilder::<Vec<Egress>, _>::full(nshards, CHANNEL_BATCHES);
+        let cpus = default_shards();
+        let mut handles = Vec::with_capacity(nshards);
+        for (i, fds) in per_shard.into_iter().enumerate() {
+            let placement = if cfg.pin { Placement::Fixed(i % cpus) } else { Placement::Unbound };
+            let (cfg, shared, ingress, egress) = (cfg.clone(), shared.clone(), ingress.clone(), egress.clone());
+            let handle = LocalExecutorBuilder::new(placement)
+                .name(&format!("ringmq-shard-{i}"))
+                .io_memory(IO_MEMORY)
+                .spawn(move || shard_main(cfg, shared, fds, ingress, egress))
+                .map_err(|e| Error::Executor { shard: i, message: e.to_string() })?;
+            handles.push(handle);
+        }
+        Ok(Node { handles, shared, addrs, shards: nshards })
+    }
+
+    /// The bound listen addresses (port 0 resolved), in configuration order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Number of shards running.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// Open client connections on the node.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Asks every shard to stop: listeners close, 5.0 clients get DISCONNECT 0x8B.
+    pub fn stop(&self) {
+        self.shared.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// The flag that stops the node when set (for signal handlers).
+    pub fn stop_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.shared.shutdown.clone()
+    }
+
+    /// Waits for every shard to finish.
+    pub fn join(mut self) -> Result<(), Error> {
+        let mut result = Ok(());
+        for (i, h) in std::mem::take(&mut self.handles).into_iter().enumerate() {
+            if h.join().is_err() && result.is_ok() {
+                result = Err(Error::ShardPanicked(i));
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Node {
+    /// A node dropped without [`Node::join`] still stops its shards.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn shard_main(
+    cfg: Arc<EngineConfig>,
+    node: Arc<NodeShared>,
+    fds: Vec<OwnedFd>,
+    ingress: MeshBuilder<Vec<Ingress>, glommio::channels::channel_mesh::Full>,
+    egress: MeshBuilder<Vec<Egress>, glommio::channels::channel_mesh::Full>,
+) {
+    let Ok((itx, mut irx)) = ingress.join().await else { return };
+    let Ok((etx, mut erx)) = egress.join().await else { return };
+    let id = itx.peer_id();
+    debug_assert_eq!(id, etx.peer_id(), "both meshes order peers by executor id");
+    let shard = Rc::new(Shard::new(id, cfg, node.clone(), itx, etx));
+    let mut tasks = Vec::new();
+    for (from, rx) in irx.streams() {
+        let shard = shard.clone();
+        tasks.push(glommio::spawn_local(async move {
+            while let Some(batch) = rx.recv().await {
+                shard.on_ingress(from, batch).await;
+            }
+        }));
+    }
+    for (_, rx) in erx.streams() {
+        let shard = shard.clone();
+        tasks.push(glommio::spawn_local(async move {
+            while let Some(batch) = rx.recv().await {
+                shard.on_egress(batch);
+            }
+        }));
+    }
+    let accepts: Vec<_> = fds
+        .into_iter()
+        .map(|fd| {
+            // SAFETY: the descriptor is a bound, listening socket handed over with ownership.
+            let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
+            glommio::spawn_local(accept_loop(shard.clone(), listener))
+        })
+        .collect();
+    tracing::debug!(shard = id, "shard running");
+    while !node.stopping() {
+        glommio::timer::sleep(TICK).await;
+        let mut out = shard.outgoing();
+        shard.sweep(Instant::now(), &mut out);
+        out.flush(&shard).await;
+    }
+    // Stop accepting: dropping the accept tasks closes the listeners.
+    drop(accepts);
+    let conns: Vec<_> = shard
+        .st
+        .borrow()
+        .slots
+        .iter()
+        .flatten()
+        .filter_map(|s| s.conn.clone())
+        .collect();
+    let bye = Packet::Disconnect(Disconnect { reason: reason::SERVER_SHUTTING_DOWN, properties: Properties::default() });
+    for c in conns {
+        c.close_with(CloseCause::Shutdown, (c.protocol == Protocol::V5).then_some(&bye));
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while shard.conns.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    node.running.fetch_sub(1, Ordering::Relaxed);
+    // Keep serving the meshes until every shard is done, so no peer waits on us forever.
+    while node.running.load(Ordering::Relaxed) > 0 && Instant::now() < deadline + STOP_GRACE {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    drop(tasks);
+    tracing::debug!(shard = id, "shard stopped");
+}

@@ -1,0 +1,334 @@
+//! Sessions: what the broker remembers about a client id, online or not.
+//!
+//! A session lives on the shard of `hash(client_id)` and only that shard touches it. It
+//! holds the subscriptions, the outbound in-flight window (QoS 1/2 messages sent and not
+//! yet acknowledged), the queue of messages waiting for the window or for the client to
+//! come back, the inbound QoS 2 packet ids not yet released, and a pending will.
+//! Delivery encodes a PUBLISH once per (protocol, QoS, retain) per fan-out through
+//! [`EncodeCache`] and copies the shared bytes into each connection's outbox.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use proto::{Packet, Properties, Protocol, Publish, QoS};
+
+use crate::conn::Conn;
+use crate::msg::Message;
+
+/// Options of one subscription, as granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubOptions {
+    /// Granted maximum QoS.
+    pub qos: QoS,
+    /// Do not deliver the session's own publications.
+    pub no_local: bool,
+    /// Keep the retain flag of forwarded messages.
+    pub retain_as_published: bool,
+    /// 5.0 subscription identifier.
+    pub sub_id: Option<u32>,
+}
+
+/// A message waiting to be sent to a session.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The message.
+    pub msg: Arc<Message>,
+    /// QoS to send it with.
+    pub qos: QoS,
+    /// Retain flag to send.
+    pub retain: bool,
+    /// Subscription identifiers to attach.
+    pub sub_ids: Vec<u32>,
+}
+
+/// An outbound QoS 1/2 exchange not yet finished.
+#[derive(Debug)]
+pub enum Inflight {
+    /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Publish(Queued),
+    /// PUBREL sent, waiting for PUBCOMP.
+    Release,
+}
+
+/// A will message waiting for its delay to pass.
+#[derive(Debug)]
+pub struct PendingWill {
+    /// The message to publish.
+    pub msg: Arc<Message>,
+    /// When.
+    pub at: Instant,
+}
+
+/// A SUBSCRIBE whose SUBACK waits for the shards that own matching topics.
+#[derive(Debug)]
+pub struct PendingSubscribe {
+    /// Packet id of the SUBSCRIBE.
+    pub pkid: u16,
+    /// SUBACK codes, one per filter.
+    pub codes: Vec<u8>,
+    /// Granted options per filter (None for refused filters).
+    pub granted: Vec<Option<SubOptions>>,
+    /// Shards that have not answered yet.
+    pub remaining: usize,
+    /// Retained messages collected so far, with the index of the filter they matched.
+    pub retained: Vec<(u16, Arc<Message>)>,
+    /// The connection the SUBACK goes to.
+    pub conn_id: u64,
+}
+
+/// Per-session counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SessionStats {
+    /// Messages dropped because the queue was full.
+    pub dropped: u64,
+}
+
+/// A session.
+pub struct Session {
+    /// The client id.
+    pub client_id: Arc<str>,
+    /// Generation of this slot's occupant.
+    pub generation: u64,
+    /// Protocol of the last connection.
+    pub protocol: Protocol,
+    /// Session expiry interval in seconds (u32::MAX: never; 0: ends with the connection).
+    pub expiry: u32,
+    /// Subscriptions by filter.
+    pub subs: HashMap<String, SubOptions>,
+    /// The live connection, if any.
+    pub conn: Option<Rc<Conn>>,
+    /// Outbound in-flight window by packet id, in send order.
+    pub inflight: BTreeMap<u16, Inflight>,
+    /// Send order of the in-flight packet ids (for resend in order).
+    pub inflight_order: VecDeque<u16>,
+    /// Receive window of the client.
+    pub window: u16,
+    /// Messages waiting for the window or the client.
+    pub queue: VecDeque<Queued>,
+    /// Inbound QoS 2 packet ids received and not yet released.
+    pub incoming_qos2: HashSet<u16>,
+    /// A will waiting for its delay.
+    pub will: Option<PendingWill>,
+    /// When the session ends if the client stays away.
+    pub expires_at: Option<Instant>,
+    /// SUBSCRIBEs waiting for other shards, by request number.
+    pub pending_subs: HashMap<u32, PendingSubscribe>,
+    /// Next request number.
+    pub next_req: u32,
+    next_pkid: u16,
+    /// Counters.
+    pub stats: SessionStats,
+}
+
+impl Session {
+    /// A fresh session.
+    pub fn new(client_id: Arc<str>, generation: u64, protocol: Protocol) -> Self {
+        Session {
+            client_id,
+            generation,
+            protocol,
+            expiry: 0,
+            subs: HashMap::new(),
+            conn: None,
+            inflight: BTreeMap::new(),
+            inflight_order: VecDeque::new(),
+            window: 1,
+            queue: VecDeque::new(),
+            incoming_qos2: HashSet::new(),
+            will: None,
+            expires_at: None,
+            pending_subs: HashMap::new(),
+            next_req: 0,
+            next_pkid: 0,
+            stats: SessionStats::default(),
+        }
+    }
+
+    fn alloc_pkid(&mut self) -> Option<u16> {
+        for _ in 0..=u16::MAX {
+            self.next_pkid = self.next_pkid.wrapping_add(1);
+            if self.next_pkid == 0 {
+                self.next_pkid = 1;
+            }
+            if !self.inflight.contains_key(&self.next_pkid) {
+                return Some(self.next_pkid);
+            }
+        }
+        None
+    }
+
+    /// Hands a message to the session: written to the connection when online (QoS 0 at
+    /// once, QoS 1/2 while the in-flight window has room), otherwise queued (QoS 1/2 only,
+    /// bounded by `max_queued`, the oldest dropped and counted).
+    pub fn deliver(&mut self, q: Queued, cache: &mut EncodeCache, max_queued: usize) {
+        match (&self.conn, q.qos) {
+            (Some(conn), QoS::AtMostOnce) => {
+                let conn = conn.clone();
+                write_publish(&conn, &q, 0, false, cache);
+            }
+            (None, QoS::AtMostOnce) => {}
+            (Some(_), _) if self.queue.is_empty() && self.inflight.len() < usize::from(self.window) => {
+                self.send_inflight(q, cache);
+            }
+            _ => self.enqueue(q, max_queued),
+        }
+    }
+
+    fn enqueue(&mut self, q: Queued, max_queued: usize) {
+        if max_queued == 0 {
+            self.stats.dropped += 1;
+            return;
+        }
+        if self.queue.len() >= max_queued {
+            self.queue.pop_front();
+            self.stats.dropped += 1;
+        }
+        self.queue.push_back(q);
+    }
+
+    fn send_inflight(&mut self, q: Queued, cache: &mut EncodeCache) {
+        let Some(pkid) = self.alloc_pkid() else {
+            self.queue.push_front(q);
+            return;
+        };
+        if let Some(conn) = &self.conn {
+            let conn = conn.clone();
+            write_publish(&conn, &q, pkid, false, cache);
+        }
+        self.inflight.insert(pkid, Inflight::Publish(q));
+        self.inflight_order.push_back(pkid);
+    }
+
+    /// Moves queued messages into the window while it has room and the client is online.
+    pub fn pump(&mut self) {
+        let mut cache = EncodeCache::default();
+        while self.conn.is_some() && self.inflight.len() < usize::from(self.window) {
+            let Some(q) = self.queue.pop_front() else { break };
+            if q.qos == QoS::AtMostOnce {
+                if let Some(conn) = &self.conn {
+                    let conn = conn.clone();
+                    cache.reset();
+                    write_publish(&conn, &q, 0, false, &mut cache);
+                }
+                continue;
+            }
+            cache.reset();
+            self.send_inflight(q, &mut cache);
+        }
+    }
+
+    /// Resends the in-flight window after a reconnect: PUBLISH with DUP, or PUBREL.
+    pub fn resend_inflight(&mut self) {
+        let Some(conn) = self.conn.clone() else { return };
+        let mut cache = EncodeCache::default();
+        for pkid in &self.inflight_order {
+            match self.inflight.get(pkid) {
+                Some(Inflight::Publish(q)) => {
+                    cache.reset();
+                    write_publish(&conn, q, *pkid, true, &mut cache);
+                }
+                Some(Inflight::Release) => {
+                    conn.send(&Packet::PubRel(proto::Ack { pkid: *pkid, reason: 0, properties: Properties::default() }));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// A PUBACK (QoS 1) or PUBCOMP (QoS 2) from the client ends an exchange.
+    /// Returns false when no such exchange was in flight.
+    pub fn finish(&mut self, pkid: u16, expect_release: bool) -> bool {
+        let ok = matches!(
+            (self.inflight.get(&pkid), expect_release),
+            (Some(Inflight::Release), true) | (Some(Inflight::Publish(Queued { qos: QoS::AtLeastOnce, .. })), false)
+        );
+        if ok {
+            self.inflight.remove(&pkid);
+            self.inflight_order.retain(|p| *p != pkid);
+            self.pump();
+        }
+        ok
+    }
+
+    /// A PUBREC from the client: the message moves to the release phase.
+    /// Returns false when no QoS 2 PUBLISH was in flight with that id.
+    pub fn received(&mut self, pkid: u16, failed: bool) -> bool {
+        match self.inflight.get(&pkid) {
+            Some(Inflight::Publish(Queued { qos: QoS::ExactlyOnce, .. })) => {
+                if failed {
+                    self.inflight.remove(&pkid);
+                    self.inflight_order.retain(|p| *p != pkid);
+                    self.pump();
+                } else {
+                    self.inflight.insert(pkid, Inflight::Release);
+                }
+                true
+            }
+            Some(Inflight::Release) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Writes one PUBLISH to a connection, from the shared encoding where possible.
+fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache: &mut EncodeCache) {
+    let limit = conn.max_packet_size;
+    if !q.sub_ids.is_empty() && conn.protocol == Protocol::V5 {
+        let mut out = BytesMut::new();
+        let p = publish_packet(&q.msg, q.qos, q.retain, pkid, dup, Protocol::V5, &q.sub_ids);
+        if Packet::Publish(p).write(Protocol::V5, &mut out).is_ok() && out.len() <= limit {
+            conn.push_bytes(&out);
+        }
+        return;
+    }
+    let (bytes, at) = cache.get(&q.msg, conn.protocol, q.qos, q.retain);
+    if !bytes.is_empty() && bytes.len() <= limit {
+        conn.push_publish(bytes, at, pkid, dup);
+    }
+}
+
+/// Builds the PUBLISH sent to a subscriber.
+pub fn publish_packet(msg: &Message, qos: QoS, retain: bool, pkid: u16, dup: bool, protocol: Protocol, sub_ids: &[u32]) -> Publish {
+    let mut properties = if protocol == Protocol::V5 { msg.properties.clone() } else { Properties::default() };
+    properties.subscription_identifiers = sub_ids.to_vec();
+    Publish {
+        dup,
+        qos,
+        retain,
+        topic: msg.topic.clone(),
+        pkid: if qos == QoS::AtMostOnce { 0 } else { pkid.max(1) },
+        properties,
+        payload: msg.payload.clone(),
+    }
+}
+
+/// Encodings of one message, made at most once per (protocol, QoS, retain) during a fan-out.
+#[derive(Default)]
+pub struct EncodeCache {
+    slots: [Option<(Bytes, Option<usize>)>; 12],
+}
+
+impl EncodeCache {
+    /// Forgets the encodings (before a different message).
+    pub fn reset(&mut self) {
+        self.slots = Default::default();
+    }
+
+    /// The encoding of `msg` for this (protocol, QoS, retain), and where its packet id sits.
+    pub fn get(&mut self, msg: &Message, protocol: Protocol, qos: QoS, retain: bool) -> (&[u8], Option<usize>) {
+        let idx = (protocol == Protocol::V5) as usize * 6 + qos as usize * 2 + retain as usize;
+        let slot = self.slots[idx].get_or_insert_with(|| {
+            let p = publish_packet(msg, qos, retain, 1, false, protocol, &[]);
+            let at = p.pkid_offset(protocol);
+            let mut out = BytesMut::new();
+            match Packet::Publish(p).write(protocol, &mut out) {
+                Ok(_) => (out.freeze(), at),
+                Err(_) => (Bytes::new(), None),
+            }
+        });
+        (&slot.0, slot.1)
+    }
+}

@@ -1,0 +1,450 @@
+//! A shard: one pinned executor's state and its routing.
+//!
+//! The shard owns its sessions, its local subscription trie, its copy of the interest
+//! table (filter -> shards with subscribers), and the retained messages of the topics in
+//! its partitions. Everything here runs on the shard's own thread; other shards reach it
+//! only through the ingress/egress meshes (see [`crate::msg`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::channels::channel_mesh::Senders;
+use proto::{Packet, Protocol, QoS, SubAck};
+
+use crate::batch::Outgoing;
+use crate::config::EngineConfig;
+use crate::msg::{Egress, Ingress, InterestItem, Message, SessionRef};
+use crate::partition::PartitionTable;
+use crate::session::{EncodeCache, Queued, Session, SubOptions};
+use crate::trie::TopicTrie;
+
+/// State shared by all shards of a node: touched per connection or per tick, never per
+/// message.
+#[derive(Debug, Default)]
+pub struct NodeShared {
+    /// Set when the node should stop (shared with signal handlers).
+    pub shutdown: Arc<AtomicBool>,
+    /// Open client connections on the whole node.
+    pub connections: AtomicUsize,
+    /// Shards still running.
+    pub running: AtomicUsize,
+}
+
+/// One local subscription in the trie.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalSub {
+    /// Session slot.
+    pub slot: u32,
+    /// Its options.
+    pub opts: SubOptions,
+}
+
+/// Counters of one shard.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShardStats {
+    /// Messages accepted at this shard as topic owner.
+    pub published: u64,
+    /// Messages handed to local sessions.
+    pub delivered: u64,
+    /// Connections closed for protocol errors.
+    pub protocol_errors: u64,
+    /// Subscribers disconnected for not reading.
+    pub slow_consumers: u64,
+}
+
+/// The mutable state of a shard.
+#[derive(Default)]
+pub struct State {
+    /// Client id -> session slot.
+    pub sessions: HashMap<Arc<str>, u32>,
+    /// Session slots.
+    pub slots: Vec<Option<Session>>,
+    free: Vec<u32>,
+    next_generation: u64,
+    /// Local subscriptions.
+    pub local: TopicTrie<Vec<LocalSub>>,
+    /// Interest: filter -> bitmask of shards with subscribers.
+    pub interest: TopicTrie<u64>,
+    /// Retained messages of the topics this shard owns.
+    pub retained: HashMap<Bytes, Arc<Message>>,
+    scratch: Vec<LocalSub>,
+    /// Counters.
+    pub stats: ShardStats,
+}
+
+impl State {
+    /// The session in `slot` if it is still generation `generation`.
+    pub fn session(&mut self, slot: u32, generation: u64) -> Option<&mut Session> {
+        self.slots
+            .get_mut(slot as usize)?
+            .as_mut()
+            .filter(|s| s.generation == generation)
+    }
+
+    /// Creates a session for `client_id`.
+    pub fn insert_session(&mut self, client_id: Arc<str>, protocol: Protocol) -> u32 {
+        self.next_generation += 1;
+        let s = Session::new(client_id.clone(), self.next_generation, protocol);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(s);
+                slot
+            }
+            None => {
+                self.slots.push(Some(s));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.sessions.insert(client_id, slot);
+        slot
+    }
+}
+
+/// A shard.
+pub struct Shard {
+    /// This shard's index.
+    pub id: usize,
+    /// Number of shards.
+    pub nshards: usize,
+    /// The partition table (a copy per shard).
+    pub table: PartitionTable,
+    /// Configuration.
+    pub cfg: Arc<EngineConfig>,
+    /// Node-wide flags and counts.
+    pub node: Arc<NodeShared>,
+    /// Senders of the ingress mesh.
+    pub ingress_tx: Senders<Vec<Ingress>>,
+    /// Senders of the egress mesh.
+    pub egress_tx: Senders<Vec<Egress>>,
+    /// Mutable state; never borrowed across an await.
+    pub st: RefCell<State>,
+    /// Live connections on this shard.
+    pub conns: Cell<usize>,
+    next_conn_id: Cell<u64>,
+}
+
+impl Shard {
+    /// A shard with empty state.
+    pub fn new(
+        id: usize,
+        cfg: Arc<EngineConfig>,
+        node: Arc<NodeShared>,
+        ingress_tx: Senders<Vec<Ingress>>,
+        egress_tx: Senders<Vec<Egress>>,
+    ) -> Self {
+        let nshards = ingress_tx.nr_consumers();
+        Shard {
+            id,
+            nshards,
+            table: PartitionTable::new(cfg.partitions, nshards),
+            cfg,
+            node,
+            ingress_tx,
+            egress_tx,
+            st: RefCell::new(State::default()),
+            conns: Cell::new(0),
+            next_conn_id: Cell::new(0),
+        }
+    }
+
+    /// A new connection id, unique on this shard.
+    pub fn conn_id(&self) -> u64 {
+        let id = self.next_conn_id.get() + 1;
+        self.next_conn_id.set(id);
+        id
+    }
+
+    /// An outgoing batch sized for this node.
+    pub fn outgoing(&self) -> Outgoing {
+        Outgoing::new(self.nshards)
+    }
+
+    /// The shard that owns `topic`.
+    pub fn owner(&self, topic: &[u8]) -> usize {
+        self.table.shard_of(topic)
+    }
+
+    /// Shards that may own topics matching `filter`: its owner for a plain filter,
+    /// every shard for a wildcard one.
+    pub fn targets(&self, filter: &str) -> Vec<usize> {
+        if filter.contains(['+', '#']) {
+            (0..self.nshards).collect()
+        } else {
+            vec![self.owner(filter.as_bytes())]
+        }
+    }
+
+    /// Routes a message to its topic's owner: in place when that is this shard.
+    pub fn route(&self, msg: Arc<Message>, out: &mut Outgoing) {
+        let owner = self.owner(&msg.topic);
+        if owner == self.id {
+            self.accept_at_owner(msg, out);
+        } else {
+            out.ingress(owner, Ingress::Publish(msg));
+        }
+    }
+
+    /// The owner's part of a PUBLISH: retained store, then one copy to each shard with
+    /// interest.
+    pub fn accept_at_owner(&self, msg: Arc<Message>, out: &mut Outgoing) {
+        let mask = {
+            let mut st = self.st.borrow_mut();
+            st.stats.published += 1;
+            if msg.retain {
+                if msg.payload.is_empty() {
+                    st.retained.remove(&msg.topic);
+                } else {
+                    st.retained.insert(msg.topic.clone(), msg.clone());
+                }
+            }
+            let mut mask = 0u64;
+            st.interest.matches(&msg.topic, |m| mask |= *m);
+            mask
+        };
+        for d in 0..self.nshards {
+            if mask & (1 << d) == 0 {
+                continue;
+            }
+            if d == self.id {
+                self.deliver_local(&msg);
+            } else {
+                out.egress(d, Egress::Deliver(msg.clone()));
+            }
+        }
+    }
+
+    /// Hands a message to every local session with a matching subscription: once per
+    /// session, with the highest granted QoS and every matching subscription id.
+    pub fn deliver_local(&self, msg: &Arc<Message>) {
+        let st = &mut *self.st.borrow_mut();
+        let mut subs = std::mem::take(&mut st.scratch);
+        subs.clear();
+        st.local.matches(&msg.topic, |v| subs.extend_from_slice(v));
+        subs.sort_by_key(|s| s.slot);
+        let max_queued = self.cfg.limits.max_queued_messages;
+        let mut cache = EncodeCache::default();
+        let mut i = 0;
+        while i < subs.len() {
+            let slot = subs[i].slot;
+            let mut qos: Option<QoS> = None;
+            let mut rap = false;
+            let mut sub_ids = Vec::new();
+            while i < subs.len() && subs[i].slot == slot {
+                let o = subs[i].opts;
+                i += 1;
+                if o.no_local {
+                    let own = st.slots[slot as usize]
+                        .as_ref()
+                        .is_some_and(|s| *s.client_id == *msg.publisher);
+                    if own {
+                        continue;
+                    }
+                }
+                qos = Some(qos.map_or(o.qos, |q| q.max(o.qos)));
+                rap |= o.retain_as_published;
+                sub_ids.extend(o.sub_id);
+            }
+            let (Some(granted), Some(Some(session))) = (qos, st.slots.get_mut(slot as usize)) else {
+                continue;
+            };
+            st.stats.delivered += 1;
+            let q = Queued {
+                msg: msg.clone(),
+                qos: msg.qos.min(granted),
+                retain: rap && msg.retain,
+                sub_ids,
+            };
+            session.deliver(q, &mut cache, max_queued);
+        }
+        st.scratch = subs;
+    }
+
+    /// The owner's part of a SUBSCRIBE: record the origin's interest and collect retained
+    /// messages matching the filters.
+    pub fn serve_subscribe(&self, origin: usize, items: &[InterestItem]) -> Vec<(u16, Arc<Message>)> {
+        let st = &mut *self.st.borrow_mut();
+        let mut retained = Vec::new();
+        for item in items {
+            if item.add_interest {
+                *st.interest.entry(&item.filter, || 0) |= 1 << origin;
+            }
+            if item.want_retained {
+                if item.filter.contains(['+', '#']) {
+                    for (topic, msg) in &st.retained {
+                        if std::str::from_utf8(topic).is_ok_and(|t| proto::topic::matches(&item.filter, t)) {
+                            retained.push((item.index, msg.clone()));
+                        }
+                    }
+                } else if let Some(msg) = st.retained.get(item.filter.as_bytes()) {
+                    retained.push((item.index, msg.clone()));
+                }
+            }
+        }
+        retained
+    }
+
+    /// The origin shard no longer has subscribers for `filter`.
+    pub fn remove_interest(&self, origin: usize, filter: &str) {
+        let mut st = self.st.borrow_mut();
+        st.interest.update(filter, |m| {
+            *m &= !(1u64 << origin);
+            *m == 0
+        });
+    }
+
+    /// An owner answered a subscription request; the SUBACK goes out with the last answer.
+    pub fn subscribe_answered(&self, to: SessionRef, req: u32, retained: Vec<(u16, Arc<Message>)>) {
+        let st = &mut *self.st.borrow_mut();
+        let max_queued = self.cfg.limits.max_queued_messages;
+        let Some(session) = st.session(to.slot, to.generation) else { return };
+        let Some(pending) = session.pending_subs.get_mut(&req) else { return };
+        pending.retained.extend(retained);
+        pending.remaining = pending.remaining.saturating_sub(1);
+        if pending.remaining > 0 {
+            return;
+        }
+        let Some(pending) = session.pending_subs.remove(&req) else { return };
+        if let Some(conn) = session.conn.as_ref().filter(|c| c.id == pending.conn_id) {
+            conn.send(&Packet::SubAck(SubAck {
+                pkid: pending.pkid,
+                codes: pending.codes,
+                properties: Default::default(),
+            }));
+        }
+        let mut cache = EncodeCache::default();
+        for (index, msg) in pending.retained {
+            let Some(Some(opts)) = pending.granted.get(usize::from(index)) else { continue };
+            cache.reset();
+            let q = Queued {
+                qos: msg.qos.min(opts.qos),
+                retain: true,
+                sub_ids: opts.sub_id.into_iter().collect(),
+                msg,
+            };
+            session.deliver(q, &mut cache, max_queued);
+        }
+    }
+
+    /// Adds a local subscription. Returns true when it is the shard's first for `filter`.
+    pub fn add_local(&self, st: &mut State, slot: u32, filter: &str, opts: SubOptions) -> bool {
+        let subs = st.local.entry(filter, Vec::new);
+        let first = subs.is_empty();
+        match subs.iter_mut().find(|s| s.slot == slot) {
+            Some(s) => s.opts = opts,
+            None => subs.push(LocalSub { slot, opts }),
+        }
+        first
+    }
+
+    /// Removes a local subscription; when it was the shard's last for `filter`, withdraws
+    /// the shard's interest from the owners.
+    pub fn remove_local(&self, st: &mut State, slot: u32, filter: &str, out: &mut Outgoing) {
+        let last = st.local.update(filter, |subs| {
+            subs.retain(|s| s.slot != slot);
+            subs.is_empty()
+        });
+        if last != Some(true) {
+            return;
+        }
+        for t in self.targets(filter) {
+            if t == self.id {
+                st.interest.update(filter, |m| {
+                    *m &= !(1u64 << self.id);
+                    *m == 0
+                });
+            } else {
+                out.ingress(t, Ingress::Unsubscribe { origin: self.id as u16, filter: filter.to_owned() });
+            }
+        }
+    }
+
+    /// Ends a session: its subscriptions go, its slot is freed.
+    pub fn end_session(&self, st: &mut State, slot: u32, out: &mut Outgoing) -> Option<Session> {
+        let session = st.slots.get_mut(slot as usize)?.take()?;
+        for filter in session.subs.keys() {
+            self.remove_local(st, slot, filter, out);
+        }
+        if st.sessions.get(&session.client_id) == Some(&slot) {
+            st.sessions.remove(&session.client_id);
+        }
+        st.free.push(slot);
+        Some(session)
+    }
+
+    /// Handles one batch from the ingress mesh.
+    pub async fn on_ingress(self: &Rc<Self>, from: usize, batch: Vec<Ingress>) {
+        let mut out = self.outgoing();
+        for m in batch {
+            match m {
+                Ingress::Publish(msg) => self.accept_at_owner(msg, &mut out),
+                Ingress::Subscribe { from: who, req, items } => {
+                    let retained = self.serve_subscribe(from, &items);
+                    out.egress(usize::from(who.shard), Egress::SubscribeDone { to: who, req, retained });
+                }
+                Ingress::Unsubscribe { origin, filter } => self.remove_interest(usize::from(origin), &filter),
+                Ingress::Handoff(h) => {
+                    glommio::spawn_local(crate::client::run_handed_off(self.clone(), h)).detach();
+                }
+            }
+            if out.is_full() {
+                out.flush(self).await;
+            }
+        }
+        out.flush(self).await;
+    }
+
+    /// Handles one batch from the egress mesh. Never sends to another shard.
+    pub fn on_egress(&self, batch: Vec<Egress>) {
+        for m in batch {
+            match m {
+                Egress::Deliver(msg) => self.deliver_local(&msg),
+                Egress::SubscribeDone { to, req, retained } => self.subscribe_answered(to, req, retained),
+            }
+        }
+    }
+
+    /// Periodic work: expired sessions end, delayed wills are published.
+    pub fn sweep(&self, now: Instant, out: &mut Outgoing) {
+        let mut wills = Vec::new();
+        {
+            let st = &mut *self.st.borrow_mut();
+            let mut ended = Vec::new();
+            for (slot, s) in st.slots.iter_mut().enumerate() {
+                let Some(s) = s else { continue };
+                if s.conn.is_some() {
+                    continue;
+                }
+                if s.will.as_ref().is_some_and(|w| w.at <= now) {
+                    wills.extend(s.will.take().map(|w| w.msg));
+                }
+                if s.expires_at.is_some_and(|t| t <= now) {
+                    ended.push(slot as u32);
+                }
+            }
+            for slot in ended {
+                if let Some(s) = self.end_session(st, slot, out) {
+                    tracing::info!(client_id = %s.client_id, "session expired");
+                    wills.extend(s.will.map(|w| w.msg));
+                }
+            }
+        }
+        for w in wills {
+            self.route(w, out);
+        }
+    }
+}
+
+/// How often a shard sweeps expired sessions and checks for shutdown.
+pub const TICK: Duration = Duration::from_millis(100);
+
+impl NodeShared {
+    /// True once shutdown was asked for.
+    pub fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+}

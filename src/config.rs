@@ -1,0 +1,332 @@
+//! The broker's configuration: command-line flags, the TOML file, and the checks that turn
+//! them into an [`EngineConfig`].
+//!
+//! Precedence: built-in defaults, then the file (`--config`), then flags. A bad key or value
+//! is a [`ConfigError`] naming the key and the file; `main` exits with status 2 on it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use shards::{EngineConfig, Limits};
+
+/// A thread-per-core MQTT 3.1.1 and 5.0 broker on io_uring.
+///
+/// With no arguments it listens on 127.0.0.1:1883 with memory storage and anonymous
+/// access, one shard per CPU.
+#[derive(Debug, Parser)]
+#[command(name = "ringmq", version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on for MQTT over TCP (repeatable). Default 127.0.0.1:1883;
+    /// a wider address such as 0.0.0.0:1883 must be asked for explicitly.
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// TOML configuration file (see ringmq.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Number of shards (pinned executors); default: the CPUs this process may use.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// Number of partitions topics and sessions hash into (default 64).
+    #[arg(long, value_name = "P")]
+    pub partitions: Option<u32>,
+    /// Do not pin shards to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Log level: error, warn, info, debug or trace (default info, or RUST_LOG).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Most client connections at once.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Largest packet accepted, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_packet_size: Option<usize>,
+}
+
+/// The TOML file, every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listen addresses.
+    pub listen: Option<Vec<String>>,
+    /// Shards.
+    pub shards: Option<usize>,
+    /// Partitions.
+    pub partitions: Option<u32>,
+    /// Pin shards to CPUs.
+    pub pin: Option<bool>,
+    /// Log level.
+    pub log_level: Option<String>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: FileLimits,
+}
+
+/// `[limits]` of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    /// See [`Limits::max_connections`].
+    pub max_connections: Option<usize>,
+    /// See [`Limits::max_packet_size`].
+    pub max_packet_size: Option<usize>,
+    /// See [`Limits::max_inflight`].
+    pub max_inflight: Option<u32>,
+    /// See [`Limits::max_queued_messages`].
+    pub max_queued_messages: Option<usize>,
+    /// See [`Limits::max_topic_length`].
+    pub max_topic_length: Option<usize>,
+    /// See [`Limits::max_topic_levels`].
+    pub max_topic_levels: Option<usize>,
+    /// See [`Limits::max_outbound_buffer`].
+    pub max_outbound_buffer: Option<usize>,
+    /// See [`Limits::topic_alias_maximum`].
+    pub topic_alias_maximum: Option<u32>,
+    /// See [`Limits::connect_timeout`], in milliseconds.
+    pub connect_timeout_ms: Option<u64>,
+    /// See [`Limits::max_session_expiry`], in seconds.
+    pub max_session_expiry: Option<u32>,
+}
+
+/// A configuration error, naming the key and where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a value of the wrong type.
+    #[error("config file {file}: {message}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{origin}: {key}: {message}")]
+    Value {
+        /// The file, or "command line".
+        origin: String,
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Everything the binary needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The engine configuration.
+    pub engine: EngineConfig,
+    /// Log level.
+    pub log_level: String,
+}
+
+fn bad(origin: &str, key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Value { origin: origin.to_owned(), key, message: message.into() }
+}
+
+/// Parses a TOML document (the file's text) into a [`FileConfig`].
+pub fn parse_file(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string().trim_end().to_owned() })
+}
+
+fn apply_limits(l: &mut Limits, f: &FileLimits, origin: &str) -> Result<(), ConfigError> {
+    if let Some(v) = f.max_connections {
+        if v == 0 {
+            return Err(bad(origin, "limits.max_connections", "must be at least 1"));
+        }
+        l.max_connections = v;
+    }
+    if let Some(v) = f.max_packet_size {
+        if !(64..=268_435_460).contains(&v) {
+            return Err(bad(origin, "limits.max_packet_size", "must be between 64 and 268435460 bytes"));
+        }
+        l.max_packet_size = v;
+    }
+    if let Some(v) = f.max_inflight {
+        if !(1..=65535).contains(&v) {
+            return Err(bad(origin, "limits.max_inflight", "must be between 1 and 65535"));
+        }
+        l.max_inflight = v as u16;
+    }
+    if let Some(v) = f.max_queued_messages {
+        l.max_queued_messages = v;
+    }
+    if let Some(v) = f.max_topic_length {
+        if !(1..=65535).contains(&v) {
+            return Err(bad(origin, "limits.max_topic_length", "must be between 1 and 65535"));
+        }
+        l.max_topic_length = v;
+    }
+    if let Some(v) = f.max_topic_levels {
+        if v == 0 {
+            return Err(bad(origin, "limits.max_topic_levels", "must be at least 1"));
+        }
+        l.max_topic_levels = v;
+    }
+    if let Some(v) = f.max_outbound_buffer {
+        if v < 1024 {
+            return Err(bad(origin, "limits.max_outbound_buffer", "must be at least 1024 bytes"));
+        }
+        l.max_outbound_buffer = v;
+    }
+    if let Some(v) = f.topic_alias_maximum {
+        if v > 65535 {
+            return Err(bad(origin, "limits.topic_alias_maximum", "must be at most 65535"));
+        }
+        l.topic_alias_maximum = v as u16;
+    }
+    if let Some(v) = f.connect_timeout_ms {
+        if v == 0 {
+            return Err(bad(origin, "limits.connect_timeout_ms", "must be at least 1"));
+        }
+        l.connect_timeout = Duration::from_millis(v);
+    }
+    if let Some(v) = f.max_session_expiry {
+        l.max_session_expiry = v;
+    }
+    Ok(())
+}
+
+/// Merges defaults, the file and the flags.
+pub fn resolve(cli: &Cli) -> Result<Settings, ConfigError> {
+    let (file, origin) = match &cli.config {
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: name.clone(), source })?;
+            (parse_file(&text, &name)?, name)
+        }
+        None => (FileConfig::default(), "defaults".to_owned()),
+    };
+    settings_from(&file, &origin, cli)
+}
+
+/// Builds settings from a parsed file (named `origin` in errors) and the flags.
+pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Settings, ConfigError> {
+    let mut engine = EngineConfig::default();
+    if let Some(list) = &file.listen {
+        let mut addrs = Vec::new();
+        for a in list {
+            addrs.push(a.parse().map_err(|_| bad(origin, "listen", format!("{a:?} is not an ADDR:PORT socket address")))?);
+        }
+        if addrs.is_empty() {
+            return Err(bad(origin, "listen", "needs at least one address"));
+        }
+        engine.listen = addrs;
+    }
+    if let Some(v) = file.shards {
+        if v > 64 {
+            return Err(bad(origin, "shards", "must be at most 64 (0 means one per CPU)"));
+        }
+        engine.shards = v;
+    }
+    if let Some(v) = file.partitions {
+        if !(1..=65536).contains(&v) {
+            return Err(bad(origin, "partitions", "must be between 1 and 65536"));
+        }
+        engine.partitions = v;
+    }
+    if let Some(v) = file.pin {
+        engine.pin = v;
+    }
+    apply_limits(&mut engine.limits, &file.limits, origin)?;
+    let mut log_level = file.log_level.clone().unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+
+    let flags = "command line";
+    if !cli.listen.is_empty() {
+        engine.listen = cli.listen.clone();
+    }
+    if let Some(v) = cli.shards {
+        if v > 64 {
+            return Err(bad(flags, "--shards", "must be at most 64 (0 means one per CPU)"));
+        }
+        engine.shards = v;
+    }
+    if let Some(v) = cli.partitions {
+        if !(1..=65536).contains(&v) {
+            return Err(bad(flags, "--partitions", "must be between 1 and 65536"));
+        }
+        engine.partitions = v;
+    }
+    if cli.no_pin {
+        engine.pin = false;
+    }
+    if let Some(v) = &cli.log_level {
+        log_level = v.clone();
+    }
+    let from_flags = FileLimits { max_connections: cli.max_connections, max_packet_size: cli.max_packet_size, ..FileLimits::default() };
+    apply_limits(&mut engine.limits, &from_flags, flags)?;
+    if parse_level(&log_level).is_none() {
+        return Err(bad(origin, "log_level", format!("{log_level:?} is not one of error, warn, info, debug, trace")));
+    }
+    let shards = if engine.shards == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { engine.shards };
+    if (engine.partitions as usize) < shards {
+        return Err(bad(origin, "partitions", format!("{} is fewer than the {shards} shards", engine.partitions)));
+    }
+    Ok(Settings { engine, log_level })
+}
+
+/// The tracing level named by `s`.
+pub fn parse_level(s: &str) -> Option<tracing::Level> {
+    s.trim().parse().ok()
+}
+
+/// Reads and checks a config file; used by `--check-config` style callers and tests.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let cli = Cli { listen: vec![], config: Some(path.to_owned()), shards: None, partitions: None, no_pin: false, log_level: None, max_connections: None, max_packet_size: None };
+    resolve(&cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli() -> Cli {
+        Cli::parse_from(["ringmq"])
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_1883() {
+        let s = settings_from(&FileConfig::default(), "defaults", &cli()).expect("defaults are valid");
+        assert_eq!(s.engine.listen, vec!["127.0.0.1:1883".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(s.engine.partitions, 64);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let e = parse_file("max_conections = 5\n", "ringmq.toml").unwrap_err().to_string();
+        assert!(e.contains("ringmq.toml") && e.contains("max_conections"), "{e}");
+        let e = parse_file("[limits]\nmax_inflight = \"many\"\n", "b.toml").unwrap_err().to_string();
+        assert!(e.contains("b.toml") && e.contains("max_inflight"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_file() {
+        let f = parse_file("[limits]\nmax_inflight = 0\n", "c.toml").unwrap();
+        let e = settings_from(&f, "c.toml", &cli()).unwrap_err().to_string();
+        assert_eq!(e, "c.toml: limits.max_inflight: must be between 1 and 65535");
+        let f = parse_file("listen = [\"nowhere\"]\n", "d.toml").unwrap();
+        let e = settings_from(&f, "d.toml", &cli()).unwrap_err().to_string();
+        assert!(e.starts_with("d.toml: listen:"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let f = parse_file("listen = [\"127.0.0.1:2000\"]\nshards = 1\n[limits]\nmax_connections = 10\n", "e.toml").unwrap();
+        let c = Cli::parse_from(["ringmq", "--listen", "127.0.0.1:3000", "--max-connections", "20"]);
+        let s = settings_from(&f, "e.toml", &c).unwrap();
+        assert_eq!(s.engine.listen, vec!["127.0.0.1:3000".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(s.engine.limits.max_connections, 20);
+        assert_eq!(s.engine.shards, 1);
+    }
+}
