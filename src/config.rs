@@ -137,7 +137,8 @@ fn bad(origin: &str, key: &'static str, message: impl Into<String>) -> ConfigErr
 
 /// Parses a TOML document (the file's text) into a [`FileConfig`].
 pub fn parse_file(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string().trim_end().to_owned() })
+    toml::from_str(text)
+        .map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string().trim_end().to_owned() })
 }
 
 fn apply_limits(l: &mut Limits, f: &FileLimits, origin: &str) -> Result<(), ConfigError> {
@@ -203,7 +204,8 @@ pub fn resolve(cli: &Cli) -> Result<Settings, ConfigError> {
     let (file, origin) = match &cli.config {
         Some(path) => {
             let name = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: name.clone(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: name.clone(), source })?;
             (parse_file(&text, &name)?, name)
         }
         None => (FileConfig::default(), "defaults".to_owned()),
@@ -217,7 +219,9 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
     if let Some(list) = &file.listen {
         let mut addrs = Vec::new();
         for a in list {
-            addrs.push(a.parse().map_err(|_| bad(origin, "listen", format!("{a:?} is not an ADDR:PORT socket address")))?);
+            addrs.push(
+                a.parse().map_err(|_| bad(origin, "listen", format!("{a:?} is not an ADDR:PORT socket address")))?,
+            );
         }
         if addrs.is_empty() {
             return Err(bad(origin, "listen", "needs at least one address"));
@@ -240,7 +244,8 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
         engine.pin = v;
     }
     apply_limits(&mut engine.limits, &file.limits, origin)?;
-    let mut log_level = file.log_level.clone().unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+    let mut log_level =
+        file.log_level.clone().unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
 
     let flags = "command line";
     if !cli.listen.is_empty() {
@@ -264,12 +269,20 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
     if let Some(v) = &cli.log_level {
         log_level = v.clone();
     }
-    let from_flags = FileLimits { max_connections: cli.max_connections, max_packet_size: cli.max_packet_size, ..FileLimits::default() };
+    let from_flags = FileLimits {
+        max_connections: cli.max_connections,
+        max_packet_size: cli.max_packet_size,
+        ..FileLimits::default()
+    };
     apply_limits(&mut engine.limits, &from_flags, flags)?;
     if parse_level(&log_level).is_none() {
         return Err(bad(origin, "log_level", format!("{log_level:?} is not one of error, warn, info, debug, trace")));
     }
-    let shards = if engine.shards == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { engine.shards };
+    let shards = if engine.shards == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        engine.shards
+    };
     if (engine.partitions as usize) < shards {
         return Err(bad(origin, "partitions", format!("{} is fewer than the {shards} shards", engine.partitions)));
     }
@@ -283,7 +296,16 @@ pub fn parse_level(s: &str) -> Option<tracing::Level> {
 
 /// Reads and checks a config file; used by `--check-config` style callers and tests.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-    let cli = Cli { listen: vec![], config: Some(path.to_owned()), shards: None, partitions: None, no_pin: false, log_level: None, max_connections: None, max_packet_size: None };
+    let cli = Cli {
+        listen: vec![],
+        config: Some(path.to_owned()),
+        shards: None,
+        partitions: None,
+        no_pin: false,
+        log_level: None,
+        max_connections: None,
+        max_packet_size: None,
+    };
     resolve(&cli)
 }
 
@@ -321,8 +343,17 @@ mod tests {
     }
 
     #[test]
+    fn example_file_is_valid_and_matches_defaults() {
+        let f = parse_file(include_str!("../ringmq.example.toml"), "ringmq.example.toml").expect("example parses");
+        let s = settings_from(&f, "ringmq.example.toml", &cli()).expect("example is valid");
+        let d = settings_from(&FileConfig::default(), "defaults", &cli()).unwrap();
+        assert_eq!(format!("{:?}", s.engine), format!("{:?}", d.engine));
+    }
+
+    #[test]
     fn flags_override_file() {
-        let f = parse_file("listen = [\"127.0.0.1:2000\"]\nshards = 1\n[limits]\nmax_connections = 10\n", "e.toml").unwrap();
+        let f = parse_file("listen = [\"127.0.0.1:2000\"]\nshards = 1\n[limits]\nmax_connections = 10\n", "e.toml")
+            .unwrap();
         let c = Cli::parse_from(["ringmq", "--listen", "127.0.0.1:3000", "--max-connections", "20"]);
         let s = settings_from(&f, "e.toml", &c).unwrap();
         assert_eq!(s.engine.listen, vec!["127.0.0.1:3000".parse::<SocketAddr>().unwrap()]);

@@ -1,5 +1,6 @@
 //! The `ringmq` binary: parse flags and config, start the shards, stop on SIGINT/SIGTERM.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,7 +17,12 @@ fn main() -> ExitCode {
         }
     };
     let level = parse_level(&settings.log_level).unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
     if let Err(e) = check_io_uring() {
         eprintln!("ringmq: {e}");
         return ExitCode::from(1);

@@ -13,9 +13,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::codec::{
-    expect_end, frame_size, guarded, read_pkid, read_u8, write_fixed_header, write_u16,
-};
+use crate::codec::{expect_end, frame_size, guarded, read_pkid, read_u8, write_fixed_header, write_u16};
 use crate::properties::PacketKind;
 use crate::{Error, Properties, Protocol};
 
@@ -59,11 +57,7 @@ impl AckKind {
 impl Ack {
     /// An acknowledgement with reason 0 and no properties.
     pub fn new(pkid: u16) -> Ack {
-        Ack {
-            pkid,
-            reason: 0,
-            properties: Properties::default(),
-        }
+        Ack { pkid, reason: 0, properties: Properties::default() }
     }
 
     pub(crate) fn read(mut buf: Bytes, protocol: Protocol) -> Result<Ack, Error> {
@@ -100,12 +94,7 @@ impl Ack {
 
     /// Appends the encoding of this ack as packet `kind` to `out`, returning the number of
     /// bytes written.
-    pub fn write(
-        &self,
-        kind: AckKind,
-        protocol: Protocol,
-        out: &mut BytesMut,
-    ) -> Result<usize, Error> {
+    pub fn write(&self, kind: AckKind, protocol: Protocol, out: &mut BytesMut) -> Result<usize, Error> {
         guarded(out, |out| {
             let len = self.remaining_len(protocol);
             write_fixed_header(out, kind.first_byte(), len)?;
@@ -142,28 +131,13 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(
-            read(&[0, 0], Protocol::V4),
-            Err(Error::Protocol(_))
-        ));
-        assert!(matches!(
-            read(&[0, 0], Protocol::V5),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(read(&[0, 0], Protocol::V4), Err(Error::Protocol(_))));
+        assert!(matches!(read(&[0, 0], Protocol::V5), Err(Error::Protocol(_))));
         assert!(matches!(read(&[0], Protocol::V4), Err(Error::Malformed(_))));
-        assert!(matches!(
-            read(&[0, 1, 0], Protocol::V4),
-            Err(Error::Malformed(_))
-        ));
-        assert!(matches!(
-            read(&[0, 1, 0, 0, 9], Protocol::V5),
-            Err(Error::Malformed(_))
-        ));
+        assert!(matches!(read(&[0, 1, 0], Protocol::V4), Err(Error::Malformed(_))));
+        assert!(matches!(read(&[0, 1, 0, 0, 9], Protocol::V5), Err(Error::Malformed(_))));
         // Topic alias is not an ack property.
-        assert!(matches!(
-            read(&[0, 1, 0, 3, 0x23, 0, 1], Protocol::V5),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(read(&[0, 1, 0, 3, 0x23, 0, 1], Protocol::V5), Err(Error::Protocol(_))));
     }
 
     #[test]
@@ -180,9 +154,6 @@ mod tests {
         ack.properties.reason_string = Some("x".into());
         assert_eq!(ack.size(Protocol::V5), 10);
         ack.write(AckKind::PubAck, Protocol::V5, &mut out).unwrap();
-        assert_eq!(
-            &out.split()[..],
-            &[0x40, 8, 1, 2, 0x92, 4, 0x1f, 0, 1, b'x']
-        );
+        assert_eq!(&out.split()[..], &[0x40, 8, 1, 2, 0x92, 4, 0x1f, 0, 1, b'x']);
     }
 }

@@ -26,10 +26,7 @@ pub struct Auth {
 
 impl Auth {
     pub(crate) fn read(mut buf: Bytes) -> Result<Auth, Error> {
-        let mut auth = Auth {
-            reason: 0,
-            properties: Properties::default(),
-        };
+        let mut auth = Auth { reason: 0, properties: Properties::default() };
         if !buf.is_empty() {
             auth.reason = read_u8(&mut buf)?;
             if !buf.is_empty() {
@@ -88,20 +85,11 @@ mod tests {
 
         let mut out = BytesMut::new();
         a.write(Protocol::V5, &mut out).unwrap();
-        assert_eq!(
-            &out.split()[..],
-            &[0xf0, 7, 0x19, 5, 0x15, 0, 2, b'm', b'1']
-        );
-        let cont = Auth {
-            reason: 0x18,
-            properties: Properties::default(),
-        };
+        assert_eq!(&out.split()[..], &[0xf0, 7, 0x19, 5, 0x15, 0, 2, b'm', b'1']);
+        let cont = Auth { reason: 0x18, properties: Properties::default() };
         cont.write(Protocol::V5, &mut out).unwrap();
         assert_eq!(&out.split()[..], &[0xf0, 2, 0x18, 0]);
-        assert!(matches!(
-            cont.write(Protocol::V4, &mut out),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(cont.write(Protocol::V4, &mut out), Err(Error::Protocol(_))));
         assert!(out.is_empty());
     }
 }

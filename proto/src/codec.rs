@@ -32,9 +32,7 @@ pub(crate) fn parse_varint(buf: &[u8]) -> Result<Option<(usize, usize)>, Error> 
         }
     }
     if buf.len() >= 4 {
-        Err(Error::Malformed(
-            "variable byte integer longer than 4 bytes",
-        ))
+        Err(Error::Malformed("variable byte integer longer than 4 bytes"))
     } else {
         Ok(None)
     }
@@ -71,11 +69,7 @@ pub(crate) fn write_varint(out: &mut BytesMut, value: usize) -> Result<(), Error
 }
 
 /// Appends a fixed header: the first byte (type and flags) and the remaining length.
-pub(crate) fn write_fixed_header(
-    out: &mut BytesMut,
-    first_byte: u8,
-    remaining: usize,
-) -> Result<(), Error> {
+pub(crate) fn write_fixed_header(out: &mut BytesMut, first_byte: u8, remaining: usize) -> Result<(), Error> {
     if remaining > MAX_VARINT {
         return Err(Error::PayloadTooLarge(remaining));
     }
@@ -138,9 +132,7 @@ pub(crate) fn read_varint(buf: &mut Bytes) -> Result<usize, Error> {
             buf.advance(used);
             Ok(value)
         }
-        None => Err(Error::Malformed(
-            "variable byte integer runs past the end of the packet",
-        )),
+        None => Err(Error::Malformed("variable byte integer runs past the end of the packet")),
     }
 }
 
@@ -180,9 +172,7 @@ pub(crate) fn expect_end(buf: &Bytes) -> Result<(), Error> {
     if buf.is_empty() {
         Ok(())
     } else {
-        Err(Error::Malformed(
-            "unexpected bytes after the end of the packet",
-        ))
+        Err(Error::Malformed("unexpected bytes after the end of the packet"))
     }
 }
 
@@ -212,9 +202,7 @@ mod tests {
 
     #[test]
     fn varint_boundaries() {
-        for value in [
-            0usize, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, MAX_VARINT,
-        ] {
+        for value in [0usize, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152, MAX_VARINT] {
             let mut out = BytesMut::new();
             write_varint(&mut out, value).unwrap();
             assert_eq!(out.len(), varint_len(value), "length of {value}");
@@ -229,18 +217,9 @@ mod tests {
     #[test]
     fn varint_too_large() {
         let mut out = BytesMut::new();
-        assert_eq!(
-            write_varint(&mut out, MAX_VARINT + 1),
-            Err(Error::PayloadTooLarge(MAX_VARINT + 1))
-        );
-        assert!(matches!(
-            parse_varint(&[0xff, 0xff, 0xff, 0xff]),
-            Err(Error::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_varint(&[0x80, 0x80, 0x80, 0x80, 0x01]),
-            Err(Error::Malformed(_))
-        ));
+        assert_eq!(write_varint(&mut out, MAX_VARINT + 1), Err(Error::PayloadTooLarge(MAX_VARINT + 1)));
+        assert!(matches!(parse_varint(&[0xff, 0xff, 0xff, 0xff]), Err(Error::Malformed(_))));
+        assert!(matches!(parse_varint(&[0x80, 0x80, 0x80, 0x80, 0x01]), Err(Error::Malformed(_))));
     }
 
     #[test]
@@ -257,19 +236,13 @@ mod tests {
         assert!(matches!(read_string(&mut nul), Err(Error::Malformed(_))));
         // UTF-8 encoded surrogate U+D800 is not allowed.
         let mut surrogate = Bytes::from_static(&[0x00, 0x03, 0xed, 0xa0, 0x80]);
-        assert!(matches!(
-            read_string(&mut surrogate),
-            Err(Error::Malformed(_))
-        ));
+        assert!(matches!(read_string(&mut surrogate), Err(Error::Malformed(_))));
         let mut short = Bytes::from_static(&[0x00, 0x05, b'a']);
         assert!(matches!(read_binary(&mut short), Err(Error::Malformed(_))));
 
         let long = "x".repeat(MAX_STRING_LEN + 1);
         let mut out = BytesMut::new();
-        assert_eq!(
-            write_string(&mut out, &long),
-            Err(Error::StringTooLong(MAX_STRING_LEN + 1))
-        );
+        assert_eq!(write_string(&mut out, &long), Err(Error::StringTooLong(MAX_STRING_LEN + 1)));
         let max = "x".repeat(MAX_STRING_LEN);
         write_string(&mut out, &max).unwrap();
         assert_eq!(out.len(), MAX_STRING_LEN + 2);

@@ -32,11 +32,7 @@ impl ConnAck {
             Protocol::V5 => Properties::read(&mut buf, PacketKind::ConnAck)?,
         };
         expect_end(&buf)?;
-        Ok(ConnAck {
-            session_present: flags & 0x01 != 0,
-            code,
-            properties,
-        })
+        Ok(ConnAck { session_present: flags & 0x01 != 0, code, properties })
     }
 
     fn remaining_len(&self, protocol: Protocol) -> usize {
@@ -77,14 +73,8 @@ mod tests {
         let mut out = BytesMut::new();
         assert_eq!(ack.write(Protocol::V4, &mut out), Ok(4));
         assert_eq!(&out[..], &[0x20, 2, 1, 0]);
-        assert!(matches!(
-            ConnAck::read(Bytes::from_static(&[2, 0]), Protocol::V4),
-            Err(Error::Malformed(_))
-        ));
-        assert!(matches!(
-            ConnAck::read(Bytes::from_static(&[0, 0, 0]), Protocol::V4),
-            Err(Error::Malformed(_))
-        ));
+        assert!(matches!(ConnAck::read(Bytes::from_static(&[2, 0]), Protocol::V4), Err(Error::Malformed(_))));
+        assert!(matches!(ConnAck::read(Bytes::from_static(&[0, 0, 0]), Protocol::V4), Err(Error::Malformed(_))));
     }
 
     #[test]

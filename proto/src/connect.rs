@@ -11,8 +11,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{
-    expect_end, frame_size, guarded, read_binary, read_string, read_u16, read_u8, write_binary,
-    write_fixed_header, write_string, write_u16,
+    expect_end, frame_size, guarded, read_binary, read_string, read_u16, read_u8, write_binary, write_fixed_header,
+    write_string, write_u16,
 };
 use crate::properties::PacketKind;
 use crate::publish::read_topic;
@@ -87,9 +87,7 @@ impl Connect {
         let will_retain = flags & FLAG_WILL_RETAIN != 0;
         let will_qos_bits = (flags >> 3) & 0x03;
         if !will_flag && (will_qos_bits != 0 || will_retain) {
-            return Err(Error::Malformed(
-                "will QoS or retain set without the will flag",
-            ));
+            return Err(Error::Malformed("will QoS or retain set without the will flag"));
         }
         let will_qos = QoS::from_u8(will_qos_bits).ok_or(Error::Malformed("will QoS 3"))?;
         let username_flag = flags & FLAG_USERNAME != 0;
@@ -99,43 +97,21 @@ impl Connect {
         }
 
         let keep_alive = read_u16(&mut buf)?;
-        let properties = if v5 {
-            Properties::read(&mut buf, PacketKind::Connect)?
-        } else {
-            Properties::default()
-        };
+        let properties = if v5 { Properties::read(&mut buf, PacketKind::Connect)? } else { Properties::default() };
         let client_id = read_string(&mut buf)?;
         let will = if will_flag {
-            let properties = if v5 {
-                Properties::read(&mut buf, PacketKind::Will)?
-            } else {
-                Properties::default()
-            };
+            let properties = if v5 { Properties::read(&mut buf, PacketKind::Will)? } else { Properties::default() };
             let topic = read_topic(&mut buf)?;
             if topic.is_empty() {
                 return Err(Error::TopicNameInvalid);
             }
             let payload = read_binary(&mut buf)?;
-            Some(LastWill {
-                topic,
-                payload,
-                qos: will_qos,
-                retain: will_retain,
-                properties,
-            })
+            Some(LastWill { topic, payload, qos: will_qos, retain: will_retain, properties })
         } else {
             None
         };
-        let username = if username_flag {
-            Some(read_string(&mut buf)?)
-        } else {
-            None
-        };
-        let password = if password_flag {
-            Some(read_binary(&mut buf)?)
-        } else {
-            None
-        };
+        let username = if username_flag { Some(read_string(&mut buf)?) } else { None };
+        let password = if password_flag { Some(read_binary(&mut buf)?) } else { None };
         expect_end(&buf)?;
         Ok(Connect {
             protocol,
@@ -190,9 +166,7 @@ impl Connect {
     fn encode(&self, out: &mut BytesMut) -> Result<(), Error> {
         let v5 = self.protocol == Protocol::V5;
         if !v5 && self.password.is_some() && self.username.is_none() {
-            return Err(Error::Protocol(
-                "MQTT 3.1.1 does not allow a password without a user name",
-            ));
+            return Err(Error::Protocol("MQTT 3.1.1 does not allow a password without a user name"));
         }
         let mut flags = 0;
         if self.clean_start {
@@ -265,23 +239,11 @@ mod tests {
     #[test]
     fn flag_rules() {
         let bad = |flags: u8| Connect::read(body(4, &[flags, 0, 0, 0, 0]));
-        assert!(
-            matches!(bad(0x01), Err(Error::Malformed(_))),
-            "reserved bit"
-        );
-        assert!(
-            matches!(bad(0x08), Err(Error::Malformed(_))),
-            "will qos w/o will"
-        );
-        assert!(
-            matches!(bad(0x20), Err(Error::Malformed(_))),
-            "will retain w/o will"
-        );
+        assert!(matches!(bad(0x01), Err(Error::Malformed(_))), "reserved bit");
+        assert!(matches!(bad(0x08), Err(Error::Malformed(_))), "will qos w/o will");
+        assert!(matches!(bad(0x20), Err(Error::Malformed(_))), "will retain w/o will");
         assert!(matches!(bad(0x1c), Err(Error::Malformed(_))), "will qos 3");
-        assert!(
-            matches!(bad(0x40), Err(Error::Malformed(_))),
-            "password w/o user"
-        );
+        assert!(matches!(bad(0x40), Err(Error::Malformed(_))), "password w/o user");
         // V5 allows a password without a user name.
         let c = Connect::read(body(5, &[0x40, 0, 0, 0, 0, 0, 0, 2, b'p', b'w'])).unwrap();
         assert_eq!(c.username, None);
@@ -290,21 +252,12 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(
-            Connect::read(body(3, &[0, 0, 0, 0, 0])),
-            Err(Error::UnsupportedProtocolVersion(3))
-        );
-        assert_eq!(
-            Connect::read(body(6, &[0, 0, 0, 0, 0])),
-            Err(Error::UnsupportedProtocolVersion(6))
-        );
+        assert_eq!(Connect::read(body(3, &[0, 0, 0, 0, 0])), Err(Error::UnsupportedProtocolVersion(3)));
+        assert_eq!(Connect::read(body(6, &[0, 0, 0, 0, 0])), Err(Error::UnsupportedProtocolVersion(6)));
         let mut v31 = vec![0, 6];
         v31.extend_from_slice(b"MQIsdp");
         v31.extend_from_slice(&[3, 0, 0, 0, 0, 0]);
-        assert_eq!(
-            Connect::read(Bytes::from(v31)),
-            Err(Error::UnsupportedProtocolVersion(3))
-        );
+        assert_eq!(Connect::read(Bytes::from(v31)), Err(Error::UnsupportedProtocolVersion(3)));
         let wrong = Bytes::from_static(b"\x00\x04MQTX\x04\x00\x00\x00\x00\x00");
         assert!(matches!(Connect::read(wrong), Err(Error::Protocol(_))));
     }
@@ -339,10 +292,7 @@ mod tests {
             properties: Properties::default(),
         };
         let mut out = BytesMut::new();
-        assert!(matches!(
-            c.write(Protocol::V4, &mut out),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(c.write(Protocol::V4, &mut out), Err(Error::Protocol(_))));
         assert!(out.is_empty());
     }
 }

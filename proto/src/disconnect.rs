@@ -26,10 +26,7 @@ pub struct Disconnect {
 impl Disconnect {
     /// A DISCONNECT with the given reason and no properties.
     pub fn new(reason: u8) -> Disconnect {
-        Disconnect {
-            reason,
-            properties: Properties::default(),
-        }
+        Disconnect { reason, properties: Properties::default() }
     }
 
     pub(crate) fn read(mut buf: Bytes, protocol: Protocol) -> Result<Disconnect, Error> {
@@ -86,17 +83,11 @@ mod tests {
         assert_eq!(read(&[0x8e], Protocol::V5), Ok(Disconnect::new(0x8e)));
         assert_eq!(read(&[0x04, 0], Protocol::V5), Ok(Disconnect::new(0x04)));
         assert!(matches!(read(&[0], Protocol::V4), Err(Error::Malformed(_))));
-        assert!(matches!(
-            read(&[0, 0, 0], Protocol::V5),
-            Err(Error::Malformed(_))
-        ));
+        assert!(matches!(read(&[0, 0, 0], Protocol::V5), Err(Error::Malformed(_))));
         // Session expiry is allowed, topic alias is not.
         let d = read(&[0, 5, 0x11, 0, 0, 0, 9], Protocol::V5).unwrap();
         assert_eq!(d.properties.session_expiry_interval, Some(9));
-        assert!(matches!(
-            read(&[0, 3, 0x23, 0, 1], Protocol::V5),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(read(&[0, 3, 0x23, 0, 1], Protocol::V5), Err(Error::Protocol(_))));
 
         let mut out = BytesMut::new();
         Disconnect::new(0).write(Protocol::V5, &mut out).unwrap();

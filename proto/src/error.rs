@@ -65,10 +65,7 @@ mod tests {
         assert_eq!(Error::Protocol("x").reason_code(), 0x82);
         assert_eq!(Error::UnsupportedProtocolVersion(3).reason_code(), 0x84);
         assert_eq!(Error::TopicNameInvalid.reason_code(), 0x90);
-        assert_eq!(
-            Error::PacketTooLarge { size: 10, max: 5 }.reason_code(),
-            0x95
-        );
+        assert_eq!(Error::PacketTooLarge { size: 10, max: 5 }.reason_code(), 0x95);
         assert_eq!(Error::PayloadTooLarge(1 << 30).reason_code(), 0x95);
         assert_eq!(Error::StringTooLong(70_000).reason_code(), 0x83);
     }

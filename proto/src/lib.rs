@@ -204,9 +204,7 @@ impl Packet {
             Packet::Connect(p) => p.size(protocol),
             Packet::ConnAck(p) => p.size(protocol),
             Packet::Publish(p) => p.size(protocol),
-            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
-                p.size(protocol)
-            }
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => p.size(protocol),
             Packet::Subscribe(p) => p.size(protocol),
             Packet::SubAck(p) => p.size(protocol),
             Packet::Unsubscribe(p) => p.size(protocol),
@@ -230,10 +228,7 @@ fn fixed_header(buf: &[u8], max_packet_size: usize) -> Result<Option<(usize, usi
     let header = 1 + used;
     let size = header + remaining;
     if size > max_packet_size {
-        return Err(Error::PacketTooLarge {
-            size,
-            max: max_packet_size,
-        });
+        return Err(Error::PacketTooLarge { size, max: max_packet_size });
     }
     Ok(Some((header, remaining)))
 }
@@ -276,11 +271,7 @@ fn check_first_byte(byte: u8, protocol: Protocol) -> Result<(), Error> {
 /// remaining length) consume nothing. Once a whole frame is buffered it is split off `buf`
 /// before its body is decoded, so a decode error consumes that frame. Any error other than
 /// Incomplete means the connection should be closed.
-pub fn read(
-    buf: &mut BytesMut,
-    protocol: Protocol,
-    max_packet_size: usize,
-) -> Result<Packet, Error> {
+pub fn read(buf: &mut BytesMut, protocol: Protocol, max_packet_size: usize) -> Result<Packet, Error> {
     let Some(&first) = buf.first() else {
         return Err(Error::Incomplete(2));
     };
@@ -347,13 +338,7 @@ mod tests {
         assert_eq!(frame_len(&[0x30, 0x80, 0x01], 1000), Ok(Some(131)));
         // Exactly at the limit is fine, one over is not.
         assert_eq!(frame_len(&[0x30, 0x7f], 129), Ok(Some(129)));
-        assert_eq!(
-            frame_len(&[0x30, 0x7f], 128),
-            Err(Error::PacketTooLarge {
-                size: 129,
-                max: 128
-            })
-        );
+        assert_eq!(frame_len(&[0x30, 0x7f], 128), Err(Error::PacketTooLarge { size: 129, max: 128 }));
     }
 
     #[test]
@@ -382,10 +367,7 @@ mod tests {
             (&[0xf0, 0x00], Protocol::V4),
         ] {
             let mut buf = BytesMut::from(bytes);
-            assert!(
-                matches!(read(&mut buf, protocol, 100), Err(Error::Malformed(_))),
-                "{bytes:02x?}"
-            );
+            assert!(matches!(read(&mut buf, protocol, 100), Err(Error::Malformed(_))), "{bytes:02x?}");
             assert_eq!(buf.len(), bytes.len(), "nothing consumed for {bytes:02x?}");
         }
     }

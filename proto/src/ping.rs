@@ -32,9 +32,6 @@ mod tests {
         assert_eq!(write_pingresp(&mut out), Ok(2));
         assert_eq!(&out[..], &[0xc0, 0, 0xd0, 0]);
         assert!(read(&Bytes::new()).is_ok());
-        assert!(matches!(
-            read(&Bytes::from_static(&[0])),
-            Err(Error::Malformed(_))
-        ));
+        assert!(matches!(read(&Bytes::from_static(&[0])), Err(Error::Malformed(_))));
     }
 }

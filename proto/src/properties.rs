@@ -11,6 +11,7 @@
 //!   maximum QoS, the `*_available` flags) other than 0 or 1: Protocol;
 //! - receive maximum, maximum packet size, topic alias or subscription identifier of 0:
 //!   Protocol;
+//! - authentication data without an authentication method: Protocol;
 //! - a property length or value running past the frame or the property block: Malformed.
 //!
 //! Encoding writes whatever fields are set, in identifier order.
@@ -18,8 +19,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{
-    read_binary, read_string, read_u16, read_u32, read_u8, read_varint, varint_len, write_binary,
-    write_string, write_u16, write_varint, MAX_VARINT,
+    read_binary, read_string, read_u16, read_u32, read_u8, read_varint, varint_len, write_binary, write_string,
+    write_u16, write_varint, MAX_VARINT,
 };
 use crate::Error;
 
@@ -121,14 +122,7 @@ const fn kinds(list: &[PacketKind]) -> u16 {
 use PacketKind as K;
 
 const PUBLISH_AND_WILL: u16 = kinds(&[K::Publish, K::Will]);
-const WITH_REASON_STRING: u16 = kinds(&[
-    K::ConnAck,
-    K::Ack,
-    K::SubAck,
-    K::UnsubAck,
-    K::Disconnect,
-    K::Auth,
-]);
+const WITH_REASON_STRING: u16 = kinds(&[K::ConnAck, K::Ack, K::SubAck, K::UnsubAck, K::Disconnect, K::Auth]);
 const EVERYWHERE: u16 = kinds(&[
     K::Connect,
     K::Will,
@@ -197,9 +191,7 @@ impl Properties {
     pub(crate) fn read(buf: &mut Bytes, kind: PacketKind) -> Result<Properties, Error> {
         let len = read_varint(buf)?;
         if len > buf.len() {
-            return Err(Error::Malformed(
-                "property length runs past the end of the packet",
-            ));
+            return Err(Error::Malformed("property length runs past the end of the packet"));
         }
         let mut props = Properties::default();
         if len == 0 {
@@ -208,6 +200,9 @@ impl Properties {
         let mut block = buf.split_to(len);
         while !block.is_empty() {
             props.read_one(&mut block, kind)?;
+        }
+        if props.authentication_data.is_some() && props.authentication_method.is_none() {
+            return Err(Error::Protocol("authentication data without authentication method"));
         }
         Ok(props)
     }
@@ -219,10 +214,9 @@ impl Properties {
             return Err(Error::Protocol("property not allowed in this packet"));
         }
         match id {
-            0x01 => set_once(
-                &mut self.payload_format_indicator,
-                read_flag(buf, "payload format indicator must be 0 or 1")?,
-            ),
+            0x01 => {
+                set_once(&mut self.payload_format_indicator, read_flag(buf, "payload format indicator must be 0 or 1")?)
+            }
             0x02 => set_once(&mut self.message_expiry_interval, read_u32(buf)?),
             0x03 => set_once(&mut self.content_type, read_string(buf)?),
             0x08 => set_once(&mut self.response_topic, read_string(buf)?),
@@ -233,8 +227,7 @@ impl Properties {
                     return Err(Error::Protocol("more than one subscription identifier"));
                 }
                 // A 4 byte variable byte integer always fits in a u32.
-                let value = u32::try_from(value)
-                    .map_err(|_| Error::Malformed("subscription identifier too large"))?;
+                let value = u32::try_from(value).map_err(|_| Error::Malformed("subscription identifier too large"))?;
                 self.subscription_identifiers.push(value);
                 Ok(())
             }
@@ -255,33 +248,18 @@ impl Properties {
             0x1A => set_once(&mut self.response_information, read_string(buf)?),
             0x1C => set_once(&mut self.server_reference, read_string(buf)?),
             0x1F => set_once(&mut self.reason_string, read_string(buf)?),
-            0x21 => set_once(
-                &mut self.receive_maximum,
-                nonzero(read_u16(buf)?, "receive maximum 0")?,
-            ),
+            0x21 => set_once(&mut self.receive_maximum, nonzero(read_u16(buf)?, "receive maximum 0")?),
             0x22 => set_once(&mut self.topic_alias_maximum, read_u16(buf)?),
-            0x23 => set_once(
-                &mut self.topic_alias,
-                nonzero(read_u16(buf)?, "topic alias 0")?,
-            ),
-            0x24 => set_once(
-                &mut self.maximum_qos,
-                read_flag(buf, "maximum QoS must be 0 or 1")?,
-            ),
-            0x25 => set_once(
-                &mut self.retain_available,
-                read_flag(buf, "retain available must be 0 or 1")?,
-            ),
+            0x23 => set_once(&mut self.topic_alias, nonzero(read_u16(buf)?, "topic alias 0")?),
+            0x24 => set_once(&mut self.maximum_qos, read_flag(buf, "maximum QoS must be 0 or 1")?),
+            0x25 => set_once(&mut self.retain_available, read_flag(buf, "retain available must be 0 or 1")?),
             0x26 => {
                 let key = read_string(buf)?;
                 let value = read_string(buf)?;
                 self.user_properties.push((key, value));
                 Ok(())
             }
-            0x27 => set_once(
-                &mut self.maximum_packet_size,
-                nonzero(read_u32(buf)?, "maximum packet size 0")?,
-            ),
+            0x27 => set_once(&mut self.maximum_packet_size, nonzero(read_u32(buf)?, "maximum packet size 0")?),
             0x28 => set_once(
                 &mut self.wildcard_subscription_available,
                 read_flag(buf, "wildcard subscription available must be 0 or 1")?,
@@ -311,11 +289,7 @@ impl Properties {
             + opt(&self.content_type, s)
             + opt(&self.response_topic, s)
             + opt(&self.correlation_data, b)
-            + self
-                .subscription_identifiers
-                .iter()
-                .map(|&id| 1 + varint_len(id as usize))
-                .sum::<usize>()
+            + self.subscription_identifiers.iter().map(|&id| 1 + varint_len(id as usize)).sum::<usize>()
             + opt(&self.session_expiry_interval, |_| 4)
             + opt(&self.assigned_client_identifier, s)
             + opt(&self.server_keep_alive, |_| 2)
@@ -332,11 +306,7 @@ impl Properties {
             + opt(&self.topic_alias, |_| 2)
             + opt(&self.maximum_qos, |_| 1)
             + opt(&self.retain_available, |_| 1)
-            + self
-                .user_properties
-                .iter()
-                .map(|(k, v)| 1 + 2 + k.len() + 2 + v.len())
-                .sum::<usize>()
+            + self.user_properties.iter().map(|(k, v)| 1 + 2 + k.len() + 2 + v.len()).sum::<usize>()
             + opt(&self.maximum_packet_size, |_| 4)
             + opt(&self.wildcard_subscription_available, |_| 1)
             + opt(&self.subscription_identifier_available, |_| 1)
@@ -444,10 +414,7 @@ mod tests {
         let mut out = BytesMut::new();
         Properties::default().write(&mut out).unwrap();
         assert_eq!(&out[..], &[0]);
-        let props = Properties {
-            topic_alias: Some(1),
-            ..Properties::default()
-        };
+        let props = Properties { topic_alias: Some(1), ..Properties::default() };
         assert!(!props.is_empty());
     }
 
@@ -478,89 +445,44 @@ mod tests {
         assert_eq!(out.len(), props.wire_len());
         assert_eq!(decode(&out, PacketKind::ConnAck), Ok(props.clone()));
         // The same block is full of properties a PUBLISH may not carry.
-        assert!(matches!(
-            decode(&out, PacketKind::Publish),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(decode(&out, PacketKind::Publish), Err(Error::Protocol(_))));
     }
 
     #[test]
     fn validation() {
         // Duplicate topic alias.
         let dup = [6, 0x23, 0, 1, 0x23, 0, 2];
-        assert!(matches!(
-            decode(&dup, PacketKind::Publish),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(decode(&dup, PacketKind::Publish), Err(Error::Protocol(_))));
         // Unknown id 0x04.
-        assert!(matches!(
-            decode(&[2, 0x04, 0], PacketKind::Publish),
-            Err(Error::Malformed(_))
-        ));
+        assert!(matches!(decode(&[2, 0x04, 0], PacketKind::Publish), Err(Error::Malformed(_))));
         // Topic alias in CONNECT.
-        assert!(matches!(
-            decode(&[3, 0x23, 0, 1], PacketKind::Connect),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(decode(&[3, 0x23, 0, 1], PacketKind::Connect), Err(Error::Protocol(_))));
         // Will delay allowed in will, not in CONNECT.
         let delay = [5, 0x18, 0, 0, 0, 9];
-        assert_eq!(
-            decode(&delay, PacketKind::Will).map(|p| p.will_delay_interval),
-            Ok(Some(9))
-        );
-        assert!(matches!(
-            decode(&delay, PacketKind::Connect),
-            Err(Error::Protocol(_))
-        ));
+        assert_eq!(decode(&delay, PacketKind::Will).map(|p| p.will_delay_interval), Ok(Some(9)));
+        assert!(matches!(decode(&delay, PacketKind::Connect), Err(Error::Protocol(_))));
         // Payload format indicator 2.
-        assert!(matches!(
-            decode(&[2, 0x01, 2], PacketKind::Publish),
-            Err(Error::Protocol(_))
-        ));
-        assert!(matches!(
-            decode(&[2, 0x17, 2], PacketKind::Connect),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(decode(&[2, 0x01, 2], PacketKind::Publish), Err(Error::Protocol(_))));
+        assert!(matches!(decode(&[2, 0x17, 2], PacketKind::Connect), Err(Error::Protocol(_))));
         // Zero values.
-        assert!(matches!(
-            decode(&[3, 0x23, 0, 0], PacketKind::Publish),
-            Err(Error::Protocol(_))
-        ));
-        assert!(matches!(
-            decode(&[3, 0x21, 0, 0], PacketKind::Connect),
-            Err(Error::Protocol(_))
-        ));
-        assert!(matches!(
-            decode(&[2, 0x0B, 0], PacketKind::Publish),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(decode(&[3, 0x23, 0, 0], PacketKind::Publish), Err(Error::Protocol(_))));
+        assert!(matches!(decode(&[3, 0x21, 0, 0], PacketKind::Connect), Err(Error::Protocol(_))));
+        assert!(matches!(decode(&[2, 0x0B, 0], PacketKind::Publish), Err(Error::Protocol(_))));
         // Several subscription identifiers: fine in PUBLISH, not in SUBSCRIBE.
         let ids = [4, 0x0B, 1, 0x0B, 2];
-        assert_eq!(
-            decode(&ids, PacketKind::Publish).map(|p| p.subscription_identifiers),
-            Ok(vec![1, 2])
-        );
-        assert!(matches!(
-            decode(&ids, PacketKind::Subscribe),
-            Err(Error::Protocol(_))
-        ));
+        assert_eq!(decode(&ids, PacketKind::Publish).map(|p| p.subscription_identifiers), Ok(vec![1, 2]));
+        assert!(matches!(decode(&ids, PacketKind::Subscribe), Err(Error::Protocol(_))));
+        // Authentication data needs a method.
+        let data = [4, 0x16, 0, 1, 0xaa];
+        assert!(matches!(decode(&data, PacketKind::Auth), Err(Error::Protocol(_))));
         // Property length past the end, value past the property length.
-        assert!(matches!(
-            decode(&[5, 0x23, 0, 1], PacketKind::Publish),
-            Err(Error::Malformed(_))
-        ));
-        assert!(matches!(
-            decode(&[2, 0x23, 0, 1], PacketKind::Publish),
-            Err(Error::Malformed(_))
-        ));
+        assert!(matches!(decode(&[5, 0x23, 0, 1], PacketKind::Publish), Err(Error::Malformed(_))));
+        assert!(matches!(decode(&[2, 0x23, 0, 1], PacketKind::Publish), Err(Error::Malformed(_))));
     }
 
     #[test]
     fn string_too_long() {
-        let props = Properties {
-            user_properties: vec![("k".into(), "v".repeat(70_000))],
-            ..Properties::default()
-        };
+        let props = Properties { user_properties: vec![("k".into(), "v".repeat(70_000))], ..Properties::default() };
         let mut out = BytesMut::new();
         assert_eq!(props.write(&mut out), Err(Error::StringTooLong(70_000)));
     }

@@ -13,8 +13,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{
-    check_utf8, frame_size, guarded, read_binary, read_pkid, varint_len, write_binary,
-    write_fixed_header, write_u16,
+    check_utf8, frame_size, guarded, read_binary, read_pkid, varint_len, write_binary, write_fixed_header, write_u16,
 };
 use crate::properties::PacketKind;
 use crate::{Error, Properties, Protocol, QoS};
@@ -79,11 +78,7 @@ impl Publish {
             return Err(Error::Malformed("PUBLISH QoS 0 with DUP set"));
         }
         let topic = read_topic(&mut buf)?;
-        let pkid = if qos == QoS::AtMostOnce {
-            0
-        } else {
-            read_pkid(&mut buf)?
-        };
+        let pkid = if qos == QoS::AtMostOnce { 0 } else { read_pkid(&mut buf)? };
         let properties = match protocol {
             Protocol::V4 => Properties::default(),
             Protocol::V5 => Properties::read(&mut buf, PacketKind::Publish)?,
@@ -97,15 +92,7 @@ impl Publish {
                 Protocol::V5 => {}
             }
         }
-        Ok(Publish {
-            dup,
-            qos,
-            retain: first & 0x01 != 0,
-            topic,
-            pkid,
-            properties,
-            payload: buf,
-        })
+        Ok(Publish { dup, qos, retain: first & 0x01 != 0, topic, pkid, properties, payload: buf })
     }
 
     fn remaining_len(&self, protocol: Protocol) -> usize {
@@ -183,12 +170,7 @@ mod tests {
         assert_eq!(v4, Err(Error::TopicNameInvalid));
         let v5 = Publish::read(0x30, Bytes::from_static(b"\x00\x00\x00x"), Protocol::V5);
         assert!(matches!(v5, Err(Error::Protocol(_))));
-        let v5 = Publish::read(
-            0x30,
-            Bytes::from_static(b"\x00\x00\x03\x23\x00\x01x"),
-            Protocol::V5,
-        )
-        .unwrap();
+        let v5 = Publish::read(0x30, Bytes::from_static(b"\x00\x00\x03\x23\x00\x01x"), Protocol::V5).unwrap();
         assert_eq!(v5.properties.topic_alias, Some(1));
         assert!(v5.topic.is_empty());
         assert_eq!(&v5.payload[..], b"x");
@@ -206,9 +188,6 @@ mod tests {
             let at = p.pkid_offset(protocol).unwrap();
             assert_eq!(&out[at..at + 2], &[0xab, 0xcd]);
         }
-        assert_eq!(
-            Publish::new("a", QoS::AtMostOnce, "").pkid_offset(Protocol::V5),
-            None
-        );
+        assert_eq!(Publish::new("a", QoS::AtMostOnce, "").pkid_offset(Protocol::V5), None);
     }
 }

@@ -31,11 +31,7 @@ impl SubAck {
         if buf.is_empty() {
             return Err(Error::Protocol("SUBACK without return codes"));
         }
-        Ok(SubAck {
-            pkid,
-            codes: buf.to_vec(),
-            properties,
-        })
+        Ok(SubAck { pkid, codes: buf.to_vec(), properties })
     }
 
     fn remaining_len(&self, protocol: Protocol) -> usize {
@@ -75,13 +71,7 @@ mod tests {
         assert_eq!(s.codes, vec![0, 1, 0x80]);
         let s = SubAck::read(Bytes::from_static(&[0, 9, 0, 2]), Protocol::V5).unwrap();
         assert_eq!(s.codes, vec![2]);
-        assert!(matches!(
-            SubAck::read(Bytes::from_static(&[0, 9, 0]), Protocol::V5),
-            Err(Error::Protocol(_))
-        ));
-        assert!(matches!(
-            SubAck::read(Bytes::from_static(&[0, 9]), Protocol::V4),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(SubAck::read(Bytes::from_static(&[0, 9, 0]), Protocol::V5), Err(Error::Protocol(_))));
+        assert!(matches!(SubAck::read(Bytes::from_static(&[0, 9]), Protocol::V4), Err(Error::Protocol(_))));
     }
 }

@@ -12,10 +12,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::codec::{
-    frame_size, guarded, read_pkid, read_string, read_u8, write_fixed_header, write_string,
-    write_u16,
-};
+use crate::codec::{frame_size, guarded, read_pkid, read_string, read_u8, write_fixed_header, write_string, write_u16};
 use crate::properties::PacketKind;
 use crate::{Error, Properties, Protocol, QoS};
 
@@ -37,13 +34,7 @@ pub struct SubscribeFilter {
 impl SubscribeFilter {
     /// A filter with the given QoS and default (V4-compatible) options.
     pub fn new(filter: impl Into<String>, qos: QoS) -> SubscribeFilter {
-        SubscribeFilter {
-            filter: filter.into(),
-            qos,
-            no_local: false,
-            retain_as_published: false,
-            retain_handling: 0,
-        }
+        SubscribeFilter { filter: filter.into(), qos, no_local: false, retain_as_published: false, retain_handling: 0 }
     }
 
     fn read(buf: &mut Bytes, protocol: Protocol) -> Result<SubscribeFilter, Error> {
@@ -56,8 +47,7 @@ impl SubscribeFilter {
         if options & reserved != 0 {
             return Err(Error::Malformed("reserved subscription option bits set"));
         }
-        let qos =
-            QoS::from_u8(options & 0x03).ok_or(Error::Malformed("subscription maximum QoS 3"))?;
+        let qos = QoS::from_u8(options & 0x03).ok_or(Error::Malformed("subscription maximum QoS 3"))?;
         let retain_handling = (options >> 4) & 0x03;
         if retain_handling == 3 {
             return Err(Error::Protocol("retain handling 3"));
@@ -66,13 +56,7 @@ impl SubscribeFilter {
         if no_local && filter.starts_with("$share/") {
             return Err(Error::Protocol("no local on a shared subscription"));
         }
-        Ok(SubscribeFilter {
-            filter,
-            qos,
-            no_local,
-            retain_as_published: options & 0x08 != 0,
-            retain_handling,
-        })
+        Ok(SubscribeFilter { filter, qos, no_local, retain_as_published: options & 0x08 != 0, retain_handling })
     }
 
     fn options(&self, protocol: Protocol) -> u8 {
@@ -115,11 +99,7 @@ impl Subscribe {
         if filters.is_empty() {
             return Err(Error::Protocol("SUBSCRIBE without topic filters"));
         }
-        Ok(Subscribe {
-            pkid,
-            filters,
-            properties,
-        })
+        Ok(Subscribe { pkid, filters, properties })
     }
 
     fn remaining_len(&self, protocol: Protocol) -> usize {
@@ -127,11 +107,7 @@ impl Subscribe {
         if protocol == Protocol::V5 {
             len += self.properties.wire_len();
         }
-        len + self
-            .filters
-            .iter()
-            .map(|f| 2 + f.filter.len() + 1)
-            .sum::<usize>()
+        len + self.filters.iter().map(|f| 2 + f.filter.len() + 1).sum::<usize>()
     }
 
     /// Encoded size of the whole frame.
@@ -188,25 +164,16 @@ mod tests {
         use Protocol::{V4, V5};
         let malformed = |r: Result<Subscribe, Error>| matches!(r, Err(Error::Malformed(_)));
         let protocol = |r: Result<Subscribe, Error>| matches!(r, Err(Error::Protocol(_)));
-        assert!(
-            malformed(read(b"\x00\x01\x00\x01a\x04", V4)),
-            "V4 no local bit"
-        );
+        assert!(malformed(read(b"\x00\x01\x00\x01a\x04", V4)), "V4 no local bit");
         assert!(malformed(read(b"\x00\x01\x00\x01a\x03", V4)), "QoS 3");
         assert!(malformed(read(b"\x00\x01\x00\x00\x01a\x40", V5)), "bit 6");
         assert!(malformed(read(b"\x00\x01\x00\x00\x01a\x80", V5)), "bit 7");
-        assert!(
-            protocol(read(b"\x00\x01\x00\x00\x01a\x30", V5)),
-            "retain handling 3"
-        );
+        assert!(protocol(read(b"\x00\x01\x00\x00\x01a\x30", V5)), "retain handling 3");
         assert!(protocol(read(b"\x00\x01\x00", V5)), "no filters");
         assert!(protocol(read(b"\x00\x01", V4)), "no filters");
         assert!(protocol(read(b"\x00\x00\x00\x01a\x00", V4)), "pkid 0");
         assert!(malformed(read(b"\x00\x01\x00\x01a", V4)), "missing options");
-        assert!(
-            protocol(read(b"\x00\x01\x00\x00\x0a$share/g/a\x04", V5)),
-            "shared no local"
-        );
+        assert!(protocol(read(b"\x00\x01\x00\x00\x0a$share/g/a\x04", V5)), "shared no local");
         let two_ids = b"\x00\x01\x04\x0b\x01\x0b\x02\x00\x01a\x00";
         assert!(protocol(read(two_ids, V5)), "two subscription ids");
     }

@@ -24,11 +24,7 @@ pub struct UnsubAck {
 impl UnsubAck {
     pub(crate) fn read(mut buf: Bytes, protocol: Protocol) -> Result<UnsubAck, Error> {
         let pkid = read_pkid(&mut buf)?;
-        let mut ack = UnsubAck {
-            pkid,
-            codes: Vec::new(),
-            properties: Properties::default(),
-        };
+        let mut ack = UnsubAck { pkid, codes: Vec::new(), properties: Properties::default() };
         match protocol {
             Protocol::V4 => expect_end(&buf)?,
             Protocol::V5 => {
@@ -76,15 +72,9 @@ mod tests {
     fn decode() {
         let v4 = UnsubAck::read(Bytes::from_static(&[0, 3]), Protocol::V4).unwrap();
         assert_eq!((v4.pkid, v4.codes.len()), (3, 0));
-        assert!(matches!(
-            UnsubAck::read(Bytes::from_static(&[0, 3, 0]), Protocol::V4),
-            Err(Error::Malformed(_))
-        ));
+        assert!(matches!(UnsubAck::read(Bytes::from_static(&[0, 3, 0]), Protocol::V4), Err(Error::Malformed(_))));
         let v5 = UnsubAck::read(Bytes::from_static(&[0, 3, 0, 0, 0x11]), Protocol::V5).unwrap();
         assert_eq!(v5.codes, vec![0, 0x11]);
-        assert!(matches!(
-            UnsubAck::read(Bytes::from_static(&[0, 3, 0]), Protocol::V5),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(UnsubAck::read(Bytes::from_static(&[0, 3, 0]), Protocol::V5), Err(Error::Protocol(_))));
     }
 }

@@ -6,9 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::codec::{
-    frame_size, guarded, read_pkid, read_string, write_fixed_header, write_string, write_u16,
-};
+use crate::codec::{frame_size, guarded, read_pkid, read_string, write_fixed_header, write_string, write_u16};
 use crate::properties::PacketKind;
 use crate::{Error, Properties, Protocol};
 
@@ -37,11 +35,7 @@ impl Unsubscribe {
         if filters.is_empty() {
             return Err(Error::Protocol("UNSUBSCRIBE without topic filters"));
         }
-        Ok(Unsubscribe {
-            pkid,
-            filters,
-            properties,
-        })
+        Ok(Unsubscribe { pkid, filters, properties })
     }
 
     fn remaining_len(&self, protocol: Protocol) -> usize {
@@ -79,11 +73,7 @@ mod tests {
 
     #[test]
     fn decode() {
-        let u = Unsubscribe::read(
-            Bytes::from_static(b"\x00\x02\x00\x01a\x00\x03b/#"),
-            Protocol::V4,
-        )
-        .unwrap();
+        let u = Unsubscribe::read(Bytes::from_static(b"\x00\x02\x00\x01a\x00\x03b/#"), Protocol::V4).unwrap();
         assert_eq!(u.filters, vec!["a".to_string(), "b/#".to_string()]);
         assert!(matches!(
             Unsubscribe::read(Bytes::from_static(b"\x00\x02\x00"), Protocol::V5),
@@ -95,10 +85,7 @@ mod tests {
         ));
         // Subscription identifier is not allowed in UNSUBSCRIBE.
         assert!(matches!(
-            Unsubscribe::read(
-                Bytes::from_static(b"\x00\x02\x02\x0b\x01\x00\x01a"),
-                Protocol::V5
-            ),
+            Unsubscribe::read(Bytes::from_static(b"\x00\x02\x02\x0b\x01\x00\x01a"), Protocol::V5),
             Err(Error::Protocol(_))
         ));
     }

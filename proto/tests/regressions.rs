@@ -3,8 +3,8 @@
 //! CONNECT examples.
 
 use proto::{
-    frame_len, read, reason, Ack, Auth, Bytes, BytesMut, Connect, Disconnect, Error, LastWill,
-    Packet, Properties, Protocol, Publish, QoS, SubscribeFilter,
+    frame_len, read, reason, Ack, Auth, Bytes, BytesMut, Connect, Disconnect, Error, LastWill, Packet, Properties,
+    Protocol, Publish, QoS, SubscribeFilter,
 };
 
 const MAX: usize = 1 << 20;
@@ -13,11 +13,7 @@ fn decode(bytes: &[u8], protocol: Protocol) -> Result<Packet, Error> {
     let mut buf = BytesMut::from(bytes);
     let result = read(&mut buf, protocol, MAX);
     if result.is_ok() {
-        assert!(
-            buf.is_empty(),
-            "frame not fully consumed: {:02x?}",
-            &buf[..]
-        );
+        assert!(buf.is_empty(), "frame not fully consumed: {:02x?}", &buf[..]);
     }
     result
 }
@@ -26,11 +22,7 @@ fn encode(packet: &Packet, protocol: Protocol) -> Result<Vec<u8>, Error> {
     let mut out = BytesMut::new();
     let result = packet.write(protocol, &mut out);
     if result.is_err() {
-        assert!(
-            out.is_empty(),
-            "failed encode left {} bytes behind",
-            out.len()
-        );
+        assert!(out.is_empty(), "failed encode left {} bytes behind", out.len());
     }
     result.map(|n| {
         assert_eq!(n, out.len());
@@ -45,10 +37,7 @@ fn empty_v5_disconnect_is_normal_disconnection() {
     let packet = decode(&[0xe0, 0x00], Protocol::V5).unwrap();
     assert_eq!(
         packet,
-        Packet::Disconnect(Disconnect {
-            reason: reason::NORMAL_DISCONNECTION,
-            properties: Properties::default(),
-        })
+        Packet::Disconnect(Disconnect { reason: reason::NORMAL_DISCONNECTION, properties: Properties::default() })
     );
 }
 
@@ -57,16 +46,10 @@ fn short_v5_disconnect_keeps_reason_without_property_length() {
     let packet = decode(&[0xe0, 0x01, 0x8e], Protocol::V5).unwrap();
     assert_eq!(
         packet,
-        Packet::Disconnect(Disconnect {
-            reason: reason::SESSION_TAKEN_OVER,
-            properties: Properties::default(),
-        })
+        Packet::Disconnect(Disconnect { reason: reason::SESSION_TAKEN_OVER, properties: Properties::default() })
     );
     // And it is the form we write.
-    assert_eq!(
-        encode(&packet, Protocol::V5).unwrap(),
-        vec![0xe0, 0x01, 0x8e]
-    );
+    assert_eq!(encode(&packet, Protocol::V5).unwrap(), vec![0xe0, 0x01, 0x8e]);
 }
 
 #[test]
@@ -78,28 +61,15 @@ fn v5_ack_short_forms() {
         (0x70, Packet::PubComp),
     ] {
         // Remaining length 2: reason 0.
-        assert_eq!(
-            decode(&[first, 0x02, 0x12, 0x34], Protocol::V5),
-            Ok(wrap(Ack::new(0x1234)))
-        );
+        assert_eq!(decode(&[first, 0x02, 0x12, 0x34], Protocol::V5), Ok(wrap(Ack::new(0x1234))));
         // Remaining length 3: reason, no properties.
-        let expected = wrap(Ack {
-            pkid: 0x1234,
-            reason: reason::PACKET_IDENTIFIER_NOT_FOUND,
-            properties: Properties::default(),
-        });
-        assert_eq!(
-            decode(&[first, 0x03, 0x12, 0x34, 0x92], Protocol::V5),
-            Ok(expected)
-        );
+        let expected =
+            wrap(Ack { pkid: 0x1234, reason: reason::PACKET_IDENTIFIER_NOT_FOUND, properties: Properties::default() });
+        assert_eq!(decode(&[first, 0x03, 0x12, 0x34, 0x92], Protocol::V5), Ok(expected));
         // Remaining length 4: reason and an empty property length.
         assert_eq!(
             decode(&[first, 0x04, 0x12, 0x34, 0x10, 0x00], Protocol::V5),
-            Ok(wrap(Ack {
-                pkid: 0x1234,
-                reason: reason::NO_MATCHING_SUBSCRIBERS,
-                properties: Properties::default(),
-            }))
+            Ok(wrap(Ack { pkid: 0x1234, reason: reason::NO_MATCHING_SUBSCRIBERS, properties: Properties::default() }))
         );
     }
 }
@@ -125,24 +95,15 @@ fn auth_round_trip() {
 fn empty_auth_is_success() {
     assert_eq!(
         decode(&[0xf0, 0x00], Protocol::V5),
-        Ok(Packet::Auth(Auth {
-            reason: reason::SUCCESS,
-            properties: Properties::default(),
-        }))
+        Ok(Packet::Auth(Auth { reason: reason::SUCCESS, properties: Properties::default() }))
     );
-    let success = Packet::Auth(Auth {
-        reason: 0,
-        properties: Properties::default(),
-    });
+    let success = Packet::Auth(Auth { reason: 0, properties: Properties::default() });
     assert_eq!(encode(&success, Protocol::V5).unwrap(), vec![0xf0, 0x00]);
 }
 
 #[test]
 fn auth_is_not_mqtt_3_1_1() {
-    assert!(matches!(
-        decode(&[0xf0, 0x00], Protocol::V4),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(decode(&[0xf0, 0x00], Protocol::V4), Err(Error::Malformed(_))));
 }
 
 const LONG: usize = 70_000;
@@ -161,21 +122,12 @@ fn long_user_property_rejected_on_encode() {
     publish.pkid = 1;
     publish.properties.user_properties = vec![("key".into(), "v".repeat(LONG))];
     let packet = Packet::Publish(publish);
-    assert_eq!(
-        encode(&packet, Protocol::V5),
-        Err(Error::StringTooLong(LONG))
-    );
+    assert_eq!(encode(&packet, Protocol::V5), Err(Error::StringTooLong(LONG)));
     let disconnect = Packet::Disconnect(Disconnect {
         reason: 0,
-        properties: Properties {
-            user_properties: vec![("k".repeat(LONG), "v".into())],
-            ..Properties::default()
-        },
+        properties: Properties { user_properties: vec![("k".repeat(LONG), "v".into())], ..Properties::default() },
     });
-    assert_eq!(
-        encode(&disconnect, Protocol::V5),
-        Err(Error::StringTooLong(LONG))
-    );
+    assert_eq!(encode(&disconnect, Protocol::V5), Err(Error::StringTooLong(LONG)));
 }
 
 #[test]
@@ -190,10 +142,7 @@ fn long_client_id_rejected_on_encode() {
         password: None,
         properties: Properties::default(),
     });
-    assert_eq!(
-        encode(&connect, Protocol::V4),
-        Err(Error::StringTooLong(LONG))
-    );
+    assert_eq!(encode(&connect, Protocol::V4), Err(Error::StringTooLong(LONG)));
 }
 
 #[test]
@@ -208,10 +157,7 @@ fn long_binary_rejected_on_encode() {
         password: Some(Bytes::from(vec![0u8; LONG])),
         properties: Properties::default(),
     });
-    assert_eq!(
-        encode(&connect, Protocol::V5),
-        Err(Error::StringTooLong(LONG))
-    );
+    assert_eq!(encode(&connect, Protocol::V5), Err(Error::StringTooLong(LONG)));
 }
 
 #[test]
@@ -227,10 +173,7 @@ fn exactly_65535_bytes_is_fine() {
 fn oversized_remaining_length_rejected_from_five_bytes() {
     // Largest remaining length (268435455), only the fixed header buffered.
     let header = [0x30, 0xff, 0xff, 0xff, 0x7f];
-    let too_large = Error::PacketTooLarge {
-        size: 268_435_460,
-        max: MAX,
-    };
+    let too_large = Error::PacketTooLarge { size: 268_435_460, max: MAX };
     assert_eq!(frame_len(&header, MAX), Err(too_large.clone()));
     let mut buf = BytesMut::from(&header[..]);
     assert_eq!(read(&mut buf, Protocol::V5, MAX), Err(too_large));
@@ -242,49 +185,31 @@ fn max_packet_size_counts_the_fixed_header() {
     // PUBLISH with remaining length 100: 102 bytes in all.
     let header = [0x30, 100];
     assert_eq!(frame_len(&header, 102), Ok(Some(102)));
-    assert_eq!(
-        frame_len(&header, 101),
-        Err(Error::PacketTooLarge {
-            size: 102,
-            max: 101
-        })
-    );
+    assert_eq!(frame_len(&header, 101), Err(Error::PacketTooLarge { size: 102, max: 101 }));
 }
 
 #[test]
 fn five_byte_varint_is_malformed() {
     let bytes = [0x30, 0x80, 0x80, 0x80, 0x80, 0x01];
-    assert!(matches!(
-        frame_len(&bytes, usize::MAX),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(frame_len(&bytes, usize::MAX), Err(Error::Malformed(_))));
     // Known malformed as soon as the fourth length byte shows a continuation bit.
-    assert!(matches!(
-        frame_len(&bytes[..5], usize::MAX),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(frame_len(&bytes[..5], usize::MAX), Err(Error::Malformed(_))));
     let mut buf = BytesMut::from(&bytes[..]);
-    assert!(matches!(
-        read(&mut buf, Protocol::V4, usize::MAX),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(read(&mut buf, Protocol::V4, usize::MAX), Err(Error::Malformed(_))));
 }
 
 #[test]
 fn trailing_bytes_inside_a_frame_are_malformed() {
     for (bytes, protocol) in [
-        (&[0xc0, 0x01, 0x00][..], Protocol::V4),         // PINGREQ
-        (&[0x40, 0x03, 0x00, 0x01, 0x00], Protocol::V4), // PUBACK
+        (&[0xc0, 0x01, 0x00][..], Protocol::V4),                     // PINGREQ
+        (&[0x40, 0x03, 0x00, 0x01, 0x00], Protocol::V4),             // PUBACK
         (&[0x40, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00], Protocol::V5), // PUBACK
-        (&[0x20, 0x03, 0x00, 0x00, 0x00], Protocol::V4), // CONNACK
-        (&[0xe0, 0x01, 0x00], Protocol::V4),             // DISCONNECT
-        (&[0xe0, 0x03, 0x00, 0x00, 0x00], Protocol::V5), // DISCONNECT
-        (&[0xb0, 0x03, 0x00, 0x01, 0x00], Protocol::V4), // UNSUBACK
+        (&[0x20, 0x03, 0x00, 0x00, 0x00], Protocol::V4),             // CONNACK
+        (&[0xe0, 0x01, 0x00], Protocol::V4),                         // DISCONNECT
+        (&[0xe0, 0x03, 0x00, 0x00, 0x00], Protocol::V5),             // DISCONNECT
+        (&[0xb0, 0x03, 0x00, 0x01, 0x00], Protocol::V4),             // UNSUBACK
     ] {
-        assert!(
-            matches!(decode(bytes, protocol), Err(Error::Malformed(_))),
-            "{bytes:02x?}"
-        );
+        assert!(matches!(decode(bytes, protocol), Err(Error::Malformed(_))), "{bytes:02x?}");
     }
 }
 
@@ -293,14 +218,8 @@ fn trailing_bytes_inside_a_frame_are_malformed() {
 #[test]
 fn publish_qos1_pkid_zero_is_protocol_error() {
     let bytes = [0x32, 0x05, 0x00, 0x01, b't', 0x00, 0x00];
-    assert!(matches!(
-        decode(&bytes, Protocol::V4),
-        Err(Error::Protocol(_))
-    ));
-    assert!(matches!(
-        decode(&bytes, Protocol::V5),
-        Err(Error::Protocol(_))
-    ));
+    assert!(matches!(decode(&bytes, Protocol::V4), Err(Error::Protocol(_))));
+    assert!(matches!(decode(&bytes, Protocol::V5), Err(Error::Protocol(_))));
 }
 
 #[test]
@@ -316,42 +235,21 @@ fn publish_wildcard_topic_is_topic_name_invalid() {
 #[test]
 fn publish_invalid_utf8_topic_is_malformed() {
     let bytes = [0x30, 0x05, 0x00, 0x02, 0xc3, 0x28, b'x'];
-    assert!(matches!(
-        decode(&bytes, Protocol::V4),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(decode(&bytes, Protocol::V4), Err(Error::Malformed(_))));
     let nul = [0x30, 0x05, 0x00, 0x02, b'a', 0x00, b'x'];
-    assert!(matches!(
-        decode(&nul, Protocol::V5),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(decode(&nul, Protocol::V5), Err(Error::Malformed(_))));
 }
 
 #[test]
 fn publish_flag_rules() {
     // QoS 3.
-    assert!(matches!(
-        decode(&[0x36, 0x03, 0x00, 0x01, b't'], Protocol::V4),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(decode(&[0x36, 0x03, 0x00, 0x01, b't'], Protocol::V4), Err(Error::Malformed(_))));
     // QoS 0 with DUP.
-    assert!(matches!(
-        decode(&[0x38, 0x03, 0x00, 0x01, b't'], Protocol::V4),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(decode(&[0x38, 0x03, 0x00, 0x01, b't'], Protocol::V4), Err(Error::Malformed(_))));
     // Empty topic: V4 invalid, V5 only with a topic alias.
-    assert_eq!(
-        decode(&[0x30, 0x02, 0x00, 0x00], Protocol::V4),
-        Err(Error::TopicNameInvalid)
-    );
-    assert!(matches!(
-        decode(&[0x30, 0x03, 0x00, 0x00, 0x00], Protocol::V5),
-        Err(Error::Protocol(_))
-    ));
-    let aliased = decode(
-        &[0x30, 0x06, 0x00, 0x00, 0x03, 0x23, 0x00, 0x07],
-        Protocol::V5,
-    );
+    assert_eq!(decode(&[0x30, 0x02, 0x00, 0x00], Protocol::V4), Err(Error::TopicNameInvalid));
+    assert!(matches!(decode(&[0x30, 0x03, 0x00, 0x00, 0x00], Protocol::V5), Err(Error::Protocol(_))));
+    let aliased = decode(&[0x30, 0x06, 0x00, 0x00, 0x03, 0x23, 0x00, 0x07], Protocol::V5);
     let Ok(Packet::Publish(p)) = aliased else {
         panic!("aliased publish: {aliased:?}");
     };
@@ -362,36 +260,19 @@ fn publish_flag_rules() {
 fn publish_property_rules() {
     // Payload format indicator 2.
     let pfi = [0x30, 0x06, 0x00, 0x01, b't', 0x02, 0x01, 0x02];
-    assert!(matches!(
-        decode(&pfi, Protocol::V5),
-        Err(Error::Protocol(_))
-    ));
+    assert!(matches!(decode(&pfi, Protocol::V5), Err(Error::Protocol(_))));
     // Session expiry (0x11) is not a PUBLISH property.
     let sei = [0x30, 0x09, 0x00, 0x01, b't', 0x05, 0x11, 0, 0, 0, 1];
-    assert!(matches!(
-        decode(&sei, Protocol::V5),
-        Err(Error::Protocol(_))
-    ));
+    assert!(matches!(decode(&sei, Protocol::V5), Err(Error::Protocol(_))));
     // Duplicate message expiry.
-    let dup = [
-        0x30, 0x0e, 0x00, 0x01, b't', 0x0a, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 2,
-    ];
-    assert!(matches!(
-        decode(&dup, Protocol::V5),
-        Err(Error::Protocol(_))
-    ));
+    let dup = [0x30, 0x0e, 0x00, 0x01, b't', 0x0a, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 2];
+    assert!(matches!(decode(&dup, Protocol::V5), Err(Error::Protocol(_))));
     // Unknown property id 0x7f.
     let unknown = [0x30, 0x06, 0x00, 0x01, b't', 0x02, 0x7f, 0x00];
-    assert!(matches!(
-        decode(&unknown, Protocol::V5),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(decode(&unknown, Protocol::V5), Err(Error::Malformed(_))));
     // Property length overrunning the frame.
     let overrun = [0x30, 0x05, 0x00, 0x01, b't', 0x09, 0x01];
-    assert!(matches!(
-        decode(&overrun, Protocol::V5),
-        Err(Error::Malformed(_))
-    ));
+    assert!(matches!(decode(&overrun, Protocol::V5), Err(Error::Malformed(_))));
 }
 
 // ---- SUBSCRIBE / UNSUBSCRIBE rules ----
@@ -401,19 +282,11 @@ fn subscribe_with_bad_fixed_header_flags_is_malformed() {
     for first in [0x80u8, 0x81, 0x83, 0x8a] {
         let bytes = [first, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00];
         let mut buf = BytesMut::from(&bytes[..]);
-        assert!(
-            matches!(read(&mut buf, Protocol::V4, MAX), Err(Error::Malformed(_))),
-            "{first:#04x}"
-        );
+        assert!(matches!(read(&mut buf, Protocol::V4, MAX), Err(Error::Malformed(_))), "{first:#04x}");
     }
     // The right flags decode.
-    let ok = decode(
-        &[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x01],
-        Protocol::V4,
-    );
-    let Ok(Packet::Subscribe(s)) = ok else {
-        panic!("{ok:?}")
-    };
+    let ok = decode(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x01], Protocol::V4);
+    let Ok(Packet::Subscribe(s)) = ok else { panic!("{ok:?}") };
     assert_eq!(s.filters, vec![SubscribeFilter::new("a", QoS::AtLeastOnce)]);
 }
 
@@ -438,33 +311,12 @@ fn subscribe_option_rules() {
 
 #[test]
 fn subscribe_and_unsubscribe_need_a_filter_and_a_pkid() {
-    assert!(matches!(
-        decode(&[0x82, 0x02, 0x00, 0x01], Protocol::V4),
-        Err(Error::Protocol(_))
-    ));
-    assert!(matches!(
-        decode(&[0xa2, 0x02, 0x00, 0x01], Protocol::V4),
-        Err(Error::Protocol(_))
-    ));
-    assert!(matches!(
-        decode(&[0xa2, 0x03, 0x00, 0x01, 0x00], Protocol::V5),
-        Err(Error::Protocol(_))
-    ));
-    assert!(matches!(
-        decode(
-            &[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00],
-            Protocol::V4
-        ),
-        Err(Error::Protocol(_))
-    ));
-    assert!(matches!(
-        decode(&[0xa2, 0x05, 0x00, 0x00, 0x00, 0x01, b'a'], Protocol::V4),
-        Err(Error::Protocol(_))
-    ));
-    assert!(matches!(
-        decode(&[0x40, 0x02, 0x00, 0x00], Protocol::V4),
-        Err(Error::Protocol(_))
-    ));
+    assert!(matches!(decode(&[0x82, 0x02, 0x00, 0x01], Protocol::V4), Err(Error::Protocol(_))));
+    assert!(matches!(decode(&[0xa2, 0x02, 0x00, 0x01], Protocol::V4), Err(Error::Protocol(_))));
+    assert!(matches!(decode(&[0xa2, 0x03, 0x00, 0x01, 0x00], Protocol::V5), Err(Error::Protocol(_))));
+    assert!(matches!(decode(&[0x82, 0x06, 0x00, 0x00, 0x00, 0x01, b'a', 0x00], Protocol::V4), Err(Error::Protocol(_))));
+    assert!(matches!(decode(&[0xa2, 0x05, 0x00, 0x00, 0x00, 0x01, b'a'], Protocol::V4), Err(Error::Protocol(_))));
+    assert!(matches!(decode(&[0x40, 0x02, 0x00, 0x00], Protocol::V4), Err(Error::Protocol(_))));
 }
 
 // ---- CONNECT ----
@@ -507,17 +359,11 @@ fn expected_connect(protocol: Protocol) -> Connect {
             payload: Bytes::from_static(b"bye"),
             qos: QoS::AtLeastOnce,
             retain: false,
-            properties: Properties {
-                will_delay_interval: v5.then_some(30),
-                ..Properties::default()
-            },
+            properties: Properties { will_delay_interval: v5.then_some(30), ..Properties::default() },
         }),
         username: Some("user".into()),
         password: Some(Bytes::from_static(b"pass")),
-        properties: Properties {
-            session_expiry_interval: v5.then_some(10),
-            ..Properties::default()
-        },
+        properties: Properties { session_expiry_interval: v5.then_some(10), ..Properties::default() },
     }
 }
 
@@ -543,24 +389,15 @@ fn spec_connect_v5_vector() {
 fn connect_protocol_name_and_level() {
     let mut v3 = CONNECT_V4.to_vec();
     v3[8] = 3;
-    assert_eq!(
-        decode(&v3, Protocol::V4),
-        Err(Error::UnsupportedProtocolVersion(3))
-    );
+    assert_eq!(decode(&v3, Protocol::V4), Err(Error::UnsupportedProtocolVersion(3)));
     let mut name = CONNECT_V4.to_vec();
     name[7] = b'X';
-    assert!(matches!(
-        decode(&name, Protocol::V4),
-        Err(Error::Protocol(_))
-    ));
+    assert!(matches!(decode(&name, Protocol::V4), Err(Error::Protocol(_))));
     // MQTT 3.1: "MQIsdp", level 3.
     let mut mqisdp = vec![0x10, 14, 0x00, 0x06];
     mqisdp.extend_from_slice(b"MQIsdp");
     mqisdp.extend_from_slice(&[0x03, 0x02, 0x00, 0x0a, 0x00, 0x00]);
-    assert_eq!(
-        decode(&mqisdp, Protocol::V4),
-        Err(Error::UnsupportedProtocolVersion(3))
-    );
+    assert_eq!(decode(&mqisdp, Protocol::V4), Err(Error::UnsupportedProtocolVersion(3)));
 }
 
 #[test]
@@ -570,24 +407,12 @@ fn connect_flag_rules() {
         bytes[9] = flags;
         decode(&bytes, Protocol::V4)
     };
-    assert!(
-        matches!(with_flags(0xcf), Err(Error::Malformed(_))),
-        "reserved bit"
-    );
-    assert!(
-        matches!(with_flags(0xde), Err(Error::Malformed(_))),
-        "will QoS 3"
-    );
+    assert!(matches!(with_flags(0xcf), Err(Error::Malformed(_))), "reserved bit");
+    assert!(matches!(with_flags(0xde), Err(Error::Malformed(_))), "will QoS 3");
     // Without the will flag the will fields must be zero (0xca: will QoS 1, no will).
-    assert!(
-        matches!(with_flags(0xca), Err(Error::Malformed(_))),
-        "will QoS w/o will"
-    );
+    assert!(matches!(with_flags(0xca), Err(Error::Malformed(_))), "will QoS w/o will");
     // Password without user name (0x4e) in 3.1.1.
-    assert!(
-        matches!(with_flags(0x4e), Err(Error::Malformed(_))),
-        "password w/o user"
-    );
+    assert!(matches!(with_flags(0x4e), Err(Error::Malformed(_))), "password w/o user");
 }
 
 #[test]
@@ -596,8 +421,5 @@ fn connect_v5_will_properties_restricted() {
     let mut bytes = CONNECT_V5.to_vec();
     let at = bytes.iter().position(|&b| b == 0x18).unwrap();
     bytes[at] = 0x11;
-    assert!(matches!(
-        decode(&bytes, Protocol::V5),
-        Err(Error::Protocol(_))
-    ));
+    assert!(matches!(decode(&bytes, Protocol::V5), Err(Error::Protocol(_))));
 }

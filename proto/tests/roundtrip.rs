@@ -7,9 +7,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::strategy::Union;
 use proto::{
-    frame_len, read, Ack, Auth, Bytes, BytesMut, ConnAck, Connect, Disconnect, Error, LastWill,
-    Packet, Properties, Protocol, Publish, QoS, SubAck, Subscribe, SubscribeFilter, UnsubAck,
-    Unsubscribe,
+    frame_len, read, Ack, Auth, Bytes, BytesMut, ConnAck, Connect, Disconnect, Error, LastWill, Packet, Properties,
+    Protocol, Publish, QoS, SubAck, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe,
 };
 
 /// Where a property block sits; mirrors the spec's table independently of the crate.
@@ -41,11 +40,7 @@ fn flag() -> impl Strategy<Value = u8> {
 }
 
 fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![
-        Just(QoS::AtMostOnce),
-        Just(QoS::AtLeastOnce),
-        Just(QoS::ExactlyOnce)
-    ]
+    prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce), Just(QoS::ExactlyOnce)]
 }
 
 fn pkid() -> impl Strategy<Value = u16> {
@@ -61,16 +56,12 @@ fn topic_name() -> impl Strategy<Value = String> {
 
 /// A topic filter: '+' levels, text levels and possibly a trailing '#'.
 fn plain_filter() -> impl Strategy<Value = String> {
-    (
-        vec(prop_oneof![Just("+".to_string()), "[^\\x00+#/]{0,6}"], 0..4),
-        any::<bool>(),
-    )
-        .prop_map(|(mut levels, hash)| {
-            if hash || levels.is_empty() {
-                levels.push("#".into());
-            }
-            levels.join("/")
-        })
+    (vec(prop_oneof![Just("+".to_string()), "[^\\x00+#/]{0,6}"], 0..4), any::<bool>()).prop_map(|(mut levels, hash)| {
+        if hash || levels.is_empty() {
+            levels.push("#".into());
+        }
+        levels.join("/")
+    })
 }
 
 fn filter() -> impl Strategy<Value = String> {
@@ -202,6 +193,9 @@ fn mask(mut p: Properties, kind: Kind) -> Properties {
     if kind != Publish {
         p.topic_alias = None;
     }
+    if p.authentication_method.is_none() {
+        p.authentication_data = None;
+    }
     p
 }
 
@@ -218,20 +212,15 @@ fn properties(protocol: Protocol, kind: Kind) -> BoxedStrategy<Properties> {
 }
 
 fn will(protocol: Protocol) -> impl Strategy<Value = LastWill> {
-    (
-        topic_name(),
-        binary(),
-        qos(),
-        any::<bool>(),
-        properties(protocol, Kind::Will),
-    )
-        .prop_map(|(topic, payload, qos, retain, properties)| LastWill {
+    (topic_name(), binary(), qos(), any::<bool>(), properties(protocol, Kind::Will)).prop_map(
+        |(topic, payload, qos, retain, properties)| LastWill {
             topic: Bytes::from(topic),
             payload,
             qos,
             retain,
             properties,
-        })
+        },
+    )
 }
 
 fn connect(protocol: Protocol) -> impl Strategy<Value = Packet> {
@@ -244,31 +233,21 @@ fn connect(protocol: Protocol) -> impl Strategy<Value = Packet> {
         prop::option::of(binary()),
         properties(protocol, Kind::Connect),
     )
-        .prop_map(
-            move |(
+        .prop_map(move |(clean_start, keep_alive, client_id, will, username, mut password, properties)| {
+            if protocol == Protocol::V4 && username.is_none() {
+                password = None;
+            }
+            Packet::Connect(Connect {
+                protocol,
                 clean_start,
                 keep_alive,
                 client_id,
                 will,
                 username,
-                mut password,
+                password,
                 properties,
-            )| {
-                if protocol == Protocol::V4 && username.is_none() {
-                    password = None;
-                }
-                Packet::Connect(Connect {
-                    protocol,
-                    clean_start,
-                    keep_alive,
-                    client_id,
-                    will,
-                    username,
-                    password,
-                    properties,
-                })
-            },
-        )
+            })
+        })
 }
 
 fn connack(protocol: Protocol) -> impl Strategy<Value = Packet> {
@@ -276,15 +255,8 @@ fn connack(protocol: Protocol) -> impl Strategy<Value = Packet> {
         Protocol::V4 => (0u8..=5).boxed(),
         Protocol::V5 => any::<u8>().boxed(),
     };
-    (any::<bool>(), code, properties(protocol, Kind::ConnAck)).prop_map(
-        |(session_present, code, properties)| {
-            Packet::ConnAck(ConnAck {
-                session_present,
-                code,
-                properties,
-            })
-        },
-    )
+    (any::<bool>(), code, properties(protocol, Kind::ConnAck))
+        .prop_map(|(session_present, code, properties)| Packet::ConnAck(ConnAck { session_present, code, properties }))
 }
 
 fn publish_packet(protocol: Protocol) -> impl Strategy<Value = Publish> {
@@ -298,26 +270,20 @@ fn publish_packet(protocol: Protocol) -> impl Strategy<Value = Publish> {
         properties(protocol, Kind::Publish),
         vec(any::<u8>(), 0..300),
     )
-        .prop_map(
-            |(dup, qos, retain, topic, empty_topic, pkid, properties, payload)| {
-                let at_most_once = qos == QoS::AtMostOnce;
-                // V5 may send an empty topic when a topic alias is present.
-                let topic = if empty_topic && properties.topic_alias.is_some() {
-                    String::new()
-                } else {
-                    topic
-                };
-                Publish {
-                    dup: dup && !at_most_once,
-                    qos,
-                    retain,
-                    topic: Bytes::from(topic),
-                    pkid: if at_most_once { 0 } else { pkid },
-                    properties,
-                    payload: Bytes::from(payload),
-                }
-            },
-        )
+        .prop_map(|(dup, qos, retain, topic, empty_topic, pkid, properties, payload)| {
+            let at_most_once = qos == QoS::AtMostOnce;
+            // V5 may send an empty topic when a topic alias is present.
+            let topic = if empty_topic && properties.topic_alias.is_some() { String::new() } else { topic };
+            Publish {
+                dup: dup && !at_most_once,
+                qos,
+                retain,
+                topic: Bytes::from(topic),
+                pkid: if at_most_once { 0 } else { pkid },
+                properties,
+                payload: Bytes::from(payload),
+            }
+        })
 }
 
 fn ack(protocol: Protocol) -> impl Strategy<Value = Ack> {
@@ -347,18 +313,8 @@ fn subscribe_filter(protocol: Protocol) -> impl Strategy<Value = SubscribeFilter
 }
 
 fn subscribe(protocol: Protocol) -> impl Strategy<Value = Packet> {
-    (
-        pkid(),
-        vec(subscribe_filter(protocol), 1..4),
-        properties(protocol, Kind::Subscribe),
-    )
-        .prop_map(|(pkid, filters, properties)| {
-            Packet::Subscribe(Subscribe {
-                pkid,
-                filters,
-                properties,
-            })
-        })
+    (pkid(), vec(subscribe_filter(protocol), 1..4), properties(protocol, Kind::Subscribe))
+        .prop_map(|(pkid, filters, properties)| Packet::Subscribe(Subscribe { pkid, filters, properties }))
 }
 
 fn suback(protocol: Protocol) -> impl Strategy<Value = Packet> {
@@ -366,30 +322,13 @@ fn suback(protocol: Protocol) -> impl Strategy<Value = Packet> {
         Protocol::V4 => prop::sample::select(vec![0u8, 1, 2, 0x80]).boxed(),
         Protocol::V5 => any::<u8>().boxed(),
     };
-    (pkid(), vec(code, 1..5), properties(protocol, Kind::SubAck)).prop_map(
-        |(pkid, codes, properties)| {
-            Packet::SubAck(SubAck {
-                pkid,
-                codes,
-                properties,
-            })
-        },
-    )
+    (pkid(), vec(code, 1..5), properties(protocol, Kind::SubAck))
+        .prop_map(|(pkid, codes, properties)| Packet::SubAck(SubAck { pkid, codes, properties }))
 }
 
 fn unsubscribe(protocol: Protocol) -> impl Strategy<Value = Packet> {
-    (
-        pkid(),
-        vec(filter(), 1..4),
-        properties(protocol, Kind::Unsubscribe),
-    )
-        .prop_map(|(pkid, filters, properties)| {
-            Packet::Unsubscribe(Unsubscribe {
-                pkid,
-                filters,
-                properties,
-            })
-        })
+    (pkid(), vec(filter(), 1..4), properties(protocol, Kind::Unsubscribe))
+        .prop_map(|(pkid, filters, properties)| Packet::Unsubscribe(Unsubscribe { pkid, filters, properties }))
 }
 
 fn unsuback(protocol: Protocol) -> impl Strategy<Value = Packet> {
@@ -397,13 +336,8 @@ fn unsuback(protocol: Protocol) -> impl Strategy<Value = Packet> {
         Protocol::V4 => Just(Vec::new()).boxed(),
         Protocol::V5 => vec(any::<u8>(), 1..5).boxed(),
     };
-    (pkid(), codes, properties(protocol, Kind::UnsubAck)).prop_map(|(pkid, codes, properties)| {
-        Packet::UnsubAck(UnsubAck {
-            pkid,
-            codes,
-            properties,
-        })
-    })
+    (pkid(), codes, properties(protocol, Kind::UnsubAck))
+        .prop_map(|(pkid, codes, properties)| Packet::UnsubAck(UnsubAck { pkid, codes, properties }))
 }
 
 fn disconnect(protocol: Protocol) -> impl Strategy<Value = Packet> {
@@ -416,10 +350,7 @@ fn disconnect(protocol: Protocol) -> impl Strategy<Value = Packet> {
 }
 
 fn auth() -> impl Strategy<Value = Packet> {
-    (
-        prop_oneof![Just(0u8), Just(0x18), Just(0x19), any::<u8>()],
-        properties(Protocol::V5, Kind::Auth),
-    )
+    (prop_oneof![Just(0u8), Just(0x18), Just(0x19), any::<u8>()], properties(Protocol::V5, Kind::Auth))
         .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties }))
 }
 
@@ -456,9 +387,7 @@ fn protocol_and_packet() -> impl Strategy<Value = (Protocol, Packet)> {
 
 fn encode(packet: &Packet, protocol: Protocol) -> BytesMut {
     let mut out = BytesMut::new();
-    let written = packet
-        .write(protocol, &mut out)
-        .expect("valid packet encodes");
+    let written = packet.write(protocol, &mut out).expect("valid packet encodes");
     assert_eq!(written, out.len());
     out
 }

@@ -54,18 +54,23 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 }
 
 /// Reads a first packet that must be CONNECT.
-async fn read_connect(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> Result<Connect, Option<ProtoError>> {
+/// A CONNECT that could not be decoded: the error, and the protocol level byte if seen.
+type BadConnect = (ProtoError, Option<u8>);
+
+async fn read_connect(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> Result<Connect, Option<BadConnect>> {
     loop {
         if let Some(first) = buf.first() {
             if first >> 4 != 1 {
-                return Err(Some(ProtoError::Protocol("first packet is not CONNECT")));
+                return Err(Some((ProtoError::Protocol("first packet is not CONNECT"), None)));
             }
         }
+        // Seen before decoding: a failed decode consumes the frame.
+        let level = connect_level(buf);
         match proto::read(buf, Protocol::V5, max) {
             Ok(Packet::Connect(c)) => return Ok(c),
-            Ok(_) => return Err(Some(ProtoError::Protocol("first packet is not CONNECT"))),
+            Ok(_) => return Err(Some((ProtoError::Protocol("first packet is not CONNECT"), level))),
             Err(ProtoError::Incomplete(_)) => {}
-            Err(e) => return Err(Some(e)),
+            Err(e) => return Err(Some((e, level))),
         }
         let mut chunk = [0u8; HANDSHAKE_READ];
         match stream.read(&mut chunk).await {
@@ -97,8 +102,8 @@ async fn refuse(stream: &mut TcpStream, protocol: Protocol, code: u8) {
 
 /// Refuses a CONNECT that failed to decode: 5.0 gets the reason code, 3.1.1 an
 /// "unacceptable protocol version" when that was the problem; anything else is closed.
-async fn refuse_bad_connect(stream: &mut TcpStream, buf: &[u8], e: &ProtoError) {
-    match (connect_level(buf), e) {
+async fn refuse_bad_connect(stream: &mut TcpStream, level: Option<u8>, e: &ProtoError) {
+    match (level, e) {
         (Some(5), _) => refuse(stream, Protocol::V5, e.reason_code()).await,
         (Some(level), ProtoError::UnsupportedProtocolVersion(_)) if level < 5 => {
             refuse(stream, Protocol::V4, reason::V4_UNACCEPTABLE_PROTOCOL_VERSION).await
@@ -127,9 +132,9 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
     let mut connect = match read_connect(&mut stream, &mut buf, limits.max_packet_size).await {
         Ok(c) => c,
-        Err(Some(e)) => {
+        Err(Some((e, level))) => {
             tracing::debug!(error = %e, "bad CONNECT");
-            refuse_bad_connect(&mut stream, &buf, &e).await;
+            refuse_bad_connect(&mut stream, level, &e).await;
             return;
         }
         Err(None) => return,

@@ -17,8 +17,8 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 use proto::{
-    reason, Ack, ConnAck, Connect, Disconnect, Error as ProtoError, Packet, Properties, Protocol, Publish, QoS,
-    SubAck, Subscribe, UnsubAck, Unsubscribe,
+    reason, Ack, ConnAck, Connect, Disconnect, Error as ProtoError, Packet, Properties, Protocol, Publish, QoS, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
 };
 
 use crate::accept::Admitted;
@@ -189,7 +189,14 @@ pub async fn run_session(
 
 /// Attaches a connection to its session: takes over a connected one, starts fresh on
 /// clean start. Returns (slot, generation, session present).
-fn attach(shard: &Shard, conn: &Rc<Conn>, c: &Connect, client_id: &Arc<str>, expiry: u32, out: &mut Outgoing) -> (u32, u64, bool) {
+fn attach(
+    shard: &Shard,
+    conn: &Rc<Conn>,
+    c: &Connect,
+    client_id: &Arc<str>,
+    expiry: u32,
+    out: &mut Outgoing,
+) -> (u32, u64, bool) {
     let mut guard = shard.st.borrow_mut();
     let st = &mut *guard;
     let mut wills = Vec::new();
@@ -200,7 +207,10 @@ fn attach(shard: &Shard, conn: &Rc<Conn>, c: &Connect, client_id: &Arc<str>, exp
             if let Some(s) = st.slots[slot as usize].as_mut() {
                 if let Some(old) = s.conn.take() {
                     tracing::info!(client_id = %client_id, "session taken over");
-                    let bye = Packet::Disconnect(Disconnect { reason: reason::SESSION_TAKEN_OVER, properties: Properties::default() });
+                    let bye = Packet::Disconnect(Disconnect {
+                        reason: reason::SESSION_TAKEN_OVER,
+                        properties: Properties::default(),
+                    });
                     old.close_with(CloseCause::TakenOver, (old.protocol == Protocol::V5).then_some(&bye));
                 }
             }
@@ -443,7 +453,12 @@ impl Client {
             };
             if first || want_retained {
                 for t in shard.targets(&f.filter) {
-                    items[t].push(InterestItem { index: i as u16, filter: f.filter.clone(), add_interest: first, want_retained });
+                    items[t].push(InterestItem {
+                        index: i as u16,
+                        filter: f.filter.clone(),
+                        add_interest: first,
+                        want_retained,
+                    });
                 }
             }
             codes.push(f.qos as u8);
@@ -483,9 +498,7 @@ impl Client {
         let st = &mut *shard.st.borrow_mut();
         let mut codes = Vec::with_capacity(u.filters.len());
         for f in &u.filters {
-            let existed = st
-                .session(self.slot, self.generation)
-                .is_some_and(|s| s.subs.remove(f).is_some());
+            let existed = st.session(self.slot, self.generation).is_some_and(|s| s.subs.remove(f).is_some());
             if existed {
                 shard.remove_local(st, self.slot, f, &mut self.out);
             }
@@ -555,7 +568,9 @@ impl Client {
                 } else {
                     match will {
                         Some((msg, 0)) => wills.push(msg),
-                        Some((msg, delay)) => s.will = Some(PendingWill { msg, at: now + Duration::from_secs(u64::from(delay)) }),
+                        Some((msg, delay)) => {
+                            s.will = Some(PendingWill { msg, at: now + Duration::from_secs(u64::from(delay)) })
+                        }
                         None => {}
                     }
                     s.expires_at = (expiry != u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));

@@ -19,8 +19,8 @@ use proto::{reason, Disconnect, Packet, Properties, Protocol};
 use socket2::{Domain, Socket, Type};
 
 use crate::accept::accept_loop;
-use crate::conn::CloseCause;
 use crate::config::EngineConfig;
+use crate::conn::CloseCause;
 use crate::error::Error;
 use crate::msg::{Egress, Ingress};
 use crate::shard::{NodeShared, Shard, TICK};
@@ -226,15 +226,9 @@ async fn shard_main(
     }
     // Stop accepting: dropping the accept tasks closes the listeners.
     drop(accepts);
-    let conns: Vec<_> = shard
-        .st
-        .borrow()
-        .slots
-        .iter()
-        .flatten()
-        .filter_map(|s| s.conn.clone())
-        .collect();
-    let bye = Packet::Disconnect(Disconnect { reason: reason::SERVER_SHUTTING_DOWN, properties: Properties::default() });
+    let conns: Vec<_> = shard.st.borrow().slots.iter().flatten().filter_map(|s| s.conn.clone()).collect();
+    let bye =
+        Packet::Disconnect(Disconnect { reason: reason::SERVER_SHUTTING_DOWN, properties: Properties::default() });
     for c in conns {
         c.close_with(CloseCause::Shutdown, (c.protocol == Protocol::V5).then_some(&bye));
     }

@@ -231,7 +231,11 @@ impl Session {
                     write_publish(&conn, q, *pkid, true, &mut cache);
                 }
                 Some(Inflight::Release) => {
-                    conn.send(&Packet::PubRel(proto::Ack { pkid: *pkid, reason: 0, properties: Properties::default() }));
+                    conn.send(&Packet::PubRel(proto::Ack {
+                        pkid: *pkid,
+                        reason: 0,
+                        properties: Properties::default(),
+                    }));
                 }
                 None => {}
             }
@@ -291,7 +295,15 @@ fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache: &mut Enco
 }
 
 /// Builds the PUBLISH sent to a subscriber.
-pub fn publish_packet(msg: &Message, qos: QoS, retain: bool, pkid: u16, dup: bool, protocol: Protocol, sub_ids: &[u32]) -> Publish {
+pub fn publish_packet(
+    msg: &Message,
+    qos: QoS,
+    retain: bool,
+    pkid: u16,
+    dup: bool,
+    protocol: Protocol,
+    sub_ids: &[u32],
+) -> Publish {
     let mut properties = if protocol == Protocol::V5 { msg.properties.clone() } else { Properties::default() };
     properties.subscription_identifiers = sub_ids.to_vec();
     Publish {

@@ -80,10 +80,7 @@ pub struct State {
 impl State {
     /// The session in `slot` if it is still generation `generation`.
     pub fn session(&mut self, slot: u32, generation: u64) -> Option<&mut Session> {
-        self.slots
-            .get_mut(slot as usize)?
-            .as_mut()
-            .filter(|s| s.generation == generation)
+        self.slots.get_mut(slot as usize)?.as_mut().filter(|s| s.generation == generation)
     }
 
     /// Creates a session for `client_id`.
@@ -238,9 +235,7 @@ impl Shard {
                 let o = subs[i].opts;
                 i += 1;
                 if o.no_local {
-                    let own = st.slots[slot as usize]
-                        .as_ref()
-                        .is_some_and(|s| *s.client_id == *msg.publisher);
+                    let own = st.slots[slot as usize].as_ref().is_some_and(|s| *s.client_id == *msg.publisher);
                     if own {
                         continue;
                     }
@@ -253,12 +248,7 @@ impl Shard {
                 continue;
             };
             st.stats.delivered += 1;
-            let q = Queued {
-                msg: msg.clone(),
-                qos: msg.qos.min(granted),
-                retain: rap && msg.retain,
-                sub_ids,
-            };
+            let q = Queued { msg: msg.clone(), qos: msg.qos.min(granted), retain: rap && msg.retain, sub_ids };
             session.deliver(q, &mut cache, max_queued);
         }
         st.scratch = subs;
@@ -320,12 +310,8 @@ impl Shard {
         for (index, msg) in pending.retained {
             let Some(Some(opts)) = pending.granted.get(usize::from(index)) else { continue };
             cache.reset();
-            let q = Queued {
-                qos: msg.qos.min(opts.qos),
-                retain: true,
-                sub_ids: opts.sub_id.into_iter().collect(),
-                msg,
-            };
+            let q =
+                Queued { qos: msg.qos.min(opts.qos), retain: true, sub_ids: opts.sub_id.into_iter().collect(), msg };
             session.deliver(q, &mut cache, max_queued);
         }
     }

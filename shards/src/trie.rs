@@ -28,12 +28,7 @@ struct Node<V> {
 
 impl<V> Default for Node<V> {
     fn default() -> Self {
-        Node {
-            children: HashMap::new(),
-            plus: None,
-            hash: None,
-            value: None,
-        }
+        Node { children: HashMap::new(), plus: None, hash: None, value: None }
     }
 }
 
@@ -45,10 +40,7 @@ impl<V> Node<V> {
 
 impl<V> Default for TopicTrie<V> {
     fn default() -> Self {
-        TopicTrie {
-            root: Node::default(),
-            len: 0,
-        }
+        TopicTrie { root: Node::default(), len: 0 }
     }
 }
 
@@ -100,11 +92,7 @@ impl<V> TopicTrie<V> {
             if level == "#" && levels.peek().is_none() {
                 return node.hash.as_mut();
             }
-            node = if level == "+" {
-                node.plus.as_deref_mut()?
-            } else {
-                node.children.get_mut(level.as_bytes())?
-            };
+            node = if level == "+" { node.plus.as_deref_mut()? } else { node.children.get_mut(level.as_bytes())? };
         }
         node.value.as_mut()
     }
@@ -255,10 +243,13 @@ mod tests {
         assert_eq!(t.update("a/+/c", |_| true), Some(true));
         assert_eq!(t.update("a/+/c", |_| true), None);
         assert_eq!(matched(&t, "a/b/c"), vec![2]);
-        assert_eq!(t.update("a/#", |v| {
-            *v = 7;
-            false
-        }), Some(false));
+        assert_eq!(
+            t.update("a/#", |v| {
+                *v = 7;
+                false
+            }),
+            Some(false)
+        );
         assert_eq!(matched(&t, "a/b/c"), vec![7]);
         assert_eq!(t.update("a/#", |_| true), Some(true));
         assert!(t.is_empty());
