@@ -178,6 +178,8 @@ mod smallvec_like {
     /// Most topics have few levels; deeper ones spill to the heap.
     const INLINE: usize = 16;
 
+    // The inline variant is large on purpose: it lives on the stack for one match.
+    #[allow(clippy::large_enum_variant)]
     pub(super) enum Levels<'a> {
         Inline([&'a [u8]; INLINE], usize),
         Heap(Vec<&'a [u8]>),

@@ -16,10 +16,12 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// Starts an in-process broker with 2 shards on an ephemeral loopback port.
 pub fn broker(tweak: impl FnOnce(&mut ringmq::EngineConfig)) -> ringmq::Node {
     let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_test_writer().try_init();
-    let mut cfg = ringmq::EngineConfig::default();
-    cfg.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    cfg.shards = 2;
-    cfg.pin = false;
+    let mut cfg = ringmq::EngineConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        shards: 2,
+        pin: false,
+        ..Default::default()
+    };
     tweak(&mut cfg);
     ringmq::Node::start(cfg).expect("broker starts")
 }

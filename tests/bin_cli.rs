@@ -1,0 +1,118 @@
+//! The `ringmq` binary as a user runs it: flags, config errors, and graceful shutdown on
+//! SIGTERM/SIGINT.
+
+mod wire;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proto::{reason, Packet, Protocol};
+use wire::Raw;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringmq");
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringmq-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--listen", "--config", "--shards", "--partitions", "--no-pin", "--log-level", "--max-connections"] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_config_key_exits_2_naming_key_and_file() {
+    let path = temp_file("unknown.toml", "listen = [\"127.0.0.1:0\"]\nmax_conections = 3\n");
+    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_conections") && err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn bad_config_value_exits_2_naming_key_and_file() {
+    let path = temp_file("badvalue.toml", "[limits]\nmax_inflight = 0\n");
+    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("limits.max_inflight") && err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let out = Command::new(BIN).args(["--config", "/nonexistent/ringmq.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ringmq.toml"));
+}
+
+/// Starts the binary on an ephemeral port and returns it with the address it logged.
+fn spawn_broker() -> (Child, std::net::SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--shards", "2", "--no-pin"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("broker logs its address");
+    (child, addr.parse().expect("an address"))
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "broker did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok);
+}
+
+#[test]
+fn sigterm_sends_v5_clients_0x8b_and_exits_0() {
+    let (mut child, addr) = spawn_broker();
+    let mut v5 = Raw::connect(addr, Protocol::V5, "stay-v5");
+    let mut v4 = Raw::connect(addr, Protocol::V4, "stay-v4");
+    signal(&child, "-TERM");
+    match v5.expect_closed().last() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, reason::SERVER_SHUTTING_DOWN),
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    assert!(v4.expect_closed().is_empty());
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(0));
+    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after shutdown");
+}
+
+#[test]
+fn sigint_exits_0() {
+    let (mut child, addr) = spawn_broker();
+    let _c = Raw::connect(addr, Protocol::V4, "c");
+    signal(&child, "-INT");
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+}
