@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use proto::{
 use crate::accept::Admitted;
 use crate::batch::Outgoing;
 use crate::config::Limits;
-use crate::conn::{writer, CloseCause, Conn};
+use crate::conn::{writer, CloseCause, Conn, Socket};
 use crate::msg::{Handoff, Ingress, InterestItem, Message, SessionRef};
 use crate::session::{PendingSubscribe, PendingWill, SubOptions};
 use crate::shard::Shard;
@@ -117,20 +117,14 @@ pub async fn run_session(
     let v5 = protocol == Protocol::V5;
     let keep_alive = connect.keep_alive;
     let timeout = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-    let _ = stream.set_read_timeout(timeout);
-    // SAFETY: dup(2) of the stream's descriptor; the copy is owned by the writer's stream.
-    let wfd = unsafe { libc::dup(stream.as_raw_fd()) };
-    if wfd < 0 {
-        return;
-    }
-    // SAFETY: `wfd` is a fresh descriptor returned by dup, owned by nothing else.
-    let wstream = unsafe { TcpStream::from_raw_fd(wfd) };
+    let sock = Socket::new(stream);
+    sock.set_read_timeout(timeout);
     let client_max = match (v5, connect.properties.maximum_packet_size) {
         (true, Some(m)) => m as usize,
         _ => usize::MAX,
     };
-    let conn = Rc::new(Conn::new(protocol, limits.max_outbound_buffer, client_max, shard.conn_id()));
-    glommio::spawn_local(writer(conn.clone(), wstream)).detach();
+    let conn = Rc::new(Conn::new(protocol, sock.clone(), limits.max_outbound_buffer, client_max, shard.conn_id()));
+    glommio::spawn_local(writer(conn.clone())).detach();
     shard.conns.set(shard.conns.get() + 1);
 
     let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
@@ -181,7 +175,7 @@ pub async fn run_session(
     client.out.flush(&shard).await;
     let mut rbuf = BytesMut::with_capacity(READ_MIN);
     rbuf.extend_from_slice(&rest);
-    let end = client.read_loop(stream, rbuf).await;
+    let end = client.read_loop(sock, rbuf).await;
     client.finish(end).await;
     shard.conns.set(shard.conns.get() - 1);
     drop(admitted);
@@ -251,7 +245,7 @@ impl Client {
         self.protocol == Protocol::V5
     }
 
-    async fn read_loop(&mut self, mut stream: TcpStream, mut rbuf: BytesMut) -> End {
+    async fn read_loop(&mut self, mut stream: Socket, mut rbuf: BytesMut) -> End {
         let max = self.shard.cfg.limits.max_packet_size;
         loop {
             let want;

@@ -9,17 +9,67 @@
 //! up, and nothing else waits for it.
 
 use std::cell::{Cell, RefCell};
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_lite::{future::poll_fn, AsyncWriteExt};
+use futures_lite::{future::poll_fn, AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 use proto::{Packet, Protocol};
 
 /// Initial outbox capacity: a few typical packets; it grows to the connection's needs.
 const OUTBOX_INITIAL: usize = 4096;
+/// How long a closing connection may take to flush its last packets to a client that does
+/// not read before the socket is shut down anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// One socket shared by the reader and writer tasks of a connection (one descriptor per
+/// connection). Each poll borrows it only for the duration of the call; glommio keeps
+/// separate read and write readiness sources, so a pending read and a pending write
+/// coexist.
+#[derive(Clone)]
+pub struct Socket(Rc<RefCell<TcpStream>>);
+
+impl Socket {
+    /// Wraps an accepted stream.
+    pub fn new(stream: TcpStream) -> Self {
+        Socket(Rc::new(RefCell::new(stream)))
+    }
+
+    /// Sets the read timeout (keep-alive).
+    pub fn set_read_timeout(&self, d: Option<Duration>) {
+        let _ = self.0.borrow().set_read_timeout(d);
+    }
+
+    /// Shuts the socket down both ways: pending reads and writes return at once.
+    pub fn shutdown(&self) {
+        shutdown_socket(self.0.borrow().as_raw_fd());
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_close(cx)
+    }
+}
 
 /// Why a connection is being closed by the broker side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +92,7 @@ pub struct Conn {
     pub max_packet_size: usize,
     /// Unique per shard, tells connections of one session apart.
     pub id: u64,
+    sock: Socket,
     cap: usize,
     buf: RefCell<BytesMut>,
     waker: Cell<Option<Waker>>,
@@ -50,11 +101,12 @@ pub struct Conn {
 
 impl Conn {
     /// A connection on socket `fd` whose outbox holds at most `cap` bytes.
-    pub fn new(protocol: Protocol, cap: usize, max_packet_size: usize, id: u64) -> Self {
+    pub fn new(protocol: Protocol, sock: Socket, cap: usize, max_packet_size: usize, id: u64) -> Self {
         Conn {
             protocol,
             max_packet_size,
             id,
+            sock,
             cap,
             buf: RefCell::new(BytesMut::with_capacity(OUTBOX_INITIAL)),
             waker: Cell::new(None),
@@ -153,13 +205,29 @@ impl Conn {
         self.close(cause);
     }
 
-    /// Stops queueing; the writer flushes what is queued and shuts the socket down,
-    /// which ends the reader too.
+    /// Stops queueing; the writer flushes what is queued (for at most [`CLOSE_GRACE`])
+    /// and shuts the socket down, which ends the reader too. A slow consumer's socket is
+    /// shut down at once: what is queued for it is dropped.
     pub fn close(&self, cause: CloseCause) {
         if self.closing.get().is_none() {
             self.closing.set(Some(cause));
+            if cause == CloseCause::SlowConsumer {
+                self.sock.shutdown();
+            }
         }
         self.wake();
+    }
+
+    /// Resolves once a close was asked for.
+    async fn closed(&self) {
+        poll_fn(|cx| {
+            if self.closing.get().is_some() {
+                return Poll::Ready(());
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
     }
 
     fn wake(&self) {
@@ -198,14 +266,20 @@ pub fn shutdown_socket(fd: RawFd) {
 }
 
 /// The writer task: drains the outbox into the socket until the connection closes.
-pub async fn writer(conn: Rc<Conn>, mut stream: TcpStream) {
+pub async fn writer(conn: Rc<Conn>) {
+    let mut stream = conn.sock.clone();
     let mut spare = BytesMut::with_capacity(OUTBOX_INITIAL);
     while conn.take(&mut spare).await {
-        if stream.write_all(&spare).await.is_err() {
+        let write = async { stream.write_all(&spare).await.is_ok() };
+        let give_up = async {
+            conn.closed().await;
+            glommio::timer::sleep(CLOSE_GRACE).await;
+            false
+        };
+        if !futures_lite::future::or(write, give_up).await {
             conn.close(CloseCause::ReaderDone);
             break;
         }
     }
-    let _ = stream.flush().await;
-    shutdown_socket(stream.as_raw_fd());
+    conn.sock.shutdown();
 }
