@@ -23,7 +23,7 @@ use crate::config::EngineConfig;
 use crate::conn::CloseCause;
 use crate::error::Error;
 use crate::msg::{Egress, Ingress};
-use crate::shard::{NodeShared, Shard, TICK};
+use crate::shard::{NodeShared, Shard, SWEEP_EVERY, TICK};
 
 /// Batches a channel between two shards holds before the sender waits.
 const CHANNEL_BATCHES: usize = 256;
@@ -218,11 +218,16 @@ async fn shard_main(
         })
         .collect();
     tracing::debug!(shard = id, "shard running");
+    let mut last_sweep = Instant::now();
     while !node.stopping() {
         glommio::timer::sleep(TICK).await;
-        let mut out = shard.outgoing();
-        shard.sweep(Instant::now(), &mut out);
-        out.flush(&shard).await;
+        let now = Instant::now();
+        if now.duration_since(last_sweep) >= SWEEP_EVERY {
+            last_sweep = now;
+            let mut out = shard.outgoing();
+            shard.sweep(now, &mut out);
+            out.flush(&shard).await;
+        }
     }
     // Stop accepting: dropping the accept tasks closes the listeners.
     drop(accepts);

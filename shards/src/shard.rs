@@ -425,8 +425,11 @@ impl Shard {
     }
 }
 
-/// How often a shard sweeps expired sessions and checks for shutdown.
+/// How often a shard checks for shutdown.
 pub const TICK: Duration = Duration::from_millis(100);
+/// How often a shard walks its sessions for expiry and delayed wills: the precision of
+/// both (they are given in whole seconds).
+pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 impl NodeShared {
     /// True once shutdown was asked for.
