@@ -89,6 +89,8 @@ pub struct FileLimits {
     pub connect_timeout_ms: Option<u64>,
     /// See [`Limits::max_session_expiry`], in seconds.
     pub max_session_expiry: Option<u32>,
+    /// See [`Limits::max_subscriptions`].
+    pub max_subscriptions: Option<usize>,
 }
 
 /// A configuration error, naming the key and where it came from.
@@ -195,6 +197,9 @@ fn apply_limits(l: &mut Limits, f: &FileLimits, origin: &str) -> Result<(), Conf
     }
     if let Some(v) = f.max_session_expiry {
         l.max_session_expiry = v;
+    }
+    if let Some(v) = f.max_subscriptions {
+        l.max_subscriptions = v;
     }
     Ok(())
 }

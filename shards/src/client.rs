@@ -438,6 +438,11 @@ impl Client {
                 sub_id,
             };
             let Some(session) = st.session(self.slot, self.generation) else { return };
+            if session.subs.len() >= shard.cfg.limits.max_subscriptions && !session.subs.contains_key(&f.filter) {
+                codes.push(if v5 { reason::QUOTA_EXCEEDED } else { reason::V4_SUBACK_FAILURE });
+                granted.push(None);
+                continue;
+            }
             let existed = session.subs.insert(f.filter.clone(), opts).is_some();
             let first = shard.add_local(st, self.slot, &f.filter, opts);
             let want_retained = match f.retain_handling {

@@ -46,6 +46,8 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Longest session expiry interval granted, in seconds (u32::MAX means never expire).
     pub max_session_expiry: u32,
+    /// Subscriptions one session may hold; past it SUBACK refuses the filter.
+    pub max_subscriptions: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +67,8 @@ impl Default for Limits {
             topic_alias_maximum: 64,
             connect_timeout: Duration::from_secs(10),
             max_session_expiry: u32::MAX,
+            // Generous for backends, still a bound on one client's share of the tries.
+            max_subscriptions: 10_000,
         }
     }
 }
