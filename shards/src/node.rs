@@ -82,6 +82,18 @@ fn default_shards() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// The CPUs this process may run on (its affinity mask), in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity(2) fills the zeroed cpu_set_t we own; CPU_ISSET reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..default_shards()).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|c| libc::CPU_ISSET(*c, &set)).collect()
+    }
+}
+
 impl Node {
     /// Binds the listeners and starts the shards.
     pub fn start(cfg: EngineConfig) -> Result<Node, Error> {
@@ -121,10 +133,13 @@ impl Node {
         let cfg = Arc::new(cfg);
         let ingress = MeshBuilder::<Vec<Ingress>, _>::full(nshards, CHANNEL_BATCHES);
         let egress = MeshBuilder::<Vec<Egress>, _>::full(nshards, CHANNEL_BATCHES);
-        let cpus = default_shards();
+        let cpus = allowed_cpus();
         let mut handles = Vec::with_capacity(nshards);
         for (i, fds) in per_shard.into_iter().enumerate() {
-            let placement = if cfg.pin { Placement::Fixed(i % cpus) } else { Placement::Unbound };
+            let placement = match (cfg.pin, cpus.is_empty()) {
+                (true, false) => Placement::Fixed(cpus[i % cpus.len()]),
+                _ => Placement::Unbound,
+            };
             let (cfg, shared, ingress, egress) = (cfg.clone(), shared.clone(), ingress.clone(), egress.clone());
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("ringmq-shard-{i}"))
