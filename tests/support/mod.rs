@@ -42,10 +42,12 @@ impl TestBroker {
 
     /// A broker whose configuration `tweak` adjusts (after the test defaults are set).
     pub fn start_with(tweak: impl FnOnce(&mut ringmq::EngineConfig)) -> Self {
-        let mut cfg = ringmq::EngineConfig::default();
-        cfg.listen = vec!["127.0.0.1:0".parse().expect("loopback address")];
-        cfg.shards = 2;
-        cfg.pin = false;
+        let mut cfg = ringmq::EngineConfig {
+            listen: vec!["127.0.0.1:0".parse().expect("loopback address")],
+            shards: 2,
+            pin: false,
+            ..Default::default()
+        };
         tweak(&mut cfg);
         let node = ringmq::Node::start(cfg).unwrap_or_else(|e| panic!("broker did not start: {e}"));
         let addr = node.local_addrs()[0];
@@ -485,7 +487,7 @@ pub fn opts5(broker: &TestBroker, id: &str) -> rumqttc::v5::MqttOptions {
 
 /// Sets the 5.0 session expiry interval in the options' CONNECT properties.
 pub fn set_expiry5(o: &mut rumqttc::v5::MqttOptions, secs: u32) {
-    let mut props = o.connect_properties().unwrap_or_else(p5::ConnectProperties::new);
+    let mut props = o.connect_properties().unwrap_or_default();
     props.session_expiry_interval = Some(secs);
     o.set_connect_properties(props);
 }
@@ -754,6 +756,37 @@ impl Raw {
         self.send_bytes(&b).await;
     }
 
+    /// Writes a 5.0 CONNECT encoded by rumqttc's 5.0 codec.
+    pub async fn send_connect5(&mut self, id: &str, clean_start: bool, session_expiry: Option<u32>) {
+        let mut props = p5::ConnectProperties::new();
+        props.session_expiry_interval = session_expiry;
+        let c = p5::Connect { keep_alive: 30, client_id: id.to_owned(), clean_start, properties: Some(props) };
+        let mut b = BytesMut::new();
+        p5::Packet::Connect(c, None, None).write(&mut b).expect("encode 5.0 CONNECT");
+        self.send_bytes(&b).await;
+    }
+
+    /// The next frame, whatever the protocol version, as (first byte, body); None at end of
+    /// stream (a reset counts as the end too).
+    pub async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        for _ in 0..1_000_000 {
+            if let Some((header, len)) = frame_len(&self.buf) {
+                if self.buf.len() >= header + len {
+                    let frame = self.buf.split_to(header + len);
+                    return Some((frame[0], frame[header..].to_vec()));
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => panic!("raw: no complete packet from the broker within {WAIT:?}"),
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        panic!("raw: too many reads")
+    }
+
     /// The next packet, or None at end of stream (a reset counts as the end too).
     pub async fn read_packet(&mut self) -> Option<rumqttc::Packet> {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -795,6 +828,20 @@ impl Raw {
         }
         panic!("raw: too many reads")
     }
+}
+
+/// (fixed header length, remaining length) of the frame at the start of `buf`, once the
+/// fixed header is complete.
+fn frame_len(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut len = 0usize;
+    for i in 0..4 {
+        let b = *buf.get(1 + i)?;
+        len |= usize::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((2 + i, len));
+        }
+    }
+    panic!("raw: remaining length longer than 4 bytes")
 }
 
 /// A raw 3.1.1 CONNECT.
