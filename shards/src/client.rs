@@ -444,18 +444,18 @@ impl Client {
                 continue;
             }
             let existed = session.subs.insert(f.filter.clone(), opts).is_some();
-            let first = shard.add_local(st, self.slot, &f.filter, opts);
+            shard.add_local(st, self.slot, &f.filter, opts);
             let want_retained = match f.retain_handling {
                 0 => true,
                 1 => !existed,
                 _ => false,
             };
-            if first || want_retained {
+            if !existed || want_retained {
                 for t in shard.targets(&f.filter) {
                     items[t].push(InterestItem {
                         index: i as u16,
                         filter: f.filter.clone(),
-                        add_interest: first,
+                        add_interest: !existed,
                         want_retained,
                     });
                 }

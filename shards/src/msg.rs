@@ -53,7 +53,7 @@ pub struct InterestItem {
     pub index: u16,
     /// The filter.
     pub filter: String,
-    /// The sending shard gained its first local subscriber for this filter.
+    /// A new subscription: add one to the sending shard's count for this filter.
     pub add_interest: bool,
     /// Send back the retained messages matching it.
     pub want_retained: bool,
@@ -86,7 +86,7 @@ pub enum Ingress {
         /// The filters concerning the receiver.
         items: Vec<InterestItem>,
     },
-    /// The origin shard lost its last local subscriber for `filter`.
+    /// A subscription of the origin shard to `filter` ended: subtract one from its count.
     Unsubscribe {
         /// The origin shard.
         origin: u16,

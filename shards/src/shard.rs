@@ -44,6 +44,34 @@ pub struct LocalSub {
     pub opts: SubOptions,
 }
 
+/// Interest in one filter, as seen by a shard that may own matching topics: how many
+/// subscriptions each origin shard holds. Updates are +1/-1 per subscription, so they
+/// commute: batches from different connections of one origin may arrive in any order and
+/// the count still ends right.
+#[derive(Debug)]
+pub struct Interest {
+    /// Shards with a positive count.
+    pub mask: u64,
+    counts: Box<[i64]>,
+}
+
+impl Interest {
+    fn new(shards: usize) -> Self {
+        Interest { mask: 0, counts: vec![0; shards].into_boxed_slice() }
+    }
+
+    /// Adds `delta` to `origin`'s count. Returns true when the entry is now empty.
+    fn apply(&mut self, origin: usize, delta: i64) -> bool {
+        self.counts[origin] += delta;
+        if self.counts[origin] > 0 {
+            self.mask |= 1 << origin;
+        } else {
+            self.mask &= !(1u64 << origin);
+        }
+        self.counts.iter().all(|c| *c == 0)
+    }
+}
+
 /// Counters of one shard.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ShardStats {
@@ -68,8 +96,8 @@ pub struct State {
     next_generation: u64,
     /// Local subscriptions.
     pub local: TopicTrie<Vec<LocalSub>>,
-    /// Interest: filter -> bitmask of shards with subscribers.
-    pub interest: TopicTrie<u64>,
+    /// Interest: filter -> shards with subscribers.
+    pub interest: TopicTrie<Interest>,
     /// Retained messages of the topics this shard owns.
     pub retained: HashMap<Bytes, Arc<Message>>,
     scratch: Vec<LocalSub>,
@@ -200,7 +228,7 @@ impl Shard {
                 }
             }
             let mut mask = 0u64;
-            st.interest.matches(&msg.topic, |m| mask |= *m);
+            st.interest.matches(&msg.topic, |i| mask |= i.mask);
             mask
         };
         for d in 0..self.nshards {
@@ -261,7 +289,7 @@ impl Shard {
         let mut retained = Vec::new();
         for item in items {
             if item.add_interest {
-                *st.interest.entry(&item.filter, || 0) |= 1 << origin;
+                self.apply_interest(st, origin, &item.filter, 1);
             }
             if item.want_retained {
                 if item.filter.contains(['+', '#']) {
@@ -278,13 +306,11 @@ impl Shard {
         retained
     }
 
-    /// The origin shard no longer has subscribers for `filter`.
-    pub fn remove_interest(&self, origin: usize, filter: &str) {
-        let mut st = self.st.borrow_mut();
-        st.interest.update(filter, |m| {
-            *m &= !(1u64 << origin);
-            *m == 0
-        });
+    /// Changes `origin`'s subscription count for `filter` by `delta`.
+    pub fn apply_interest(&self, st: &mut State, origin: usize, filter: &str, delta: i64) {
+        let n = self.nshards;
+        st.interest.entry(filter, || Interest::new(n));
+        st.interest.update(filter, |i| i.apply(origin, delta));
     }
 
     /// An owner answered a subscription request; the SUBACK goes out with the last answer.
@@ -316,33 +342,25 @@ impl Shard {
         }
     }
 
-    /// Adds a local subscription. Returns true when it is the shard's first for `filter`.
-    pub fn add_local(&self, st: &mut State, slot: u32, filter: &str, opts: SubOptions) -> bool {
+    /// Adds (or updates the options of) a local subscription.
+    pub fn add_local(&self, st: &mut State, slot: u32, filter: &str, opts: SubOptions) {
         let subs = st.local.entry(filter, Vec::new);
-        let first = subs.is_empty();
         match subs.iter_mut().find(|s| s.slot == slot) {
             Some(s) => s.opts = opts,
             None => subs.push(LocalSub { slot, opts }),
         }
-        first
     }
 
-    /// Removes a local subscription; when it was the shard's last for `filter`, withdraws
-    /// the shard's interest from the owners.
+    /// Removes a local subscription and withdraws its count from the shards that may own
+    /// matching topics.
     pub fn remove_local(&self, st: &mut State, slot: u32, filter: &str, out: &mut Outgoing) {
-        let last = st.local.update(filter, |subs| {
+        st.local.update(filter, |subs| {
             subs.retain(|s| s.slot != slot);
             subs.is_empty()
         });
-        if last != Some(true) {
-            return;
-        }
         for t in self.targets(filter) {
             if t == self.id {
-                st.interest.update(filter, |m| {
-                    *m &= !(1u64 << self.id);
-                    *m == 0
-                });
+                self.apply_interest(st, self.id, filter, -1);
             } else {
                 out.ingress(t, Ingress::Unsubscribe { origin: self.id as u16, filter: filter.to_owned() });
             }
@@ -372,7 +390,10 @@ impl Shard {
                     let retained = self.serve_subscribe(from, &items);
                     out.egress(usize::from(who.shard), Egress::SubscribeDone { to: who, req, retained });
                 }
-                Ingress::Unsubscribe { origin, filter } => self.remove_interest(usize::from(origin), &filter),
+                Ingress::Unsubscribe { origin, filter } => {
+                    let st = &mut *self.st.borrow_mut();
+                    self.apply_interest(st, usize::from(origin), &filter, -1);
+                }
                 Ingress::Handoff(h) => {
                     glommio::spawn_local(crate::client::run_handed_off(self.clone(), h)).detach();
                 }
@@ -435,5 +456,28 @@ impl NodeShared {
     /// True once shutdown was asked for.
     pub fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Interest;
+
+    #[test]
+    fn interest_counts_commute() {
+        // Unsubscribe of one client overtaking the subscribe of another on the same origin.
+        let mut i = Interest::new(3);
+        assert!(!i.apply(1, -1), "a negative count is kept, not dropped");
+        assert_eq!(i.mask, 0);
+        assert!(i.apply(1, 1), "back to zero: empty");
+        assert_eq!(i.mask, 0);
+        assert!(!i.apply(1, 1));
+        assert_eq!(i.mask, 0b010);
+        assert!(!i.apply(2, 1));
+        assert_eq!(i.mask, 0b110);
+        assert!(!i.apply(1, -1));
+        assert_eq!(i.mask, 0b100);
+        assert!(i.apply(2, -1));
+        assert_eq!(i.mask, 0);
     }
 }
