@@ -17,6 +17,8 @@ pub struct EngineConfig {
     pub partitions: u32,
     /// Pin each shard to one CPU.
     pub pin: bool,
+    /// Batches one shard-to-shard channel holds before the sender waits (backpressure).
+    pub channel_capacity: usize,
     /// Limits enforced per connection and session.
     pub limits: Limits,
 }
@@ -80,6 +82,9 @@ impl Default for EngineConfig {
             shards: 0,
             partitions: 64,
             pin: true,
+            // 256 batches of up to 256 messages: deep enough to ride out bursts, small
+            // enough that a stalled shard pushes back within milliseconds.
+            channel_capacity: 256,
             limits: Limits::default(),
         }
     }

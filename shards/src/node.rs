@@ -25,8 +25,6 @@ use crate::error::Error;
 use crate::msg::{Egress, Ingress};
 use crate::shard::{NodeShared, Shard, SWEEP_EVERY, TICK};
 
-/// Batches a channel between two shards holds before the sender waits.
-const CHANNEL_BATCHES: usize = 256;
 /// Backlog of each listening socket.
 const LISTEN_BACKLOG: i32 = 4096;
 /// Memory glommio registers for fixed I/O buffers per shard. Kept small: locked memory is
@@ -131,8 +129,9 @@ impl Node {
         let shared = Arc::new(NodeShared::default());
         shared.running.store(nshards, Ordering::Relaxed);
         let cfg = Arc::new(cfg);
-        let ingress = MeshBuilder::<Vec<Ingress>, _>::full(nshards, CHANNEL_BATCHES);
-        let egress = MeshBuilder::<Vec<Egress>, _>::full(nshards, CHANNEL_BATCHES);
+        let capacity = cfg.channel_capacity.max(1);
+        let ingress = MeshBuilder::<Vec<Ingress>, _>::full(nshards, capacity);
+        let egress = MeshBuilder::<Vec<Egress>, _>::full(nshards, capacity);
         let cpus = allowed_cpus();
         let mut handles = Vec::with_capacity(nshards);
         for (i, fds) in per_shard.into_iter().enumerate() {
