@@ -116,3 +116,41 @@ fn sigint_exits_0() {
     signal(&child, "-INT");
     assert_eq!(wait_exit(&mut child).code(), Some(0));
 }
+
+/// Installs a seccomp filter making io_uring_setup(2) fail with EPERM, as a container's
+/// default profile does.
+fn forbid_io_uring() -> std::io::Result<()> {
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let filter = [
+        // Load the syscall number (offset 0 of struct seccomp_data).
+        libc::sock_filter { code: LD_W_ABS, jt: 0, jf: 0, k: 0 },
+        libc::sock_filter { code: JEQ_K, jt: 0, jf: 1, k: libc::SYS_io_uring_setup as u32 },
+        libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32 },
+        libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    // SAFETY: prctl(2) with a valid, live filter program; runs in the child before exec.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn io_uring_forbidden_is_reported_as_such() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    // SAFETY: the closure only calls prctl, which is async-signal-safe.
+    unsafe { cmd.pre_exec(forbid_io_uring) };
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RingMQ needs io_uring") && err.contains("not permitted"), "{err}");
+}
