@@ -1,0 +1,137 @@
+//! Command-line flags and their validation into a [`Plan`](crate::plan::Plan).
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Open-loop MQTT load generator: drives any MQTT 3.1.1 or 5.0 broker on a fixed schedule
+/// and reports end-to-end latency (from the scheduled send time, so a stalled broker shows
+/// up as latency) with loss, duplicate and order checks, and an SLO verdict.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
+pub struct Args {
+    /// Scenario: fan-in (many publishers, few subscribers), fan-out (few publishers, many
+    /// subscribers), p2p (publisher i -> subscriber i), shared (a $share group), conn
+    /// (connection storm).
+    #[arg(value_enum, default_value = "fan-in")]
+    pub scenario: Scenario,
+    /// Broker address.
+    #[arg(long, default_value = "127.0.0.1:1883", value_name = "HOST:PORT")]
+    pub broker: String,
+    /// Publishers (default per scenario: fan-in 8, fan-out 1, p2p 10, shared 4).
+    #[arg(long, short = 'p')]
+    pub publishers: Option<usize>,
+    /// Subscribers (default per scenario: fan-in 1, fan-out 100, p2p = publishers, shared 4);
+    /// for `conn`, the number of connections.
+    #[arg(long, short = 's')]
+    pub subscribers: Option<usize>,
+    /// Topic of publisher i; `{i}` is replaced by its index.
+    #[arg(long, default_value = "loadgen/{i}")]
+    pub topic: String,
+    /// Filter subscribers use (default: the topic with `{i}` as `+`; for p2p the topic of
+    /// the subscriber's own publisher; for shared prefixed with `$share/loadgen/`).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// QoS of publications and subscriptions (0, 1 or 2).
+    #[arg(long, default_value_t = 0)]
+    pub qos: u8,
+    /// Payload size in bytes (at least 24: a header with publisher, sequence and time).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Total publish rate in messages per second, spread evenly over the publishers.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Closed loop: publish as fast as the broker accepts (QoS 0: as fast as the socket
+    /// takes; QoS 1/2: keeping --inflight messages unacknowledged) to find the maximum.
+    #[arg(long)]
+    pub max: bool,
+    /// Unacknowledged QoS 1/2 messages a publisher may have out.
+    #[arg(long, default_value_t = 1000)]
+    pub inflight: u16,
+    /// How long to measure, e.g. 10s, 500ms, 1m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Load before measuring starts (not in the histograms).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// MQTT version: 3.1.1 or 5.
+    #[arg(long, default_value = "3.1.1")]
+    pub mqtt: String,
+    /// Persistent sessions (clean session 0; 5.0: session expiry 300 s) instead of clean.
+    #[arg(long)]
+    pub persistent: bool,
+    /// Source addresses to spread connections over (comma separated, e.g.
+    /// 127.0.0.1,127.0.0.2), past the per-address port limit.
+    #[arg(long, value_delimiter = ',')]
+    pub source: Vec<IpAddr>,
+    /// Worker threads (one pinned executor each; default: the CPUs it may use).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Connections opened per second in the `conn` scenario (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub connect_rate: u64,
+    /// Keep-alive sent in CONNECT, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub keep_alive: u16,
+    /// How long subscribers may wait for in-flight messages after publishing stops.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub drain: Duration,
+    /// Service-level objective, e.g. 'p99<=2ms,p99.9<=10ms,loss=0'. Keys: p50 p90 p99
+    /// p99.9 p99.99 max (end-to-end latency), ack_p99 ... (publish-to-ack), loss, dup,
+    /// rate (received msg/s, with >=). The exit status is 1 when it fails.
+    #[arg(long)]
+    pub slo: Option<String>,
+    /// Write every figure and parameter as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the end-to-end latency distribution in HdrHistogram's percentile text format.
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// No progress lines, only the summary.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// The load shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Many publishers, few subscribers with a wildcard.
+    FanIn,
+    /// Few publishers, many subscribers.
+    FanOut,
+    /// Publisher i to subscriber i.
+    P2p,
+    /// Subscribers in one `$share` group: each message to one of them.
+    Shared,
+    /// Connection storm: connect N clients, measure connect latency, hold them.
+    Conn,
+}
+
+/// Parses `10s`, `250ms`, `1m`, `500us` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len()));
+    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 10s or 250ms"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "ms" => v / 1e3,
+        "us" | "µs" => v / 1e6,
+        "m" | "min" => v * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use us, ms, s or m)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Resolves the broker address.
+pub fn resolve_broker(s: &str) -> Result<SocketAddr, String> {
+    s.to_socket_addrs()
+        .map_err(|e| format!("--broker {s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--broker {s:?}: no address"))
+}

@@ -1,0 +1,214 @@
+//! The plan of a run: which clients exist, what each publishes or subscribes, at what
+//! rate, and how many messages each subscriber should receive.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use proto::{Protocol, QoS};
+
+use crate::args::{resolve_broker, Args, Scenario};
+
+/// One publisher.
+#[derive(Debug, Clone)]
+pub struct PubSpec {
+    /// Its index (written into every payload).
+    pub index: u32,
+    /// Client id.
+    pub client_id: String,
+    /// Topic it publishes to.
+    pub topic: String,
+}
+
+/// One subscriber.
+#[derive(Debug, Clone)]
+pub struct SubSpec {
+    /// Its index.
+    pub index: u32,
+    /// Client id.
+    pub client_id: String,
+    /// Filter it subscribes to.
+    pub filter: String,
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Broker address.
+    pub broker: SocketAddr,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// QoS.
+    pub qos: QoS,
+    /// Payload size.
+    pub size: usize,
+    /// Total rate (messages/s), 0 in closed loop.
+    pub rate: u64,
+    /// Closed loop.
+    pub max: bool,
+    /// Publisher in-flight window.
+    pub inflight: u16,
+    /// Measuring time.
+    pub duration: Duration,
+    /// Warm-up time.
+    pub warmup: Duration,
+    /// Drain time.
+    pub drain: Duration,
+    /// Persistent sessions.
+    pub persistent: bool,
+    /// Keep-alive.
+    pub keep_alive: u16,
+    /// Source addresses.
+    pub sources: Vec<IpAddr>,
+    /// Worker threads.
+    pub threads: usize,
+    /// Connections per second (conn scenario).
+    pub connect_rate: u64,
+    /// Publishers.
+    pub pubs: Vec<PubSpec>,
+    /// Subscribers (for `conn`: the connections).
+    pub subs: Vec<SubSpec>,
+    /// For each subscriber, the publishers whose messages it should receive (shared: the
+    /// group's set, same for every member).
+    pub feeds: Vec<Vec<u32>>,
+}
+
+/// Smallest payload: magic (4), publisher (4), sequence (8), scheduled time (8).
+pub const HEADER: usize = 24;
+
+impl Plan {
+    /// Builds the plan from the flags.
+    pub fn from_args(a: &Args) -> Result<Plan, String> {
+        let protocol = match a.mqtt.as_str() {
+            "3.1.1" | "311" | "4" => Protocol::V4,
+            "5" | "5.0" => Protocol::V5,
+            other => return Err(format!("--mqtt {other:?}: use 3.1.1 or 5")),
+        };
+        let qos = QoS::from_u8(a.qos).ok_or_else(|| format!("--qos {}: use 0, 1 or 2", a.qos))?;
+        if a.size < HEADER {
+            return Err(format!("--size {}: at least {HEADER} bytes are needed for the header", a.size));
+        }
+        if !a.max && a.rate == 0 && a.scenario != Scenario::Conn {
+            return Err("--rate 0: give a rate, or --max for closed loop".into());
+        }
+        if a.inflight == 0 {
+            return Err("--inflight must be at least 1".into());
+        }
+        let (dp, ds) = match a.scenario {
+            Scenario::FanIn => (8, 1),
+            Scenario::FanOut => (1, 100),
+            Scenario::P2p => (10, 0),
+            Scenario::Shared => (4, 4),
+            Scenario::Conn => (0, 1000),
+        };
+        let npubs = if a.scenario == Scenario::Conn { 0 } else { a.publishers.unwrap_or(dp) };
+        let nsubs = match a.scenario {
+            Scenario::P2p => a.subscribers.unwrap_or(npubs),
+            _ => a.subscribers.unwrap_or(ds),
+        };
+        if a.scenario == Scenario::P2p && nsubs != npubs {
+            return Err(format!("p2p needs as many subscribers as publishers ({npubs}), not {nsubs}"));
+        }
+        if a.scenario != Scenario::Conn && npubs == 0 {
+            return Err("at least one publisher is needed".into());
+        }
+        if !a.topic.contains("{i}") && a.scenario == Scenario::P2p {
+            return Err("p2p needs `{i}` in --topic so each pair has its own topic".into());
+        }
+        // Before building anything per client: a million-client typo fails here, fast.
+        check_fd_limit(npubs + nsubs)?;
+        let run = run_id();
+        let pubs: Vec<PubSpec> = (0..npubs as u32)
+            .map(|i| PubSpec {
+                index: i,
+                client_id: format!("lg{run}-p{i}"),
+                topic: a.topic.replace("{i}", &i.to_string()),
+            })
+            .collect();
+        for p in &pubs {
+            if !proto::topic::valid_topic(&p.topic) {
+                return Err(format!("--topic: {:?} is not a valid topic name", p.topic));
+            }
+        }
+        let wildcard = a.topic.replace("{i}", "+");
+        let subs: Vec<SubSpec> = (0..nsubs as u32)
+            .map(|i| {
+                let filter = match (&a.filter, a.scenario) {
+                    (Some(f), _) => f.replace("{i}", &i.to_string()),
+                    (None, Scenario::P2p) => a.topic.replace("{i}", &i.to_string()),
+                    (None, Scenario::Shared) => format!("$share/loadgen/{wildcard}"),
+                    (None, _) => wildcard.clone(),
+                };
+                SubSpec { index: i, client_id: format!("lg{run}-s{i}"), filter }
+            })
+            .collect();
+        let mut feeds = Vec::with_capacity(subs.len());
+        for s in &subs {
+            if a.scenario != Scenario::Conn && !proto::topic::valid_filter(&s.filter) {
+                return Err(format!("--filter: {:?} is not a valid filter", s.filter));
+            }
+            let plain = proto::topic::parse_shared(&s.filter).map(|(_, f)| f).unwrap_or(&s.filter);
+            feeds.push(pubs.iter().filter(|p| proto::topic::matches(plain, &p.topic)).map(|p| p.index).collect());
+        }
+        let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        Ok(Plan {
+            scenario: a.scenario,
+            broker: resolve_broker(&a.broker)?,
+            protocol,
+            qos,
+            size: a.size,
+            rate: if a.max { 0 } else { a.rate },
+            max: a.max,
+            inflight: a.inflight,
+            duration: a.duration,
+            warmup: a.warmup,
+            drain: a.drain,
+            persistent: a.persistent,
+            keep_alive: a.keep_alive,
+            sources: a.source.clone(),
+            threads: threads.max(1),
+            connect_rate: a.connect_rate,
+            pubs,
+            subs,
+            feeds,
+        })
+    }
+
+    /// Connections the run opens.
+    pub fn connections(&self) -> usize {
+        self.pubs.len() + self.subs.len()
+    }
+
+    /// True for the `$share` scenario (or a `$share` filter): members split the messages.
+    pub fn shared(&self) -> bool {
+        self.subs.first().is_some_and(|s| proto::topic::parse_shared(&s.filter).is_some())
+    }
+}
+
+/// A short id that keeps client ids of concurrent or successive runs apart.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
+        .unwrap_or(0);
+    format!("{:x}", nanos ^ std::process::id().rotate_left(16))
+}
+
+/// Checks the descriptor limit against the connections asked for.
+pub fn check_fd_limit(connections: usize) -> Result<(), String> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit(2) fills the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Ok(());
+    }
+    // Descriptors for the runtime itself (io_uring rings, eventfds, stdio, output files).
+    let needed = connections as u64 + 64;
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < needed {
+        return Err(format!(
+            "{connections} connections need about {needed} file descriptors but the limit (ulimit -n) is {}; raise it (ulimit -n {needed}) or use fewer clients",
+            lim.rlim_cur
+        ));
+    }
+    Ok(())
+}
