@@ -25,7 +25,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glommio::channels::shared_channel;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
-use proto::{Properties, QoS};
+use proto::QoS;
 use shards::msg::Message;
 
 /// Batches the channel holds, as in RingMQ's meshes (`channel_capacity` default).
@@ -68,7 +68,7 @@ fn message(read_buffer: &Bytes, publisher: &Arc<str>) -> Arc<Message> {
         payload: read_buffer.slice(TOPIC.len()..),
         qos: QoS::AtMostOnce,
         retain: false,
-        properties: Properties::default(),
+        properties: None,
         publisher: publisher.clone(),
         received: Instant::now(),
     })

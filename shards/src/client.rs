@@ -72,7 +72,7 @@ fn will_message(c: &Connect, client_id: &Arc<str>) -> Option<(Arc<Message>, u32)
         payload: w.payload.clone(),
         qos: w.qos,
         retain: w.retain,
-        properties,
+        properties: crate::msg::boxed(properties),
         publisher: client_id.clone(),
         received: Instant::now(),
     };
@@ -394,7 +394,7 @@ impl Client {
             payload: p.payload,
             qos: p.qos,
             retain: p.retain,
-            properties,
+            properties: crate::msg::boxed(properties),
             publisher: self.client_id.clone(),
             received: Instant::now(),
         });

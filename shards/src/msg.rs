@@ -14,6 +14,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use proto::{Connect, Properties, QoS};
 
+/// Boxes `p` unless it is empty.
+pub fn boxed(p: Properties) -> Option<Box<Properties>> {
+    (!p.is_empty()).then(|| Box::new(p))
+}
+
 /// An application message as routed between shards: encoded once per
 /// (protocol version, QoS) at each delivering shard, shared by reference everywhere else.
 #[derive(Debug)]
@@ -26,8 +31,9 @@ pub struct Message {
     pub qos: QoS,
     /// Retain flag as published.
     pub retain: bool,
-    /// 5.0 properties forwarded to subscribers (no topic alias, no subscription ids).
-    pub properties: Properties,
+    /// 5.0 properties forwarded to subscribers (no topic alias, no subscription ids);
+    /// boxed and absent when empty, which keeps the record small on the hot path.
+    pub properties: Option<Box<Properties>>,
     /// Client id of the publisher (for No Local).
     pub publisher: Arc<str>,
     /// When the broker received it.

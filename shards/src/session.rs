@@ -304,7 +304,10 @@ pub fn publish_packet(
     protocol: Protocol,
     sub_ids: &[u32],
 ) -> Publish {
-    let mut properties = if protocol == Protocol::V5 { msg.properties.clone() } else { Properties::default() };
+    let mut properties = match (&msg.properties, protocol) {
+        (Some(p), Protocol::V5) => (**p).clone(),
+        _ => Properties::default(),
+    };
     properties.subscription_identifiers = sub_ids.to_vec();
     Publish {
         dup,

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Side-by-side broker comparison: the same loadgen scenarios against RingMQ, the peers
+# (Mosquitto, nats-server, rumqttd; see ../shared/peers) and the raw io_uring relay, in one
+# go on this machine, printed as one table with the machine's description on top.
+#
+#   bench/compare.sh [--quick] [--brokers "ringmq mosquitto nats rumqttd relay"] [--out DIR]
+#
+# --quick: 3 s runs instead of 10 s (a smoke test of the script, not a measurement).
+# Per broker and scenario it records received msg/s, end-to-end p50/p99/p99.9, broker CPU
+# seconds per million messages delivered (utime+stime from /proc), and the broker's peak
+# RSS (VmHWM). Each broker is restarted for every scenario so peak RSS is per scenario.
+# Results: DIR/results.md (the table) and one loadgen JSON per run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PEERS="${PEERS:-$ROOT/../shared/peers}"
+OUT="$ROOT/target/compare"
+DUR=10s
+WARM=2s
+BROKERS="ringmq mosquitto nats rumqttd relay"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) DUR=3s; WARM=1s ;;
+    --brokers) BROKERS="$2"; shift ;;
+    --out) OUT="$2"; shift ;;
+    *) echo "usage: bench/compare.sh [--quick] [--brokers LIST] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+mkdir -p "$OUT"
+ulimit -n 20000 2>/dev/null || true
+
+cargo build --release -q -p ringmq -p loadgen -p bench --bins
+LG="$ROOT/target/release/loadgen"
+RUN="${PEERS_RUN:-/tmp/ringmq-peers}"
+
+port_of() {
+  case "$1" in ringmq) echo 18880 ;; mosquitto) echo 18830 ;; nats) echo 18831 ;; rumqttd) echo 18833 ;; relay) echo 18884 ;; esac
+}
+
+start_broker() {
+  case "$1" in
+    ringmq) "$ROOT/target/release/ringmq" --listen 127.0.0.1:18880 --log-level warn >"$OUT/ringmq.log" 2>&1 &
+            echo $! >"$OUT/ringmq.pid" ;;
+    relay) "$ROOT/target/release/relay" --listen 127.0.0.1:18884 >"$OUT/relay.log" 2>&1 &
+           echo $! >"$OUT/relay.pid" ;;
+    *) bash "$PEERS/peers.sh" start "$1" >/dev/null; cp "$RUN/$1.pid" "$OUT/$1.pid" ;;
+  esac
+  local port; port=$(port_of "$1")
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
+  echo "$1 did not come up on $port" >&2; return 1
+}
+
+stop_broker() {
+  case "$1" in
+    ringmq|relay) kill "$(cat "$OUT/$1.pid")" 2>/dev/null || true; sleep 0.5 ;;
+    *) bash "$PEERS/peers.sh" stop "$1" >/dev/null || true ;;
+  esac
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# name | loadgen arguments | which brokers can run it
+SCENARIOS=(
+  "fan-in 8->1 QoS0 64B max|fan-in --publishers 8 --subscribers 1 --qos 0 --size 64 --max|all"
+  "fan-out 1->100 QoS0 64B max|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --max|all"
+  "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000|qos1"
+  "15000 idle connections|conn --subscribers 15000 --connect-rate 5000|all"
+)
+
+if [[ " $BROKERS " == *" mosquitto "* || " $BROKERS " == *" nats "* || " $BROKERS " == *" rumqttd "* ]]; then
+  bash "$PEERS/peers.sh" install >/dev/null
+fi
+
+HZ=$(getconf CLK_TCK)
+ROWS="$OUT/rows.tsv"
+: >"$ROWS"
+for sc in "${SCENARIOS[@]}"; do
+  IFS='|' read -r name args which <<<"$sc"
+  for b in $BROKERS; do
+    # The relay has no acknowledgements: QoS 1 runs are not meaningful against it.
+    if [ "$which" = qos1 ] && [ "$b" = relay ]; then continue; fi
+    start_broker "$b"
+    pid=$(cat "$OUT/$b.pid")
+    port=$(port_of "$b")
+    before=$(cpu_ticks "$pid")
+    json="$OUT/$(echo "$b-$name" | tr -c 'a-zA-Z0-9\n' '_').json"
+    # shellcheck disable=SC2086
+    "$LG" $args --broker "127.0.0.1:$port" --duration "$DUR" --warmup "$WARM" --quiet --json "$json" \
+      >"$json.txt" 2>&1 || echo "  ($b: loadgen exited $?; see $json.txt)" >&2
+    after=$(cpu_ticks "$pid")
+    rss=$(peak_rss_kb "$pid")
+    stop_broker "$b"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$b" "$json" "$(( after - before ))" "$rss" >>"$ROWS"
+    echo "done: $name / $b" >&2
+  done
+done
+
+python3 - "$ROWS" "$HZ" "$DUR" >"$OUT/results.md" <<'PY'
+import json, sys, platform, os, subprocess
+rows, hz, dur = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+cpu = "unknown CPU"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip(); break
+except OSError:
+    pass
+mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+print(f"Machine: {cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}; runs of {dur} after warm-up.\n")
+print("| scenario | broker | msg/s received | p50 ms | p99 ms | p99.9 ms | lost | broker CPU s / M msg | peak RSS MiB |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for line in open(rows):
+    name, broker, path, ticks, rss = line.rstrip("\n").split("\t")
+    try:
+        j = json.load(open(path))
+    except (OSError, ValueError):
+        print(f"| {name} | {broker} | failed: see {os.path.basename(path)}.txt | | | | | | |"); continue
+    cpu_s = int(ticks) / hz
+    rss_mib = int(rss or 0) / 1024
+    if j["params"]["scenario"] == "conn":
+        print(f"| {name} | {broker} | {j['connected']} connected in {j['connect_time_s']:.2f} s | "
+              f"{j['connect_latency_us']['p50']/1000:.2f} | {j['connect_latency_us']['p99']/1000:.2f} | "
+              f"{j['connect_latency_us']['p99_9']/1000:.2f} | | {cpu_s:.2f} s total | {rss_mib:.0f} |")
+        continue
+    l = j["latency_us"]
+    per_m = cpu_s / (j["unique"] / 1e6) if j["unique"] else float("nan")
+    print(f"| {name} | {broker} | {j['received_rate']:.0f} | {l['p50']/1000:.2f} | {l['p99']/1000:.2f} | "
+          f"{l['p99_9']/1000:.2f} | {j['lost']} | {per_m:.2f} | {rss_mib:.0f} |")
+PY
+cat "$OUT/results.md"
