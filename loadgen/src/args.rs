@@ -43,11 +43,13 @@ pub struct Args {
     /// Total publish rate in messages per second, spread evenly over the publishers.
     #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
-    /// Closed loop: publish as fast as the broker accepts (QoS 0: as fast as the socket
-    /// takes; QoS 1/2: keeping --inflight messages unacknowledged) to find the maximum.
+    /// Closed loop, to find the maximum sustained rate: each publisher keeps at most
+    /// --inflight messages on their way to the subscribers (end to end; QoS 1/2 also at most
+    /// --inflight unacknowledged), and sends as soon as there is room.
     #[arg(long)]
     pub max: bool,
-    /// Unacknowledged QoS 1/2 messages a publisher may have out.
+    /// Messages a publisher may have out: unacknowledged (QoS 1/2), and in --max mode also
+    /// not yet received by the subscribers.
     #[arg(long, default_value_t = 1000)]
     pub inflight: u16,
     /// How long to measure, e.g. 10s, 500ms, 1m.

@@ -72,6 +72,8 @@ pub struct Plan {
     /// For each subscriber, the publishers whose messages it should receive (shared: the
     /// group's set, same for every member).
     pub feeds: Vec<Vec<u32>>,
+    /// For each publisher, how many subscribers should receive each of its messages.
+    pub deliveries: Vec<u64>,
 }
 
 /// Smallest payload: magic (4), publisher (4), sequence (8), scheduled time (8).
@@ -151,6 +153,18 @@ impl Plan {
             let plain = proto::topic::parse_shared(&s.filter).map(|(_, f)| f).unwrap_or(&s.filter);
             feeds.push(pubs.iter().filter(|p| proto::topic::matches(plain, &p.topic)).map(|p| p.index).collect());
         }
+        let shared = subs.first().is_some_and(|s| proto::topic::parse_shared(&s.filter).is_some());
+        let deliveries = pubs
+            .iter()
+            .map(|p| {
+                let n = feeds.iter().filter(|f: &&Vec<u32>| f.contains(&p.index)).count() as u64;
+                if shared {
+                    n.min(1)
+                } else {
+                    n
+                }
+            })
+            .collect();
         let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         Ok(Plan {
             scenario: a.scenario,
@@ -172,6 +186,7 @@ impl Plan {
             pubs,
             subs,
             feeds,
+            deliveries,
         })
     }
 

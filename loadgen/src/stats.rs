@@ -34,6 +34,8 @@ pub const DONE: u8 = 2;
 pub struct Counters {
     /// PUBLISH packets written.
     pub sent: AtomicU64,
+    /// Deliveries those packets should cause (sent x matching subscribers).
+    pub due: AtomicU64,
     /// PUBLISH packets received by subscribers.
     pub received: AtomicU64,
     /// Unique messages received (not duplicates).
@@ -96,6 +98,13 @@ impl Shared {
     /// The current phase.
     pub fn phase(&self) -> u8 {
         self.phase.load(Ordering::Acquire)
+    }
+
+    /// Deliveries due and not yet seen by a subscriber, over the whole run.
+    pub fn outstanding(&self) -> u64 {
+        let due: u64 = self.counters.iter().map(|c| c.due.load(Ordering::Relaxed)).sum();
+        let seen: u64 = self.counters.iter().map(|c| c.unique.load(Ordering::Relaxed)).sum();
+        due.saturating_sub(seen)
     }
 
     /// Records the first fatal error; the run stops.
