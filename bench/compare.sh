@@ -86,6 +86,7 @@ for sc in "${SCENARIOS[@]}"; do
     port=$(port_of "$b")
     before=$(cpu_ticks "$pid")
     json="$OUT/$(echo "$b-$name" | tr -c 'a-zA-Z0-9\n' '_').json"
+    rm -f "$json"
     # shellcheck disable=SC2086
     "$LG" $args --broker "127.0.0.1:$port" --duration "$DUR" --warmup "$WARM" --quiet --json "$json" \
       >"$json.txt" 2>&1 || echo "  ($b: loadgen exited $?; see $json.txt)" >&2

@@ -72,8 +72,11 @@ fn run(args: &Args) -> Result<Summary, String> {
     let shared = Arc::new(Shared::new(plan.threads, plan.pubs.len()));
     let handles = worker::spawn(plan.clone(), shared.clone(), false)?;
     let total = plan.connections();
-    // Connect everyone (bounded: 10 s plus 1 ms per connection).
-    let connect_deadline = Instant::now() + Duration::from_secs(10) + Duration::from_millis(total as u64);
+    // Connect everyone (bounded: 10 s, plus the connect schedule, plus 5 ms per connection
+    // for brokers that accept slowly).
+    let schedule = (total as u64 * 1000).checked_div(plan.connect_rate).unwrap_or(0);
+    let connect_deadline =
+        Instant::now() + Duration::from_secs(10) + Duration::from_millis(schedule + 5 * total as u64);
     let conn_started = Instant::now();
     loop {
         let ready = shared.ready.load(Ordering::Acquire);

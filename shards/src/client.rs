@@ -29,9 +29,10 @@ use crate::msg::{Handoff, Ingress, InterestItem, Message, SessionRef};
 use crate::session::{PendingSubscribe, PendingWill, SubOptions};
 use crate::shard::Shard;
 
-/// Smallest read asked of the socket; grows towards the size of a large pending frame.
-const READ_MIN: usize = 4096;
-/// Largest single read.
+/// Smallest read asked of the socket: an idle connection keeps no more than this, so
+/// 10^5 idle connections cost little memory.
+const READ_MIN: usize = 512;
+/// Largest single read; a busy connection's read size doubles towards it.
 const READ_MAX: usize = 64 * 1024;
 
 /// Why a connection's read loop ended.
@@ -60,6 +61,24 @@ fn filter_allowed(limits: &Limits, filter: &str) -> bool {
     filter.len() <= limits.max_topic_length
         && filter.split('/').count() <= limits.max_topic_levels
         && proto::topic::valid_filter(filter)
+}
+
+/// Payloads below this are copied out of the read buffer (with their topic, into one
+/// allocation) so that a message kept in a queue or the retained store does not pin a
+/// whole read buffer; larger ones were read into a buffer sized for them and stay
+/// zero-copy.
+const DETACH_BELOW: usize = 16 * 1024;
+
+/// Topic and payload of a small message, moved into one right-sized allocation.
+fn detach(topic: Bytes, payload: Bytes) -> (Bytes, Bytes) {
+    if payload.len() >= DETACH_BELOW {
+        return (topic, payload);
+    }
+    let mut b = BytesMut::with_capacity(topic.len() + payload.len());
+    b.extend_from_slice(&topic);
+    b.extend_from_slice(&payload);
+    let b = b.freeze();
+    (b.slice(..topic.len()), b.slice(topic.len()..))
 }
 
 /// A message built from a will.
@@ -173,7 +192,7 @@ pub async fn run_session(
         out,
     };
     client.out.flush(&shard).await;
-    let mut rbuf = BytesMut::with_capacity(READ_MIN);
+    let mut rbuf = BytesMut::new();
     rbuf.extend_from_slice(&rest);
     let end = client.read_loop(sock, rbuf).await;
     client.finish(end).await;
@@ -247,6 +266,9 @@ impl Client {
 
     async fn read_loop(&mut self, mut stream: Socket, mut rbuf: BytesMut) -> End {
         let max = self.shard.cfg.limits.max_packet_size;
+        // Adapts to the traffic: doubles after a read that filled it, halves after one that
+        // used under a quarter.
+        let mut read_size = READ_MIN;
         loop {
             let want;
             loop {
@@ -261,7 +283,7 @@ impl Client {
                         }
                     }
                     Err(ProtoError::Incomplete(n)) => {
-                        want = n.clamp(READ_MIN, READ_MAX);
+                        want = n.clamp(read_size, READ_MAX);
                         break;
                     }
                     Err(e) => {
@@ -277,13 +299,24 @@ impl Client {
                 return End::Server;
             }
             let len = rbuf.len();
+            if len == 0 && rbuf.capacity() > 4 * read_size {
+                // Idle again after a burst: give the large buffer back.
+                rbuf = BytesMut::new();
+            }
             rbuf.resize(len + want, 0);
             match stream.read(&mut rbuf[len..]).await {
                 Ok(0) => {
                     rbuf.truncate(len);
                     return if self.conn.is_closing() { End::Server } else { End::Closed };
                 }
-                Ok(n) => rbuf.truncate(len + n),
+                Ok(n) => {
+                    rbuf.truncate(len + n);
+                    if n == want {
+                        read_size = (read_size * 2).min(READ_MAX);
+                    } else if n < want / 4 {
+                        read_size = (read_size / 2).max(READ_MIN);
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::TimedOut => return End::KeepAlive,
                 Err(_) => return if self.conn.is_closing() { End::Server } else { End::Closed },
             }
@@ -389,9 +422,10 @@ impl Client {
         }
         let mut properties = p.properties;
         properties.subscription_identifiers.clear();
+        let (topic, payload) = detach(p.topic, p.payload);
         let msg = Arc::new(Message {
-            topic: p.topic,
-            payload: p.payload,
+            topic,
+            payload,
             qos: p.qos,
             retain: p.retain,
             properties: crate::msg::boxed(properties),

@@ -21,8 +21,6 @@ use futures_lite::{future::poll_fn, AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 use proto::{Packet, Protocol};
 
-/// Initial outbox capacity: a few typical packets; it grows to the connection's needs.
-const OUTBOX_INITIAL: usize = 4096;
 /// How long a closing connection may take to flush its last packets to a client that does
 /// not read before the socket is shut down anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -108,7 +106,9 @@ impl Conn {
             id,
             sock,
             cap,
-            buf: RefCell::new(BytesMut::with_capacity(OUTBOX_INITIAL)),
+            // Allocated on first use and grown to the connection's needs: idle connections
+            // hold next to nothing.
+            buf: RefCell::new(BytesMut::new()),
             waker: Cell::new(None),
             closing: Cell::new(None),
         }
@@ -268,7 +268,7 @@ pub fn shutdown_socket(fd: RawFd) {
 /// The writer task: drains the outbox into the socket until the connection closes.
 pub async fn writer(conn: Rc<Conn>) {
     let mut stream = conn.sock.clone();
-    let mut spare = BytesMut::with_capacity(OUTBOX_INITIAL);
+    let mut spare = BytesMut::new();
     while conn.take(&mut spare).await {
         let write = async { stream.write_all(&spare).await.is_ok() };
         let give_up = async {
