@@ -72,10 +72,11 @@ async fn read_connect(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) ->
             Err(ProtoError::Incomplete(_)) => {}
             Err(e) => return Err(Some((e, level))),
         }
-        let mut chunk = [0u8; HANDSHAKE_READ];
-        match stream.read(&mut chunk).await {
+        let len = buf.len();
+        buf.resize(len + HANDSHAKE_READ, 0);
+        match stream.read(&mut buf[len..]).await {
             Ok(0) | Err(_) => return Err(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => buf.truncate(len + n),
         }
     }
 }
@@ -161,7 +162,9 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
     let target = shard.table.shard_of(connect.client_id.as_bytes());
     let rest = buf.split().freeze();
     if target == shard.id {
-        run_session(shard, stream, Box::new(connect), rest, admitted, assigned).await;
+        // A task of its own: the handshake's state is freed, the connection keeps only
+        // what the session needs.
+        glommio::spawn_local(run_session(shard, stream, Box::new(connect), rest, admitted, assigned)).detach();
         return;
     }
     // SAFETY: dup(2) of a descriptor we own; the new descriptor is owned by the OwnedFd.

@@ -119,7 +119,9 @@ pub async fn run_handed_off(shard: Rc<Shard>, h: Handoff) {
     // SAFETY: the descriptor was handed over with ownership (OwnedFd); it becomes the
     // stream's.
     let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-    run_session(shard, stream, h.connect, h.rest, h.admitted, false).await;
+    let session = run_session(shard, stream, h.connect, h.rest, h.admitted, false);
+    tracing::trace!(bytes = std::mem::size_of_val(&session), "connection task");
+    session.await;
 }
 
 /// Runs a connection whose CONNECT was accepted, on its session's shard.
@@ -191,9 +193,11 @@ pub async fn run_session(
         will: will_message(&connect, &Arc::from(connect.client_id.as_str())),
         out,
     };
+    drop(connect);
     client.out.flush(&shard).await;
     let mut rbuf = BytesMut::new();
     rbuf.extend_from_slice(&rest);
+    drop(rest);
     let end = client.read_loop(sock, rbuf).await;
     client.finish(end).await;
     shard.conns.set(shard.conns.get() - 1);
