@@ -57,6 +57,14 @@ pub fn topic_allowed(limits: &Limits, topic: &str) -> bool {
         && proto::topic::valid_topic(topic)
 }
 
+/// The limits part of [`topic_allowed`] for a topic the codec already validated (UTF-8,
+/// no wildcards, no U+0000): no second UTF-8 pass on the hot path.
+fn topic_within_limits(limits: &Limits, topic: &[u8]) -> bool {
+    !topic.is_empty()
+        && topic.len() <= limits.max_topic_length
+        && topic.iter().filter(|b| **b == b'/').count() < limits.max_topic_levels
+}
+
 fn filter_allowed(limits: &Limits, filter: &str) -> bool {
     filter.len() <= limits.max_topic_length
         && filter.split('/').count() <= limits.max_topic_levels
@@ -112,6 +120,8 @@ struct Client {
     aliases: HashMap<u16, Bytes>,
     will: Option<(Arc<Message>, u32)>,
     out: Outgoing,
+    /// When the last read completed: the receive time of what it brought.
+    now: Instant,
 }
 
 /// Runs a connection handed over from another shard.
@@ -192,6 +202,7 @@ pub async fn run_session(
         aliases: HashMap::new(),
         will: will_message(&connect, &Arc::from(connect.client_id.as_str())),
         out,
+        now: Instant::now(),
     };
     drop(connect);
     client.out.flush(&shard).await;
@@ -314,6 +325,7 @@ impl Client {
                     return if self.conn.is_closing() { End::Server } else { End::Closed };
                 }
                 Ok(n) => {
+                    self.now = Instant::now();
                     rbuf.truncate(len + n);
                     if n == want {
                         read_size = (read_size * 2).min(READ_MAX);
@@ -397,8 +409,7 @@ impl Client {
                 self.aliases.insert(alias, p.topic.clone());
             }
         }
-        let topic_ok = std::str::from_utf8(&p.topic).is_ok_and(|t| topic_allowed(limits, t));
-        if !topic_ok {
+        if !topic_within_limits(limits, &p.topic) {
             return Err(End::Violation(reason::TOPIC_NAME_INVALID));
         }
         if p.qos == QoS::ExactlyOnce {
@@ -434,7 +445,7 @@ impl Client {
             retain: p.retain,
             properties: crate::msg::boxed(properties),
             publisher: self.client_id.clone(),
-            received: Instant::now(),
+            received: self.now,
         });
         self.shard.route(msg, &mut self.out);
         match p.qos {

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use proto::{Packet, Properties, Protocol, Publish, QoS};
 
 use crate::conn::Conn;
@@ -321,29 +321,34 @@ pub fn publish_packet(
 }
 
 /// Encodings of one message, made at most once per (protocol, QoS, retain) during a fan-out.
+/// The buffers are kept between messages (the shard keeps one cache), so a fan-out
+/// allocates nothing once they have grown to the message sizes in use.
 #[derive(Default)]
 pub struct EncodeCache {
-    slots: [Option<(Bytes, Option<usize>)>; 12],
+    bufs: [BytesMut; 12],
+    /// Per slot: encoded for the current message, and where its packet id sits.
+    ready: [Option<Option<usize>>; 12],
 }
 
 impl EncodeCache {
-    /// Forgets the encodings (before a different message).
+    /// Forgets the encodings (before a different message); keeps the buffers.
     pub fn reset(&mut self) {
-        self.slots = Default::default();
+        self.ready = [None; 12];
     }
 
     /// The encoding of `msg` for this (protocol, QoS, retain), and where its packet id sits.
     pub fn get(&mut self, msg: &Message, protocol: Protocol, qos: QoS, retain: bool) -> (&[u8], Option<usize>) {
         let idx = (protocol == Protocol::V5) as usize * 6 + qos as usize * 2 + retain as usize;
-        let slot = self.slots[idx].get_or_insert_with(|| {
+        let buf = &mut self.bufs[idx];
+        let at = *self.ready[idx].get_or_insert_with(|| {
+            buf.clear();
             let p = publish_packet(msg, qos, retain, 1, false, protocol, &[]);
             let at = p.pkid_offset(protocol);
-            let mut out = BytesMut::new();
-            match Packet::Publish(p).write(protocol, &mut out) {
-                Ok(_) => (out.freeze(), at),
-                Err(_) => (Bytes::new(), None),
+            if Packet::Publish(p).write(protocol, buf).is_err() {
+                buf.clear();
             }
+            at
         });
-        (&slot.0, slot.1)
+        (&self.bufs[idx], at)
     }
 }

@@ -101,6 +101,8 @@ pub struct State {
     /// Retained messages of the topics this shard owns.
     pub retained: HashMap<Bytes, Arc<Message>>,
     scratch: Vec<LocalSub>,
+    /// Encoding buffers reused by every fan-out on this shard.
+    cache: EncodeCache,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -252,7 +254,8 @@ impl Shard {
         st.local.matches(&msg.topic, |v| subs.extend_from_slice(v));
         subs.sort_by_key(|s| s.slot);
         let max_queued = self.cfg.limits.max_queued_messages;
-        let mut cache = EncodeCache::default();
+        let mut cache = std::mem::take(&mut st.cache);
+        cache.reset();
         let mut i = 0;
         while i < subs.len() {
             let slot = subs[i].slot;
@@ -280,6 +283,7 @@ impl Shard {
             session.deliver(q, &mut cache, max_queued);
         }
         st.scratch = subs;
+        st.cache = cache;
     }
 
     /// The owner's part of a SUBSCRIBE: record the origin's interest and collect retained
