@@ -154,3 +154,29 @@ fn io_uring_forbidden_is_reported_as_such() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("RingMQ needs io_uring") && err.contains("not permitted"), "{err}");
 }
+
+#[test]
+fn a_second_broker_on_a_taken_port_fails_instead_of_sharing_it() {
+    let (mut first, addr) = spawn_broker();
+    let mut second = Command::new(BIN)
+        .args(["--listen", &addr.to_string(), "--no-pin"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bounded: a second broker that joined the port would keep running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while second.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("the second broker started on a port already in use");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("in use"), "{err}");
+    signal(&first, "-TERM");
+    assert_eq!(wait_exit(&mut first).code(), Some(0));
+}

@@ -76,6 +76,18 @@ fn listener_socket(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(sk)
 }
 
+/// Fails when something already listens on `addr`. SO_REUSEPORT would otherwise let a
+/// second broker join the first one's port silently and split its clients between them.
+fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let probe = Socket::new(domain, Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
 fn default_shards() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
@@ -111,6 +123,7 @@ impl Node {
         let mut per_shard: Vec<Vec<OwnedFd>> = (0..nshards).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
         for want in &cfg.listen {
+            ensure_port_free(*want).map_err(|source| Error::Bind { addr: *want, source })?;
             let first = listener_socket(*want).map_err(|source| Error::Bind { addr: *want, source })?;
             let bound = first
                 .local_addr()
