@@ -129,9 +129,7 @@ pub async fn run_handed_off(shard: Rc<Shard>, h: Handoff) {
     // SAFETY: the descriptor was handed over with ownership (OwnedFd); it becomes the
     // stream's.
     let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-    let session = run_session(shard, stream, h.connect, h.rest, h.admitted, false);
-    tracing::trace!(bytes = std::mem::size_of_val(&session), "connection task");
-    session.await;
+    run_session(shard, stream, h.connect, h.rest, h.admitted, false).await;
 }
 
 /// Runs a connection whose CONNECT was accepted, on its session's shard.
@@ -143,7 +141,7 @@ pub async fn run_session(
     admitted: Admitted,
     assigned: bool,
 ) {
-    let limits = shard.cfg.limits.clone();
+    let limits = &shard.cfg.limits;
     let protocol = connect.protocol;
     let v5 = protocol == Protocol::V5;
     let keep_alive = connect.keep_alive;
@@ -191,6 +189,7 @@ pub async fn run_session(
     }
     tracing::info!(client_id = %client_id, ?protocol, shard = shard.id, session_present = present, "client connected");
 
+    let will = will_message(&connect, &client_id);
     let mut client = Client {
         shard: shard.clone(),
         conn: conn.clone(),
@@ -200,7 +199,7 @@ pub async fn run_session(
         generation,
         connect_expiry,
         aliases: HashMap::new(),
-        will: will_message(&connect, &Arc::from(connect.client_id.as_str())),
+        will,
         out,
         now: Instant::now(),
     };
