@@ -2,7 +2,7 @@
 
 mod wire;
 
-use proto::{reason, Packet, Properties, Protocol, QoS, Subscribe, SubscribeFilter};
+use proto::{reason, Packet, Props, Protocol, QoS, Subscribe, SubscribeFilter};
 use wire::{broker, Raw};
 
 fn sub_many(c: &mut Raw, filters: &[&str]) -> Vec<u8> {
@@ -18,7 +18,7 @@ fn sub_many(c: &mut Raw, filters: &[&str]) -> Vec<u8> {
                 retain_handling: 0,
             })
             .collect(),
-        properties: Properties::default(),
+        properties: Props::default(),
     }));
     match c.recv() {
         Some(Packet::SubAck(a)) => a.codes,

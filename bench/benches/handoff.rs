@@ -68,7 +68,7 @@ fn message(read_buffer: &Bytes, publisher: &Arc<str>) -> Arc<Message> {
         payload: read_buffer.slice(TOPIC.len()..),
         qos: QoS::AtMostOnce,
         retain: false,
-        properties: None,
+        properties: Default::default(),
         publisher: publisher.clone(),
         received: Instant::now(),
     })

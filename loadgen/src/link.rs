@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_lite::{future::poll_fn, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
-use proto::{ConnAck, Connect, Packet, Properties, Protocol};
+use proto::{ConnAck, Connect, Packet, Properties, Props, Protocol};
 
 /// How long a CONNECT may wait for its CONNACK.
 const CONNACK_WAIT: Duration = Duration::from_secs(10);
@@ -119,7 +119,7 @@ pub async fn connect(
         will: None,
         username: None,
         password: None,
-        properties,
+        properties: properties.into(),
     });
     let mut buf = BytesMut::new();
     connect.write(protocol, &mut buf).map_err(|e| format!("encode CONNECT: {e}"))?;
@@ -204,7 +204,7 @@ impl Link {
 
     /// Sends DISCONNECT after what is queued and stops the writer.
     pub fn close(&self) {
-        self.send(&Packet::Disconnect(proto::Disconnect { reason: 0, properties: Properties::default() }));
+        self.send(&Packet::Disconnect(proto::Disconnect { reason: 0, properties: Props::default() }));
         self.closed.set(true);
         if let Some(w) = self.writer_waker.take() {
             w.wake();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_lite::{future::poll_fn, AsyncReadExt};
 use hdrhistogram::Histogram;
-use proto::{Ack, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscribeFilter};
+use proto::{Ack, Packet, Props, Protocol, Publish, QoS, Subscribe, SubscribeFilter};
 
 use crate::link::{Link, OUTBOX_HIGH};
 use crate::plan::{Plan, PubSpec, SubSpec, HEADER};
@@ -85,7 +85,7 @@ impl Template {
             retain: false,
             topic: bytes::Bytes::copy_from_slice(spec.topic.as_bytes()),
             pkid: if plan.qos == QoS::AtMostOnce { 0 } else { 1 },
-            properties: Properties::default(),
+            properties: Props::default(),
             payload: bytes::Bytes::from(vec![0u8; plan.size]),
         };
         let pkid_at = publish.pkid_offset(plan.protocol);
@@ -180,7 +180,7 @@ async fn read_acks(ctx: Rc<Ctx>, link: Rc<Link>, window: Rc<Window>) {
                 Packet::PubAck(a) => (a.pkid, true),
                 Packet::PubComp(a) => (a.pkid, true),
                 Packet::PubRec(a) => {
-                    link.send(&Packet::PubRel(Ack { pkid: a.pkid, reason: 0, properties: Properties::default() }));
+                    link.send(&Packet::PubRel(Ack { pkid: a.pkid, reason: 0, properties: Props::default() }));
                     (a.pkid, false)
                 }
                 _ => continue,
@@ -312,7 +312,7 @@ pub fn subscribe_packet(spec: &SubSpec, qos: QoS) -> Packet {
             retain_as_published: false,
             retain_handling: 0,
         }],
-        properties: Properties::default(),
+        properties: Props::default(),
     })
 }
 
@@ -361,7 +361,7 @@ pub async fn subscriber(ctx: Rc<Ctx>, spec: SubSpec, link: Rc<Link>, mut rbuf: B
             while let Ok(p) = proto::read(&mut rbuf, link.protocol, usize::MAX) {
                 let Packet::Publish(p) = p else {
                     if let Packet::PubRel(a) = p {
-                        link.send(&Packet::PubComp(Ack { pkid: a.pkid, reason: 0, properties: Properties::default() }));
+                        link.send(&Packet::PubComp(Ack { pkid: a.pkid, reason: 0, properties: Props::default() }));
                     }
                     continue;
                 };
@@ -421,7 +421,7 @@ pub async fn subscriber(ctx: Rc<Ctx>, spec: SubSpec, link: Rc<Link>, mut rbuf: B
 }
 
 fn ack(pkid: u16) -> Ack {
-    Ack { pkid, reason: 0, properties: Properties::default() }
+    Ack { pkid, reason: 0, properties: Props::default() }
 }
 
 /// The protocol's name for reports.

@@ -14,8 +14,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{expect_end, frame_size, guarded, read_pkid, read_u8, write_fixed_header, write_u16};
-use crate::properties::PacketKind;
-use crate::{Error, Properties, Protocol};
+use crate::properties::{PacketKind, Props};
+use crate::{Error, Protocol};
 
 /// PUBACK, PUBREC, PUBREL, PUBCOMP share this. reason 0 = success.
 /// Encode: short form (no reason byte) when V4, or V5 with reason 0 and no properties.
@@ -26,7 +26,7 @@ pub struct Ack {
     /// Reason code (V5; always 0 when decoded from V4).
     pub reason: u8,
     /// Properties (V5): reason string and user properties.
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// Which of the four acknowledgement packets an [`Ack`] is.
@@ -57,7 +57,7 @@ impl AckKind {
 impl Ack {
     /// An acknowledgement with reason 0 and no properties.
     pub fn new(pkid: u16) -> Ack {
-        Ack { pkid, reason: 0, properties: Properties::default() }
+        Ack { pkid, reason: 0, properties: Props::default() }
     }
 
     pub(crate) fn read(mut buf: Bytes, protocol: Protocol) -> Result<Ack, Error> {
@@ -66,7 +66,7 @@ impl Ack {
         if protocol == Protocol::V5 && !buf.is_empty() {
             ack.reason = read_u8(&mut buf)?;
             if !buf.is_empty() {
-                ack.properties = Properties::read(&mut buf, PacketKind::Ack)?;
+                ack.properties = Props::read(&mut buf, PacketKind::Ack)?;
             }
         }
         expect_end(&buf)?;

@@ -12,8 +12,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{expect_end, frame_size, guarded, read_u8, write_fixed_header};
-use crate::properties::PacketKind;
-use crate::{Error, Properties, Protocol};
+use crate::properties::{PacketKind, Props};
+use crate::{Error, Protocol};
 
 /// AUTH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,16 +21,16 @@ pub struct Auth {
     /// 0x00 success, 0x18 continue authentication, 0x19 re-authenticate.
     pub reason: u8,
     /// AUTH properties: authentication method and data, reason string, user properties.
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl Auth {
     pub(crate) fn read(mut buf: Bytes) -> Result<Auth, Error> {
-        let mut auth = Auth { reason: 0, properties: Properties::default() };
+        let mut auth = Auth { reason: 0, properties: Props::default() };
         if !buf.is_empty() {
             auth.reason = read_u8(&mut buf)?;
             if !buf.is_empty() {
-                auth.properties = Properties::read(&mut buf, PacketKind::Auth)?;
+                auth.properties = Props::read(&mut buf, PacketKind::Auth)?;
             }
         }
         expect_end(&buf)?;
@@ -86,7 +86,7 @@ mod tests {
         let mut out = BytesMut::new();
         a.write(Protocol::V5, &mut out).unwrap();
         assert_eq!(&out.split()[..], &[0xf0, 7, 0x19, 5, 0x15, 0, 2, b'm', b'1']);
-        let cont = Auth { reason: 0x18, properties: Properties::default() };
+        let cont = Auth { reason: 0x18, properties: Props::default() };
         cont.write(Protocol::V5, &mut out).unwrap();
         assert_eq!(&out.split()[..], &[0xf0, 2, 0x18, 0]);
         assert!(matches!(cont.write(Protocol::V4, &mut out), Err(Error::Protocol(_))));

@@ -6,8 +6,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{expect_end, frame_size, guarded, read_u8, write_fixed_header};
-use crate::properties::PacketKind;
-use crate::{Error, Properties, Protocol};
+use crate::properties::{PacketKind, Props};
+use crate::{Error, Protocol};
 
 /// CONNACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct ConnAck {
     /// code: 3.1.1 return code (0..=5) for V4, reason code for V5.
     pub code: u8,
     /// CONNACK properties (V5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl ConnAck {
@@ -28,8 +28,8 @@ impl ConnAck {
         }
         let code = read_u8(&mut buf)?;
         let properties = match protocol {
-            Protocol::V4 => Properties::default(),
-            Protocol::V5 => Properties::read(&mut buf, PacketKind::ConnAck)?,
+            Protocol::V4 => Props::default(),
+            Protocol::V5 => Props::read(&mut buf, PacketKind::ConnAck)?,
         };
         expect_end(&buf)?;
         Ok(ConnAck { session_present: flags & 0x01 != 0, code, properties })

@@ -14,9 +14,9 @@ use crate::codec::{
     expect_end, frame_size, guarded, read_binary, read_string, read_u16, read_u8, write_binary, write_fixed_header,
     write_string, write_u16,
 };
-use crate::properties::PacketKind;
+use crate::properties::{PacketKind, Props};
 use crate::publish::read_topic;
-use crate::{Error, Properties, Protocol, QoS};
+use crate::{Error, Protocol, QoS};
 
 const FLAG_RESERVED: u8 = 0x01;
 const FLAG_CLEAN_START: u8 = 0x02;
@@ -38,7 +38,7 @@ pub struct LastWill {
     pub retain: bool,
     /// Will properties (V5): payload format, message expiry, content type, response topic,
     /// correlation data, user properties, will delay interval.
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// CONNECT: the first packet a client sends.
@@ -59,7 +59,7 @@ pub struct Connect {
     /// Password, if the password flag is set.
     pub password: Option<Bytes>,
     /// CONNECT properties (V5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl Connect {
@@ -97,10 +97,10 @@ impl Connect {
         }
 
         let keep_alive = read_u16(&mut buf)?;
-        let properties = if v5 { Properties::read(&mut buf, PacketKind::Connect)? } else { Properties::default() };
+        let properties = if v5 { Props::read(&mut buf, PacketKind::Connect)? } else { Props::default() };
         let client_id = read_string(&mut buf)?;
         let will = if will_flag {
-            let properties = if v5 { Properties::read(&mut buf, PacketKind::Will)? } else { Properties::default() };
+            let properties = if v5 { Props::read(&mut buf, PacketKind::Will)? } else { Props::default() };
             let topic = read_topic(&mut buf)?;
             if topic.is_empty() {
                 return Err(Error::TopicNameInvalid);
@@ -289,7 +289,7 @@ mod tests {
             will: None,
             username: None,
             password: Some(Bytes::from_static(b"pw")),
-            properties: Properties::default(),
+            properties: Props::default(),
         };
         let mut out = BytesMut::new();
         assert!(matches!(c.write(Protocol::V4, &mut out), Err(Error::Protocol(_))));

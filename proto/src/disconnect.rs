@@ -11,8 +11,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{expect_end, frame_size, guarded, read_u8, write_fixed_header};
-use crate::properties::PacketKind;
-use crate::{Error, Properties, Protocol};
+use crate::properties::{PacketKind, Props};
+use crate::{Error, Protocol};
 
 /// DISCONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,13 +20,13 @@ pub struct Disconnect {
     /// Reason code (V5; 0 when decoded from V4).
     pub reason: u8,
     /// DISCONNECT properties (V5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl Disconnect {
     /// A DISCONNECT with the given reason and no properties.
     pub fn new(reason: u8) -> Disconnect {
-        Disconnect { reason, properties: Properties::default() }
+        Disconnect { reason, properties: Props::default() }
     }
 
     pub(crate) fn read(mut buf: Bytes, protocol: Protocol) -> Result<Disconnect, Error> {
@@ -34,7 +34,7 @@ impl Disconnect {
         if protocol == Protocol::V5 && !buf.is_empty() {
             disconnect.reason = read_u8(&mut buf)?;
             if !buf.is_empty() {
-                disconnect.properties = Properties::read(&mut buf, PacketKind::Disconnect)?;
+                disconnect.properties = Props::read(&mut buf, PacketKind::Disconnect)?;
             }
         }
         expect_end(&buf)?;

@@ -85,7 +85,7 @@ pub use connack::ConnAck;
 pub use connect::{Connect, LastWill};
 pub use disconnect::Disconnect;
 pub use error::Error;
-pub use properties::Properties;
+pub use properties::{Properties, Props};
 pub use publish::Publish;
 pub use suback::SubAck;
 pub use subscribe::{Subscribe, SubscribeFilter};

@@ -15,8 +15,14 @@
 //! - a property length or value running past the frame or the property block: Malformed.
 //!
 //! Encoding writes whatever fields are set, in identifier order.
+//!
+//! Packets hold their properties as [`Props`]: nothing allocated when there are none (every
+//! 3.1.1 packet and most 5.0 ones), so a decoded packet stays small and cheap to move; the
+//! full [`Properties`] struct is boxed only when a property is present.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::ops::{Deref, DerefMut};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::{
     read_binary, read_string, read_u16, read_u32, read_u8, read_varint, varint_len, write_binary, write_string,
@@ -393,6 +399,108 @@ impl Properties {
         byte(out, 0x29, self.subscription_identifier_available);
         byte(out, 0x2A, self.shared_subscription_available);
         Ok(())
+    }
+}
+
+/// The empty property set that an absent [`Props`] reads as.
+static NONE: Properties = Properties {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    content_type: None,
+    response_topic: None,
+    correlation_data: None,
+    subscription_identifiers: Vec::new(),
+    session_expiry_interval: None,
+    assigned_client_identifier: None,
+    server_keep_alive: None,
+    authentication_method: None,
+    authentication_data: None,
+    request_problem_information: None,
+    will_delay_interval: None,
+    request_response_information: None,
+    response_information: None,
+    server_reference: None,
+    reason_string: None,
+    receive_maximum: None,
+    topic_alias_maximum: None,
+    topic_alias: None,
+    maximum_qos: None,
+    retain_available: None,
+    user_properties: Vec::new(),
+    maximum_packet_size: None,
+    wildcard_subscription_available: None,
+    subscription_identifier_available: None,
+    shared_subscription_available: None,
+};
+
+/// A packet's properties: one pointer, null when there are none. Reads through it see
+/// [`Properties`] (all absent when null); a write through it allocates the set on first use.
+#[derive(Clone, Default)]
+pub struct Props(Option<Box<Properties>>);
+
+impl Props {
+    /// True when no property is set; O(1) when nothing was ever set.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|p| p.is_empty())
+    }
+
+    /// Reads a property block; an empty one (the common case) allocates nothing.
+    pub(crate) fn read(buf: &mut Bytes, kind: PacketKind) -> Result<Props, Error> {
+        if buf.first() == Some(&0) {
+            buf.advance(1);
+            return Ok(Props(None));
+        }
+        Ok(Props::from(Properties::read(buf, kind)?))
+    }
+
+    /// Encoded length including the property length prefix.
+    pub(crate) fn wire_len(&self) -> usize {
+        self.0.as_ref().map_or(1, |p| p.wire_len())
+    }
+
+    /// Appends the property length and the properties.
+    pub(crate) fn write(&self, out: &mut BytesMut) -> Result<(), Error> {
+        match &self.0 {
+            None => {
+                out.put_u8(0);
+                Ok(())
+            }
+            Some(p) => p.write(out),
+        }
+    }
+}
+
+impl From<Properties> for Props {
+    fn from(props: Properties) -> Props {
+        Props(if props.is_empty() { None } else { Some(Box::new(props)) })
+    }
+}
+
+impl Deref for Props {
+    type Target = Properties;
+
+    fn deref(&self) -> &Properties {
+        self.0.as_deref().unwrap_or(&NONE)
+    }
+}
+
+impl DerefMut for Props {
+    fn deref_mut(&mut self) -> &mut Properties {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Props {
+    fn eq(&self, other: &Props) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Props {}
+
+impl std::fmt::Debug for Props {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
     }
 }
 

@@ -15,8 +15,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::codec::{
     check_utf8, frame_size, guarded, read_binary, read_pkid, varint_len, write_binary, write_fixed_header, write_u16,
 };
-use crate::properties::PacketKind;
-use crate::{Error, Properties, Protocol, QoS};
+use crate::properties::{PacketKind, Props};
+use crate::{Error, Protocol, QoS};
 
 /// PUBLISH.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Publish {
     /// 0 for QoS 0; decode of QoS>0 with pkid 0 is Error::Protocol
     pub pkid: u16,
     /// PUBLISH properties (V5).
-    pub properties: Properties,
+    pub properties: Props,
     /// zero-copy slice of the input buffer
     pub payload: Bytes,
 }
@@ -59,7 +59,7 @@ impl Publish {
             retain: false,
             topic: topic.into(),
             pkid: 0,
-            properties: Properties::default(),
+            properties: Props::default(),
             payload: payload.into(),
         }
     }
@@ -80,8 +80,8 @@ impl Publish {
         let topic = read_topic(&mut buf)?;
         let pkid = if qos == QoS::AtMostOnce { 0 } else { read_pkid(&mut buf)? };
         let properties = match protocol {
-            Protocol::V4 => Properties::default(),
-            Protocol::V5 => Properties::read(&mut buf, PacketKind::Publish)?,
+            Protocol::V4 => Props::default(),
+            Protocol::V5 => Props::read(&mut buf, PacketKind::Publish)?,
         };
         if topic.is_empty() {
             match protocol {

@@ -7,8 +7,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{frame_size, guarded, read_pkid, write_fixed_header, write_u16};
-use crate::properties::PacketKind;
-use crate::{Error, Properties, Protocol};
+use crate::properties::{PacketKind, Props};
+use crate::{Error, Protocol};
 
 /// SUBACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,15 +18,15 @@ pub struct SubAck {
     /// One code per filter: granted QoS, or a failure code (0x80 in V4).
     pub codes: Vec<u8>,
     /// SUBACK properties (V5): reason string and user properties.
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl SubAck {
     pub(crate) fn read(mut buf: Bytes, protocol: Protocol) -> Result<SubAck, Error> {
         let pkid = read_pkid(&mut buf)?;
         let properties = match protocol {
-            Protocol::V4 => Properties::default(),
-            Protocol::V5 => Properties::read(&mut buf, PacketKind::SubAck)?,
+            Protocol::V4 => Props::default(),
+            Protocol::V5 => Props::read(&mut buf, PacketKind::SubAck)?,
         };
         if buf.is_empty() {
             return Err(Error::Protocol("SUBACK without return codes"));

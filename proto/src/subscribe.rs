@@ -13,8 +13,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{frame_size, guarded, read_pkid, read_string, read_u8, write_fixed_header, write_string, write_u16};
-use crate::properties::PacketKind;
-use crate::{Error, Properties, Protocol, QoS};
+use crate::properties::{PacketKind, Props};
+use crate::{Error, Protocol, QoS};
 
 /// One topic filter of a SUBSCRIBE and its options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,15 +82,15 @@ pub struct Subscribe {
     /// The filters, at least one.
     pub filters: Vec<SubscribeFilter>,
     /// SUBSCRIBE properties (V5): subscription identifier and user properties.
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl Subscribe {
     pub(crate) fn read(mut buf: Bytes, protocol: Protocol) -> Result<Subscribe, Error> {
         let pkid = read_pkid(&mut buf)?;
         let properties = match protocol {
-            Protocol::V4 => Properties::default(),
-            Protocol::V5 => Properties::read(&mut buf, PacketKind::Subscribe)?,
+            Protocol::V4 => Props::default(),
+            Protocol::V5 => Props::read(&mut buf, PacketKind::Subscribe)?,
         };
         let mut filters = Vec::new();
         while !buf.is_empty() {

@@ -7,8 +7,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{expect_end, frame_size, guarded, read_pkid, write_fixed_header, write_u16};
-use crate::properties::PacketKind;
-use crate::{Error, Properties, Protocol};
+use crate::properties::{PacketKind, Props};
+use crate::{Error, Protocol};
 
 /// UNSUBACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,17 +18,17 @@ pub struct UnsubAck {
     /// codes empty for V4
     pub codes: Vec<u8>,
     /// UNSUBACK properties (V5): reason string and user properties.
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl UnsubAck {
     pub(crate) fn read(mut buf: Bytes, protocol: Protocol) -> Result<UnsubAck, Error> {
         let pkid = read_pkid(&mut buf)?;
-        let mut ack = UnsubAck { pkid, codes: Vec::new(), properties: Properties::default() };
+        let mut ack = UnsubAck { pkid, codes: Vec::new(), properties: Props::default() };
         match protocol {
             Protocol::V4 => expect_end(&buf)?,
             Protocol::V5 => {
-                ack.properties = Properties::read(&mut buf, PacketKind::UnsubAck)?;
+                ack.properties = Props::read(&mut buf, PacketKind::UnsubAck)?;
                 if buf.is_empty() {
                     return Err(Error::Protocol("UNSUBACK without reason codes"));
                 }

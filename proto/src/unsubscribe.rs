@@ -7,8 +7,8 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::codec::{frame_size, guarded, read_pkid, read_string, write_fixed_header, write_string, write_u16};
-use crate::properties::PacketKind;
-use crate::{Error, Properties, Protocol};
+use crate::properties::{PacketKind, Props};
+use crate::{Error, Protocol};
 
 /// UNSUBSCRIBE.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,15 +18,15 @@ pub struct Unsubscribe {
     /// The filters to remove, at least one.
     pub filters: Vec<String>,
     /// UNSUBSCRIBE properties (V5): user properties.
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl Unsubscribe {
     pub(crate) fn read(mut buf: Bytes, protocol: Protocol) -> Result<Unsubscribe, Error> {
         let pkid = read_pkid(&mut buf)?;
         let properties = match protocol {
-            Protocol::V4 => Properties::default(),
-            Protocol::V5 => Properties::read(&mut buf, PacketKind::Unsubscribe)?,
+            Protocol::V4 => Props::default(),
+            Protocol::V5 => Props::read(&mut buf, PacketKind::Unsubscribe)?,
         };
         let mut filters = Vec::new();
         while !buf.is_empty() {

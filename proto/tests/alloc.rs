@@ -1,5 +1,6 @@
-//! The PUBLISH decode path allocates nothing when there are no properties (or only
-//! integer-valued ones such as a topic alias): topic and payload are slices of the frame.
+//! The PUBLISH decode path allocates nothing when there are no properties: topic and
+//! payload are slices of the frame. Integer-valued properties (a topic alias) cost exactly
+//! one allocation, the boxed property set.
 //! Kept in its own test binary so no other test allocates concurrently.
 
 use std::alloc::System;
@@ -12,10 +13,10 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 #[test]
 fn publish_decode_does_not_allocate() {
-    for protocol in [Protocol::V4, Protocol::V5] {
+    for (protocol, with_props) in [(Protocol::V4, false), (Protocol::V5, false), (Protocol::V5, true)] {
         let mut publish = Publish::new("sensors/room1/temp", QoS::AtLeastOnce, vec![7u8; 512]);
         publish.pkid = 9;
-        if protocol == Protocol::V5 {
+        if with_props {
             publish.properties.topic_alias = Some(3);
             publish.properties.message_expiry_interval = Some(60);
         }
@@ -32,7 +33,7 @@ fn publish_decode_does_not_allocate() {
             let decoded = read(&mut buf, protocol, usize::MAX);
             let change = region.change();
             assert_eq!(decoded.as_ref(), Ok(&packet));
-            assert_eq!(change.allocations, 0, "{protocol:?}: {change:?}");
+            assert_eq!(change.allocations, usize::from(with_props), "{protocol:?}: {change:?}");
             assert_eq!(change.reallocations, 0, "{protocol:?}: {change:?}");
         }
     }

@@ -37,7 +37,10 @@ fn empty_v5_disconnect_is_normal_disconnection() {
     let packet = decode(&[0xe0, 0x00], Protocol::V5).unwrap();
     assert_eq!(
         packet,
-        Packet::Disconnect(Disconnect { reason: reason::NORMAL_DISCONNECTION, properties: Properties::default() })
+        Packet::Disconnect(Disconnect {
+            reason: reason::NORMAL_DISCONNECTION,
+            properties: Properties::default().into()
+        })
     );
 }
 
@@ -46,7 +49,7 @@ fn short_v5_disconnect_keeps_reason_without_property_length() {
     let packet = decode(&[0xe0, 0x01, 0x8e], Protocol::V5).unwrap();
     assert_eq!(
         packet,
-        Packet::Disconnect(Disconnect { reason: reason::SESSION_TAKEN_OVER, properties: Properties::default() })
+        Packet::Disconnect(Disconnect { reason: reason::SESSION_TAKEN_OVER, properties: Properties::default().into() })
     );
     // And it is the form we write.
     assert_eq!(encode(&packet, Protocol::V5).unwrap(), vec![0xe0, 0x01, 0x8e]);
@@ -63,13 +66,20 @@ fn v5_ack_short_forms() {
         // Remaining length 2: reason 0.
         assert_eq!(decode(&[first, 0x02, 0x12, 0x34], Protocol::V5), Ok(wrap(Ack::new(0x1234))));
         // Remaining length 3: reason, no properties.
-        let expected =
-            wrap(Ack { pkid: 0x1234, reason: reason::PACKET_IDENTIFIER_NOT_FOUND, properties: Properties::default() });
+        let expected = wrap(Ack {
+            pkid: 0x1234,
+            reason: reason::PACKET_IDENTIFIER_NOT_FOUND,
+            properties: Properties::default().into(),
+        });
         assert_eq!(decode(&[first, 0x03, 0x12, 0x34, 0x92], Protocol::V5), Ok(expected));
         // Remaining length 4: reason and an empty property length.
         assert_eq!(
             decode(&[first, 0x04, 0x12, 0x34, 0x10, 0x00], Protocol::V5),
-            Ok(wrap(Ack { pkid: 0x1234, reason: reason::NO_MATCHING_SUBSCRIBERS, properties: Properties::default() }))
+            Ok(wrap(Ack {
+                pkid: 0x1234,
+                reason: reason::NO_MATCHING_SUBSCRIBERS,
+                properties: Properties::default().into()
+            }))
         );
     }
 }
@@ -84,7 +94,8 @@ fn auth_round_trip() {
             reason_string: Some("more".into()),
             user_properties: vec![("k".into(), "v".into())],
             ..Properties::default()
-        },
+        }
+        .into(),
     });
     let bytes = encode(&auth, Protocol::V5).unwrap();
     assert_eq!(bytes[0], 0xf0);
@@ -95,9 +106,9 @@ fn auth_round_trip() {
 fn empty_auth_is_success() {
     assert_eq!(
         decode(&[0xf0, 0x00], Protocol::V5),
-        Ok(Packet::Auth(Auth { reason: reason::SUCCESS, properties: Properties::default() }))
+        Ok(Packet::Auth(Auth { reason: reason::SUCCESS, properties: Properties::default().into() }))
     );
-    let success = Packet::Auth(Auth { reason: 0, properties: Properties::default() });
+    let success = Packet::Auth(Auth { reason: 0, properties: Properties::default().into() });
     assert_eq!(encode(&success, Protocol::V5).unwrap(), vec![0xf0, 0x00]);
 }
 
@@ -125,7 +136,8 @@ fn long_user_property_rejected_on_encode() {
     assert_eq!(encode(&packet, Protocol::V5), Err(Error::StringTooLong(LONG)));
     let disconnect = Packet::Disconnect(Disconnect {
         reason: 0,
-        properties: Properties { user_properties: vec![("k".repeat(LONG), "v".into())], ..Properties::default() },
+        properties: Properties { user_properties: vec![("k".repeat(LONG), "v".into())], ..Properties::default() }
+            .into(),
     });
     assert_eq!(encode(&disconnect, Protocol::V5), Err(Error::StringTooLong(LONG)));
 }
@@ -140,7 +152,7 @@ fn long_client_id_rejected_on_encode() {
         will: None,
         username: None,
         password: None,
-        properties: Properties::default(),
+        properties: Properties::default().into(),
     });
     assert_eq!(encode(&connect, Protocol::V4), Err(Error::StringTooLong(LONG)));
 }
@@ -155,7 +167,7 @@ fn long_binary_rejected_on_encode() {
         will: None,
         username: None,
         password: Some(Bytes::from(vec![0u8; LONG])),
-        properties: Properties::default(),
+        properties: Properties::default().into(),
     });
     assert_eq!(encode(&connect, Protocol::V5), Err(Error::StringTooLong(LONG)));
 }
@@ -359,11 +371,11 @@ fn expected_connect(protocol: Protocol) -> Connect {
             payload: Bytes::from_static(b"bye"),
             qos: QoS::AtLeastOnce,
             retain: false,
-            properties: Properties { will_delay_interval: v5.then_some(30), ..Properties::default() },
+            properties: Properties { will_delay_interval: v5.then_some(30), ..Properties::default() }.into(),
         }),
         username: Some("user".into()),
         password: Some(Bytes::from_static(b"pass")),
-        properties: Properties { session_expiry_interval: v5.then_some(10), ..Properties::default() },
+        properties: Properties { session_expiry_interval: v5.then_some(10), ..Properties::default() }.into(),
     }
 }
 

@@ -218,7 +218,7 @@ fn will(protocol: Protocol) -> impl Strategy<Value = LastWill> {
             payload,
             qos,
             retain,
-            properties,
+            properties: properties.into(),
         },
     )
 }
@@ -245,7 +245,7 @@ fn connect(protocol: Protocol) -> impl Strategy<Value = Packet> {
                 will,
                 username,
                 password,
-                properties,
+                properties: properties.into(),
             })
         })
 }
@@ -255,8 +255,9 @@ fn connack(protocol: Protocol) -> impl Strategy<Value = Packet> {
         Protocol::V4 => (0u8..=5).boxed(),
         Protocol::V5 => any::<u8>().boxed(),
     };
-    (any::<bool>(), code, properties(protocol, Kind::ConnAck))
-        .prop_map(|(session_present, code, properties)| Packet::ConnAck(ConnAck { session_present, code, properties }))
+    (any::<bool>(), code, properties(protocol, Kind::ConnAck)).prop_map(|(session_present, code, properties)| {
+        Packet::ConnAck(ConnAck { session_present, code, properties: properties.into() })
+    })
 }
 
 fn publish_packet(protocol: Protocol) -> impl Strategy<Value = Publish> {
@@ -280,7 +281,7 @@ fn publish_packet(protocol: Protocol) -> impl Strategy<Value = Publish> {
                 retain,
                 topic: Bytes::from(topic),
                 pkid: if at_most_once { 0 } else { pkid },
-                properties,
+                properties: properties.into(),
                 payload: Bytes::from(payload),
             }
         })
@@ -294,7 +295,7 @@ fn ack(protocol: Protocol) -> impl Strategy<Value = Ack> {
     (pkid(), reason, properties(protocol, Kind::Ack)).prop_map(|(pkid, reason, properties)| Ack {
         pkid,
         reason,
-        properties,
+        properties: properties.into(),
     })
 }
 
@@ -313,8 +314,9 @@ fn subscribe_filter(protocol: Protocol) -> impl Strategy<Value = SubscribeFilter
 }
 
 fn subscribe(protocol: Protocol) -> impl Strategy<Value = Packet> {
-    (pkid(), vec(subscribe_filter(protocol), 1..4), properties(protocol, Kind::Subscribe))
-        .prop_map(|(pkid, filters, properties)| Packet::Subscribe(Subscribe { pkid, filters, properties }))
+    (pkid(), vec(subscribe_filter(protocol), 1..4), properties(protocol, Kind::Subscribe)).prop_map(
+        |(pkid, filters, properties)| Packet::Subscribe(Subscribe { pkid, filters, properties: properties.into() }),
+    )
 }
 
 fn suback(protocol: Protocol) -> impl Strategy<Value = Packet> {
@@ -323,12 +325,13 @@ fn suback(protocol: Protocol) -> impl Strategy<Value = Packet> {
         Protocol::V5 => any::<u8>().boxed(),
     };
     (pkid(), vec(code, 1..5), properties(protocol, Kind::SubAck))
-        .prop_map(|(pkid, codes, properties)| Packet::SubAck(SubAck { pkid, codes, properties }))
+        .prop_map(|(pkid, codes, properties)| Packet::SubAck(SubAck { pkid, codes, properties: properties.into() }))
 }
 
 fn unsubscribe(protocol: Protocol) -> impl Strategy<Value = Packet> {
-    (pkid(), vec(filter(), 1..4), properties(protocol, Kind::Unsubscribe))
-        .prop_map(|(pkid, filters, properties)| Packet::Unsubscribe(Unsubscribe { pkid, filters, properties }))
+    (pkid(), vec(filter(), 1..4), properties(protocol, Kind::Unsubscribe)).prop_map(|(pkid, filters, properties)| {
+        Packet::Unsubscribe(Unsubscribe { pkid, filters, properties: properties.into() })
+    })
 }
 
 fn unsuback(protocol: Protocol) -> impl Strategy<Value = Packet> {
@@ -337,7 +340,7 @@ fn unsuback(protocol: Protocol) -> impl Strategy<Value = Packet> {
         Protocol::V5 => vec(any::<u8>(), 1..5).boxed(),
     };
     (pkid(), codes, properties(protocol, Kind::UnsubAck))
-        .prop_map(|(pkid, codes, properties)| Packet::UnsubAck(UnsubAck { pkid, codes, properties }))
+        .prop_map(|(pkid, codes, properties)| Packet::UnsubAck(UnsubAck { pkid, codes, properties: properties.into() }))
 }
 
 fn disconnect(protocol: Protocol) -> impl Strategy<Value = Packet> {
@@ -346,12 +349,12 @@ fn disconnect(protocol: Protocol) -> impl Strategy<Value = Packet> {
         Protocol::V5 => prop_oneof![Just(0u8), any::<u8>()].boxed(),
     };
     (reason, properties(protocol, Kind::Disconnect))
-        .prop_map(|(reason, properties)| Packet::Disconnect(Disconnect { reason, properties }))
+        .prop_map(|(reason, properties)| Packet::Disconnect(Disconnect { reason, properties: properties.into() }))
 }
 
 fn auth() -> impl Strategy<Value = Packet> {
     (prop_oneof![Just(0u8), Just(0x18), Just(0x19), any::<u8>()], properties(Protocol::V5, Kind::Auth))
-        .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties }))
+        .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties: properties.into() }))
 }
 
 /// Every packet type legal in `protocol`.
@@ -446,7 +449,7 @@ proptest! {
     ) {
         let mut publish = publish;
         if protocol == Protocol::V4 {
-            publish.properties = Properties::default();
+            publish.properties = Properties::default().into();
             if publish.topic.is_empty() {
                 publish.topic = Bytes::from_static(b"t");
             }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_lite::AsyncReadExt;
 use glommio::net::{TcpListener, TcpStream};
-use proto::{reason, ConnAck, Connect, Error as ProtoError, Packet, Properties, Protocol};
+use proto::{reason, ConnAck, Connect, Error as ProtoError, Packet, Props, Protocol};
 
 use crate::client::run_session;
 use crate::msg::{Handoff, Ingress};
@@ -94,7 +94,7 @@ fn connect_level(buf: &[u8]) -> Option<u8> {
 async fn refuse(stream: &mut TcpStream, protocol: Protocol, code: u8) {
     use futures_lite::AsyncWriteExt;
     let mut out = BytesMut::new();
-    let ack = Packet::ConnAck(ConnAck { session_present: false, code, properties: Properties::default() });
+    let ack = Packet::ConnAck(ConnAck { session_present: false, code, properties: Props::default() });
     if ack.write(protocol, &mut out).is_ok() {
         let _ = stream.write_all(&out).await;
         let _ = stream.flush().await;

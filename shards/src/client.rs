@@ -17,8 +17,8 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 use proto::{
-    reason, Ack, ConnAck, Connect, Disconnect, Error as ProtoError, Packet, Properties, Protocol, Publish, QoS, SubAck,
-    Subscribe, UnsubAck, Unsubscribe,
+    reason, Ack, ConnAck, Connect, Disconnect, Error as ProtoError, Packet, Properties, Props, Protocol, Publish, QoS,
+    SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 
 use crate::accept::Admitted;
@@ -93,13 +93,16 @@ fn detach(topic: Bytes, payload: Bytes) -> (Bytes, Bytes) {
 fn will_message(c: &Connect, client_id: &Arc<str>) -> Option<(Arc<Message>, u32)> {
     let w = c.will.as_ref()?;
     let mut properties = w.properties.clone();
-    let delay = properties.will_delay_interval.take().unwrap_or(0);
+    let delay = properties.will_delay_interval.unwrap_or(0);
+    if properties.will_delay_interval.is_some() {
+        properties.will_delay_interval = None;
+    }
     let msg = Message {
         topic: w.topic.clone(),
         payload: w.payload.clone(),
         qos: w.qos,
         retain: w.retain,
-        properties: crate::msg::boxed(properties),
+        properties,
         publisher: client_id.clone(),
         received: Instant::now(),
     };
@@ -179,7 +182,7 @@ pub async fn run_session(
             props.assigned_client_identifier = Some(client_id.to_string());
         }
     }
-    conn.send(&Packet::ConnAck(ConnAck { session_present: present, code: reason::SUCCESS, properties: props }));
+    conn.send(&Packet::ConnAck(ConnAck { session_present: present, code: reason::SUCCESS, properties: props.into() }));
     {
         let mut st = shard.st.borrow_mut();
         if let Some(s) = st.session(slot, generation) {
@@ -236,7 +239,7 @@ fn attach(
                     tracing::info!(client_id = %client_id, "session taken over");
                     let bye = Packet::Disconnect(Disconnect {
                         reason: reason::SESSION_TAKEN_OVER,
-                        properties: Properties::default(),
+                        properties: Props::default(),
                     });
                     old.close_with(CloseCause::TakenOver, (old.protocol == Protocol::V5).then_some(&bye));
                 }
@@ -339,7 +342,7 @@ impl Client {
     }
 
     fn ack(&self, kind: fn(Ack) -> Packet, pkid: u16, code: u8) {
-        self.conn.send(&kind(Ack { pkid, reason: code, properties: Properties::default() }));
+        self.conn.send(&kind(Ack { pkid, reason: code, properties: Props::default() }));
     }
 
     /// Handles one packet; Err ends the connection.
@@ -395,7 +398,10 @@ impl Client {
 
     fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
         let limits = &self.shard.cfg.limits;
-        if let Some(alias) = p.properties.topic_alias.take() {
+        // Reads go through Deref; writing only when a property is there keeps an empty
+        // property set unallocated.
+        if let Some(alias) = p.properties.topic_alias {
+            p.properties.topic_alias = None;
             if !self.v5() || alias == 0 || alias > limits.topic_alias_maximum {
                 return Err(End::Violation(reason::TOPIC_ALIAS_INVALID));
             }
@@ -435,14 +441,16 @@ impl Client {
             }
         }
         let mut properties = p.properties;
-        properties.subscription_identifiers.clear();
+        if !properties.subscription_identifiers.is_empty() {
+            properties.subscription_identifiers.clear();
+        }
         let (topic, payload) = detach(p.topic, p.payload);
         let msg = Arc::new(Message {
             topic,
             payload,
             qos: p.qos,
             retain: p.retain,
-            properties: crate::msg::boxed(properties),
+            properties,
             publisher: self.client_id.clone(),
             received: self.now,
         });
@@ -513,7 +521,7 @@ impl Client {
         }
         let remaining = items.iter().filter(|i| !i.is_empty()).count();
         if remaining == 0 {
-            self.conn.send(&Packet::SubAck(SubAck { pkid: s.pkid, codes, properties: Properties::default() }));
+            self.conn.send(&Packet::SubAck(SubAck { pkid: s.pkid, codes, properties: Props::default() }));
             return;
         }
         let Some(session) = st.session(self.slot, self.generation) else { return };
@@ -554,7 +562,7 @@ impl Client {
         if !self.v5() {
             codes.clear();
         }
-        self.conn.send(&Packet::UnsubAck(UnsubAck { pkid: u.pkid, codes, properties: Properties::default() }));
+        self.conn.send(&Packet::UnsubAck(UnsubAck { pkid: u.pkid, codes, properties: Props::default() }));
     }
 
     fn on_disconnect(&mut self, d: Disconnect) -> Result<(), End> {
@@ -578,7 +586,7 @@ impl Client {
         };
         match code {
             Some(c) if self.v5() => {
-                let bye = Packet::Disconnect(Disconnect { reason: c, properties: Properties::default() });
+                let bye = Packet::Disconnect(Disconnect { reason: c, properties: Props::default() });
                 self.conn.close_with(CloseCause::ReaderDone, Some(&bye));
             }
             _ => self.conn.close(CloseCause::ReaderDone),

@@ -12,12 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use proto::{Connect, Properties, QoS};
-
-/// Boxes `p` unless it is empty.
-pub fn boxed(p: Properties) -> Option<Box<Properties>> {
-    (!p.is_empty()).then(|| Box::new(p))
-}
+use proto::{Connect, Props, QoS};
 
 /// An application message as routed between shards: encoded once per
 /// (protocol version, QoS) at each delivering shard, shared by reference everywhere else.
@@ -32,8 +27,8 @@ pub struct Message {
     /// Retain flag as published.
     pub retain: bool,
     /// 5.0 properties forwarded to subscribers (no topic alias, no subscription ids);
-    /// boxed and absent when empty, which keeps the record small on the hot path.
-    pub properties: Option<Box<Properties>>,
+    /// one null pointer when empty, which keeps the record small on the hot path.
+    pub properties: Props,
     /// Client id of the publisher (for No Local).
     pub publisher: Arc<str>,
     /// When the broker received it.

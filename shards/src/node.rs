@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
-use proto::{reason, Disconnect, Packet, Properties, Protocol};
+use proto::{reason, Disconnect, Packet, Props, Protocol};
 use socket2::{Domain, Socket, Type};
 
 use crate::accept::accept_loop;
@@ -259,8 +259,7 @@ async fn shard_main(
     // Stop accepting: dropping the accept tasks closes the listeners.
     drop(accepts);
     let conns: Vec<_> = shard.st.borrow().slots.iter().flatten().filter_map(|s| s.conn.clone()).collect();
-    let bye =
-        Packet::Disconnect(Disconnect { reason: reason::SERVER_SHUTTING_DOWN, properties: Properties::default() });
+    let bye = Packet::Disconnect(Disconnect { reason: reason::SERVER_SHUTTING_DOWN, properties: Props::default() });
     for c in conns {
         c.close_with(CloseCause::Shutdown, (c.protocol == Protocol::V5).then_some(&bye));
     }

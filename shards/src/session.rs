@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use proto::{Packet, Properties, Protocol, Publish, QoS};
+use proto::{Packet, Props, Protocol, Publish, QoS};
 
 use crate::conn::Conn;
 use crate::msg::Message;
@@ -231,11 +231,7 @@ impl Session {
                     write_publish(&conn, q, *pkid, true, &mut cache);
                 }
                 Some(Inflight::Release) => {
-                    conn.send(&Packet::PubRel(proto::Ack {
-                        pkid: *pkid,
-                        reason: 0,
-                        properties: Properties::default(),
-                    }));
+                    conn.send(&Packet::PubRel(proto::Ack { pkid: *pkid, reason: 0, properties: Props::default() }));
                 }
                 None => {}
             }
@@ -304,11 +300,13 @@ pub fn publish_packet(
     protocol: Protocol,
     sub_ids: &[u32],
 ) -> Publish {
-    let mut properties = match (&msg.properties, protocol) {
-        (Some(p), Protocol::V5) => (**p).clone(),
-        _ => Properties::default(),
+    let mut properties = match protocol {
+        Protocol::V5 => msg.properties.clone(),
+        Protocol::V4 => Props::default(),
     };
-    properties.subscription_identifiers = sub_ids.to_vec();
+    if protocol == Protocol::V5 && !sub_ids.is_empty() {
+        properties.subscription_identifiers = sub_ids.to_vec();
+    }
     Publish {
         dup,
         qos,

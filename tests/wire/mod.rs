@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use proto::{Connect, Packet, Properties, Protocol, Publish, QoS, Subscribe, SubscribeFilter};
+use proto::{Connect, Packet, Props, Protocol, Publish, QoS, Subscribe, SubscribeFilter};
 
 /// How long any single expectation waits.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -130,7 +130,7 @@ impl Raw {
                 retain_as_published: false,
                 retain_handling: 0,
             }],
-            properties: Properties::default(),
+            properties: Props::default(),
         }));
         match self.recv() {
             Some(Packet::SubAck(a)) => assert!(a.codes[0] < 0x80, "SUBACK refused: {a:?}"),
@@ -145,7 +145,7 @@ impl Raw {
             retain: false,
             topic: bytes::Bytes::copy_from_slice(topic.as_bytes()),
             pkid,
-            properties: Properties::default(),
+            properties: Props::default(),
             payload: bytes::Bytes::copy_from_slice(payload),
         }));
     }
@@ -160,6 +160,6 @@ pub fn connect_packet(protocol: Protocol, client_id: &str, clean: bool) -> Packe
         will: None,
         username: None,
         password: None,
-        properties: Properties::default(),
+        properties: Props::default(),
     })
 }

@@ -35,7 +35,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
-use proto::{ConnAck, Packet, Properties, Protocol, SubAck};
+use proto::{ConnAck, Packet, Props, Protocol, SubAck};
 use shards::conn::Socket;
 
 /// Smallest read asked of the socket; a larger pending frame asks for all it still needs.
@@ -148,13 +148,13 @@ async fn read_loop(local: &Local, out: &Rc<Outbox>) {
             match (proto::read(&mut buf, version, MAX_FRAME), protocol) {
                 (Ok(Packet::Connect(c)), None) => {
                     protocol = Some(c.protocol);
-                    let ack = ConnAck { session_present: false, code: 0, properties: Properties::default() };
+                    let ack = ConnAck { session_present: false, code: 0, properties: Props::default() };
                     out.packet(&Packet::ConnAck(ack), c.protocol);
                 }
                 (Ok(_), None) | (Ok(Packet::Disconnect(_)), _) => return,
                 (Ok(Packet::Subscribe(s)), _) => {
                     let codes = s.filters.iter().map(|f| f.qos as u8).collect();
-                    let ack = SubAck { pkid: s.pkid, codes, properties: Properties::default() };
+                    let ack = SubAck { pkid: s.pkid, codes, properties: Props::default() };
                     out.packet(&Packet::SubAck(ack), version);
                     // After the SUBACK, so no forwarded frame can come before it.
                     if !subscribed {
