@@ -7,6 +7,11 @@ use clap::Parser;
 use ringmq::config::{parse_level, resolve, Cli};
 use ringmq::{check_io_uring, Node};
 
+/// Messages are allocated on one shard and freed on another; glibc's malloc spent about 14%
+/// of the broker's CPU on that (bench/RESULTS.md), mimalloc's per-thread free lists far less.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match resolve(&cli) {
