@@ -1,0 +1,193 @@
+//! [`MemoryLog`]: the `memory` storage engine, a bounded ring of records with offsets.
+//!
+//! Same logical API as [`SegmentLog`](crate::SegmentLog) (append returns an offset; read
+//! one or a range; first and next offset), owned by one shard like it, but nothing reaches
+//! a disk: the durable offset is always the next offset, and a restart starts empty. When
+//! an append would take the ring past `max_bytes`, the oldest records are evicted (and
+//! counted by [`evicted`](MemoryLog::evicted)), so `first_offset` moves forward.
+//!
+//! Each record is charged its encoded length (header included), the same size the segment
+//! log would write, so one byte budget means the same in both engines.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::record::{self, Record, RecordView};
+
+/// A bounded in-memory log. See the [module docs](self).
+#[derive(Debug)]
+pub struct MemoryLog {
+    records: VecDeque<Record>,
+    /// Offset of `records[0]` (or of the next append when empty).
+    first: u64,
+    bytes: usize,
+    max_bytes: usize,
+    max_record_bytes: usize,
+    evicted: u64,
+}
+
+impl MemoryLog {
+    /// An empty ring holding at most `max_bytes` of encoded records, each at most
+    /// `max_record_bytes` (which must not exceed `max_bytes`).
+    pub fn new(max_bytes: usize, max_record_bytes: usize) -> Result<MemoryLog> {
+        MemoryLog::starting_at(0, max_bytes, max_record_bytes)
+    }
+
+    /// Like [`new`](MemoryLog::new) but the first append gets `offset` (for a log that
+    /// continues offsets handed out before, e.g. by a previous incarnation).
+    pub fn starting_at(offset: u64, max_bytes: usize, max_record_bytes: usize) -> Result<MemoryLog> {
+        if max_record_bytes < record::HEADER_LEN || max_record_bytes > max_bytes {
+            return Err(Error::InvalidConfig("memory log: need 31 <= max_record_bytes <= max_bytes"));
+        }
+        Ok(MemoryLog { records: VecDeque::new(), first: offset, bytes: 0, max_bytes, max_record_bytes, evicted: 0 })
+    }
+
+    /// Appends a record copied from borrowed parts (one allocation) and returns its offset.
+    pub fn append(
+        &mut self,
+        timestamp_ms: u64,
+        flags: u8,
+        topic: &[u8],
+        properties: &[u8],
+        payload: &[u8],
+    ) -> Result<u64> {
+        let view = RecordView { offset: self.next_offset(), timestamp_ms, flags, topic, properties, payload };
+        self.check(&view)?;
+        Ok(self.push_record(view.to_record()))
+    }
+
+    /// Appends a record from shared `Bytes` without copying them and returns its offset.
+    pub fn push(
+        &mut self,
+        timestamp_ms: u64,
+        flags: u8,
+        topic: Bytes,
+        properties: Bytes,
+        payload: Bytes,
+    ) -> Result<u64> {
+        let record = Record { offset: self.next_offset(), timestamp_ms, flags, topic, properties, payload };
+        self.check(&record.view())?;
+        Ok(self.push_record(record))
+    }
+
+    fn check(&self, view: &RecordView<'_>) -> Result<()> {
+        record::check_flags(view.flags)?;
+        if view.topic.len() > u16::MAX as usize {
+            return Err(Error::KeyTooLong { len: view.topic.len(), max: u16::MAX as usize });
+        }
+        let size = view.encoded_len();
+        if size > self.max_record_bytes {
+            return Err(Error::RecordTooLarge { size, max: self.max_record_bytes });
+        }
+        Ok(())
+    }
+
+    fn push_record(&mut self, record: Record) -> u64 {
+        let size = record.encoded_len();
+        while self.bytes + size > self.max_bytes {
+            let Some(old) = self.records.pop_front() else { break };
+            self.bytes -= old.encoded_len();
+            self.first += 1;
+            self.evicted += 1;
+        }
+        let offset = record.offset;
+        self.bytes += size;
+        self.records.push_back(record);
+        offset
+    }
+
+    /// Oldest offset still held.
+    pub fn first_offset(&self) -> u64 {
+        self.first
+    }
+
+    /// Offset the next append gets.
+    pub fn next_offset(&self) -> u64 {
+        self.first + self.records.len() as u64
+    }
+
+    /// Always [`next_offset`](MemoryLog::next_offset): the memory engine promises nothing more.
+    pub fn durable_offset(&self) -> u64 {
+        self.next_offset()
+    }
+
+    /// Records evicted to stay within the byte bound, since creation.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Encoded bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The record at `offset` (a cheap clone of its `Bytes`), or `None` if evicted or not
+    /// yet written.
+    pub fn read(&self, offset: u64) -> Option<Record> {
+        let i = offset.checked_sub(self.first)?;
+        self.records.get(usize::try_from(i).ok()?).cloned()
+    }
+
+    /// Up to `max_records` records from `from` on (from the first offset if `from` was
+    /// evicted), stopping before `max_bytes` would be passed but always at least one.
+    pub fn read_range_into(&self, from: u64, max_records: usize, max_bytes: usize, out: &mut Vec<Record>) -> usize {
+        let start = from.saturating_sub(self.first);
+        let Ok(start) = usize::try_from(start) else { return 0 };
+        let mut count = 0;
+        let mut bytes = 0;
+        for record in self.records.iter().skip(start).take(max_records) {
+            let len = record.encoded_len();
+            if count > 0 && bytes + len > max_bytes {
+                break;
+            }
+            out.push(record.clone());
+            count += 1;
+            bytes += len;
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        count
+    }
+
+    /// [`read_range_into`](MemoryLog::read_range_into) into a new vector.
+    pub fn read_range(&self, from: u64, max_records: usize, max_bytes: usize) -> Vec<Record> {
+        let mut out = Vec::new();
+        self.read_range_into(from, max_records, max_bytes, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_oldest_past_the_byte_bound() {
+        // Each record: 31 header + 1 topic + 9 payload = 41 bytes; room for 3.
+        let mut log = MemoryLog::new(130, 64).unwrap();
+        for i in 0..5u64 {
+            assert_eq!(log.append(i, 0, b"t", b"", format!("payload-{i}").as_bytes()).unwrap(), i);
+        }
+        assert_eq!(log.len(), 3);
+        assert_eq!(log.evicted(), 2);
+        assert_eq!(log.first_offset(), 2);
+        assert_eq!(log.next_offset(), 5);
+        assert_eq!(log.bytes(), 123);
+        assert!(log.read(1).is_none());
+        assert_eq!(&log.read(2).unwrap().payload[..], b"payload-2");
+        assert!(log.read(5).is_none());
+    }
+}
