@@ -3,6 +3,7 @@
 //!
 //! Precedence: built-in defaults, then the file (`--config`), then flags. A bad key or value
 //! is a [`ConfigError`] naming the key and the file; `main` exits with status 2 on it.
+//! The `[storage]` table and its flags are checked in [`storage`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,10 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 use shards::{EngineConfig, Limits};
+
+pub mod storage;
+
+use storage::FileStorage;
 
 /// A thread-per-core MQTT 3.1.1 and 5.0 broker on io_uring.
 ///
@@ -44,6 +49,22 @@ pub struct Cli {
     /// Largest packet accepted, in bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_packet_size: Option<usize>,
+    /// Storage engine of topics no storage rule matches: memory (default) or segment.
+    #[arg(long = "storage", value_name = "ENGINE")]
+    pub storage: Option<String>,
+    /// Directory of segment logs and persisted state (default ringmq-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// When segment appends reach the disk: always (default), never, interval:Nms or
+    /// interval:Ns (N at least 1).
+    #[arg(long, value_name = "POLICY")]
+    pub fsync: Option<String>,
+    /// Persist sessions, subscriptions and retained messages even with memory storage.
+    #[arg(long)]
+    pub persistence: bool,
+    /// Do not keep QoS 1/2 messages for offline persistent sessions (rules may still).
+    #[arg(long)]
+    pub no_offline: bool,
 }
 
 /// The TOML file, every key optional.
@@ -63,6 +84,9 @@ pub struct FileConfig {
     /// Limits.
     #[serde(default)]
     pub limits: FileLimits,
+    /// Storage.
+    #[serde(default)]
+    pub storage: FileStorage,
 }
 
 /// `[limits]` of the TOML file.
@@ -117,8 +141,8 @@ pub enum ConfigError {
     Value {
         /// The file, or "command line".
         origin: String,
-        /// The key.
-        key: &'static str,
+        /// The key (`storage.rule[2].filter`) or the flag (`--fsync`).
+        key: String,
         /// What is wrong.
         message: String,
     },
@@ -133,8 +157,8 @@ pub struct Settings {
     pub log_level: String,
 }
 
-fn bad(origin: &str, key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Value { origin: origin.to_owned(), key, message: message.into() }
+fn bad(origin: &str, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Value { origin: origin.to_owned(), key: key.into(), message: message.into() }
 }
 
 /// Parses a TOML document (the file's text) into a [`FileConfig`].
@@ -249,6 +273,7 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
         engine.pin = v;
     }
     apply_limits(&mut engine.limits, &file.limits, origin)?;
+    storage::apply_file(&mut engine.storage, &file.storage, origin)?;
     let mut log_level =
         file.log_level.clone().unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
 
@@ -280,6 +305,7 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
         ..FileLimits::default()
     };
     apply_limits(&mut engine.limits, &from_flags, flags)?;
+    storage::apply_flags(&mut engine.storage, cli)?;
     if parse_level(&log_level).is_none() {
         return Err(bad(origin, "log_level", format!("{log_level:?} is not one of error, warn, info, debug, trace")));
     }
@@ -310,6 +336,11 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         log_level: None,
         max_connections: None,
         max_packet_size: None,
+        storage: None,
+        data_dir: None,
+        fsync: None,
+        persistence: false,
+        no_offline: false,
     };
     resolve(&cli)
 }
@@ -353,6 +384,12 @@ mod tests {
         let s = settings_from(&f, "ringmq.example.toml", &cli()).expect("example is valid");
         let d = settings_from(&FileConfig::default(), "defaults", &cli()).unwrap();
         assert_eq!(format!("{:?}", s.engine), format!("{:?}", d.engine));
+        assert_eq!(s.engine.storage, shards::StorageConfig::default());
+        // Every storage key is shown live except retention_bytes, whose default is "absent".
+        let st = &f.storage;
+        assert!(st.engine.is_some() && st.data_dir.is_some() && st.fsync.is_some(), "{st:?}");
+        assert!(st.persistence.is_some() && st.offline.is_some() && st.segment_bytes.is_some(), "{st:?}");
+        assert!(st.retention_hours.is_some() && st.memory_bytes.is_some(), "{st:?}");
     }
 
     #[test]

@@ -17,4 +17,5 @@
 
 pub mod config;
 
-pub use shards::{check_io_uring, EngineConfig, Limits, Node};
+pub use shards::store::RecoveryReport;
+pub use shards::{check_io_uring, Engine, EngineConfig, Fsync, Limits, Node, StorageConfig, StorageRule};

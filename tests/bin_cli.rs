@@ -25,7 +25,9 @@ fn help_documents_every_flag() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--config", "--shards", "--partitions", "--no-pin", "--log-level", "--max-connections"] {
+    let storage = ["--storage", "--data-dir", "--fsync", "--persistence", "--no-offline"];
+    let general = ["--listen", "--config", "--shards", "--partitions", "--no-pin", "--log-level", "--max-connections"];
+    for flag in general.into_iter().chain(storage) {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
 }
@@ -46,6 +48,23 @@ fn bad_config_value_exits_2_naming_key_and_file() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("limits.max_inflight") && err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn bad_storage_rule_exits_2_naming_rule_and_file() {
+    let path = temp_file("badrule.toml", "[[storage.rule]]\nfilter = \"a/#/b\"\nengine = \"segment\"\n");
+    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("storage.rule[0].filter") && err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn bad_fsync_flag_exits_2_naming_flag() {
+    let out = Command::new(BIN).args(["--fsync", "interval:0ms"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--fsync") && err.contains("interval:0ms"), "{err}");
 }
 
 #[test]

@@ -71,6 +71,8 @@ fn message(read_buffer: &Bytes, publisher: &Arc<str>) -> Arc<Message> {
         properties: Default::default(),
         publisher: publisher.clone(),
         received: Instant::now(),
+        durable: false,
+        offline: true,
     })
 }
 

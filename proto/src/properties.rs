@@ -458,6 +458,30 @@ impl Props {
         self.0.as_ref().map_or(1, |p| p.wire_len())
     }
 
+    /// The PUBLISH property block as stored with a message (length prefix and properties,
+    /// as on the wire); empty when there are none.
+    pub fn to_publish_block(&self) -> Result<Bytes, Error> {
+        if self.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let mut out = BytesMut::with_capacity(self.wire_len());
+        self.write(&mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// Reads back a block made by [`Props::to_publish_block`], validated as PUBLISH
+    /// properties.
+    pub fn from_publish_block(mut block: Bytes) -> Result<Props, Error> {
+        if block.is_empty() {
+            return Ok(Props(None));
+        }
+        let props = Props::read(&mut block, PacketKind::Publish)?;
+        if !block.is_empty() {
+            return Err(Error::Malformed("bytes after the property block"));
+        }
+        Ok(props)
+    }
+
     /// Appends the property length and the properties.
     pub(crate) fn write(&self, out: &mut BytesMut) -> Result<(), Error> {
         match &self.0 {

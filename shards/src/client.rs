@@ -25,7 +25,7 @@ use crate::accept::Admitted;
 use crate::batch::Outgoing;
 use crate::config::Limits;
 use crate::conn::{writer, CloseCause, Conn, Socket};
-use crate::msg::{Handoff, Ingress, InterestItem, Message, SessionRef};
+use crate::msg::{AckTo, Handoff, Ingress, InterestItem, Message, SessionRef};
 use crate::session::{PendingSubscribe, PendingWill, SubOptions};
 use crate::shard::Shard;
 
@@ -105,6 +105,8 @@ fn will_message(c: &Connect, client_id: &Arc<str>) -> Option<(Arc<Message>, u32)
         properties,
         publisher: client_id.clone(),
         received: Instant::now(),
+        durable: false,
+        offline: true,
     };
     Some((Arc::new(msg), delay))
 }
@@ -192,7 +194,25 @@ pub async fn run_session(
     }
     tracing::info!(client_id = %client_id, ?protocol, shard = shard.id, session_present = present, "client connected");
 
-    let will = will_message(&connect, &client_id);
+    let will = will_message(&connect, &client_id).map(|(m, delay)| (shard.placed(m), delay));
+    {
+        let st = &mut *shard.st.borrow_mut();
+        if let Some(s) = st.session(slot, generation) {
+            // The will's properties without Will Delay: the ones it is published with.
+            s.will_image = will.as_ref().map(|(w, delay)| crate::image::WillImage {
+                topic: w.topic.clone(),
+                payload: w.payload.clone(),
+                qos: w.qos,
+                retain: w.retain,
+                properties: w.properties.to_publish_block().unwrap_or_default(),
+                delay: *delay,
+            });
+            if s.persist {
+                shard.persist_session(st, slot);
+            }
+        }
+    }
+    shard.request_replay(slot, &mut out);
     let mut client = Client {
         shard: shard.clone(),
         conn: conn.clone(),
@@ -234,6 +254,9 @@ fn attach(
     let existing = st.sessions.get(client_id).copied();
     let slot = match existing {
         Some(slot) => {
+            if c.clean_start || expiry == 0 {
+                shard.forget_session(st, client_id);
+            }
             if let Some(s) = st.slots[slot as usize].as_mut() {
                 if let Some(old) = s.conn.take() {
                     tracing::info!(client_id = %client_id, "session taken over");
@@ -268,10 +291,11 @@ fn attach(
     s.expiry = expiry;
     s.expires_at = None;
     s.window = window.max(1);
+    s.persist = expiry > 0 && st.store.persistent();
     let generation = s.generation;
     drop(guard);
     for w in wills {
-        shard.route(w, out);
+        shard.route(w, None, out);
     }
     (slot, generation, present)
 }
@@ -362,7 +386,12 @@ impl Client {
                 Ok(())
             }
             Packet::PubRel(a) => {
-                let known = self.with_session(|s| s.incoming_qos2.remove(&a.pkid)).unwrap_or(false);
+                let known = self
+                    .with_session(|s| {
+                        s.dirty = true;
+                        s.incoming_qos2.remove(&a.pkid)
+                    })
+                    .unwrap_or(false);
                 let code = if known || !self.v5() { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
                 self.ack(Packet::PubComp, a.pkid, code);
                 Ok(())
@@ -432,7 +461,7 @@ impl Client {
             match state.flatten() {
                 // A resend of a message already received: acknowledge, do not forward again.
                 Some(true) => {
-                    self.ack(Packet::PubRec, p.pkid, reason::SUCCESS);
+                    self.conn.ack_in_order(p.pkid, p.qos, Some(reason::SUCCESS));
                     return Ok(());
                 }
                 Some(false) => {}
@@ -445,7 +474,7 @@ impl Client {
             properties.subscription_identifiers.clear();
         }
         let (topic, payload) = detach(p.topic, p.payload);
-        let msg = Arc::new(Message {
+        let msg = self.shard.placed(Arc::new(Message {
             topic,
             payload,
             qos: p.qos,
@@ -453,13 +482,35 @@ impl Client {
             properties,
             publisher: self.client_id.clone(),
             received: self.now,
-        });
-        self.shard.route(msg, &mut self.out);
-        match p.qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.ack(Packet::PubAck, p.pkid, reason::SUCCESS),
-            QoS::ExactlyOnce => self.ack(Packet::PubRec, p.pkid, reason::SUCCESS),
+            durable: false,
+            offline: true,
+        }));
+        if p.qos == QoS::ExactlyOnce {
+            // The packet id must survive a restart before PUBREC, or a resend after it
+            // would be taken for a new message.
+            let shard = self.shard.clone();
+            let st = &mut *shard.st.borrow_mut();
+            if st.session(self.slot, self.generation).is_some_and(|s| s.persist) {
+                shard.persist_session(st, self.slot);
+            }
         }
+        let ack = match p.qos {
+            QoS::AtMostOnce => None,
+            _ if msg.durable => {
+                if !self.conn.ack_in_order(p.pkid, p.qos, None) {
+                    return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
+                }
+                let to = SessionRef { shard: self.shard.id as u16, slot: self.slot, generation: self.generation };
+                Some(AckTo { to, conn_id: self.conn.id, pkid: p.pkid, qos: p.qos })
+            }
+            _ => {
+                if !self.conn.ack_in_order(p.pkid, p.qos, Some(reason::SUCCESS)) {
+                    return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
+                }
+                None
+            }
+        };
+        self.shard.route(msg, ack, &mut self.out);
         Ok(())
     }
 
@@ -543,8 +594,8 @@ impl Client {
         }
         drop(guard);
         if let Some(its) = local {
-            let retained = shard.serve_subscribe(shard.id, &its);
-            shard.subscribe_answered(from, req, retained);
+            let (retained, offsets) = shard.serve_subscribe(shard.id, &its);
+            shard.subscribe_answered(from, req, retained, offsets);
         }
     }
 
@@ -562,6 +613,7 @@ impl Client {
         if !self.v5() {
             codes.clear();
         }
+        shard.persist_session(st, self.slot);
         self.conn.send(&Packet::UnsubAck(UnsubAck { pkid: u.pkid, codes, properties: Props::default() }));
     }
 
@@ -629,6 +681,13 @@ impl Client {
                         None => {}
                     }
                     s.expires_at = (expiry != u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
+                    // A will published (or dropped by a normal DISCONNECT) is not restored.
+                    if s.will.is_none() {
+                        s.will_image = None;
+                    }
+                    if s.persist {
+                        shard.persist_session(st, self.slot);
+                    }
                 }
             } else if let Some((msg, delay)) = will {
                 // Taken over: the will goes unless a delay lets the new connection cancel it,
@@ -640,7 +699,7 @@ impl Client {
             }
         }
         for w in wills {
-            self.shard.route(w, &mut self.out);
+            self.shard.route(w, None, &mut self.out);
         }
         self.out.flush(&self.shard).await;
         tracing::info!(client_id = %self.client_id, reason = ?end, "client disconnected");

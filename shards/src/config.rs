@@ -4,6 +4,7 @@
 //! `Arc`; shards only read it. Every limit has a bound and a reason.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What the engine needs to run: listeners, shard and partition counts, and limits.
@@ -21,6 +22,106 @@ pub struct EngineConfig {
     pub channel_capacity: usize,
     /// Limits enforced per connection and session.
     pub limits: Limits,
+    /// Where messages and state are kept.
+    pub storage: StorageConfig,
+}
+
+/// A storage engine for the messages of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A bounded in-memory log per partition; gone at restart.
+    Memory,
+    /// Append-only segment files per partition under the data directory; survives restarts.
+    Segment,
+}
+
+/// When a segment log's appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// fdatasync before PUBACK/PUBREC; one fsync covers every record of the same tick.
+    Always,
+    /// fdatasync at most this often; acknowledgements go out once the record is written
+    /// to the OS (it survives a crash of the broker, not of the machine).
+    Interval(Duration),
+    /// The OS decides; acknowledgements as with `Interval`.
+    Never,
+}
+
+/// One `[[storage.rule]]`: topics matching `filter` use `engine` and `offline` (each
+/// unset means the broker-wide setting). The first matching rule wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageRule {
+    /// Topic filter (wildcards allowed).
+    pub filter: String,
+    /// Engine for matching topics.
+    pub engine: Option<Engine>,
+    /// Whether matching messages are kept for offline persistent sessions.
+    pub offline: Option<bool>,
+}
+
+/// Storage: engines, durability, persistence, offline messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// Engine of topics no rule matches.
+    pub engine: Engine,
+    /// Directory of segment logs and persisted state.
+    pub data_dir: PathBuf,
+    /// fsync policy of segment logs and of persisted state.
+    pub fsync: Fsync,
+    /// Persist sessions, subscriptions and retained messages even when every topic is in
+    /// memory. Always on when any topic uses the segment engine.
+    pub persistence: bool,
+    /// Keep QoS 1/2 messages for offline persistent sessions (broker-wide; rules override).
+    pub offline: bool,
+    /// Per-topic-filter rules, first match wins.
+    pub rules: Vec<StorageRule>,
+    /// A segment file is rolled when it passes this size.
+    pub segment_bytes: u64,
+    /// Oldest segments are deleted while a partition's log is larger than this.
+    pub retention_bytes: Option<u64>,
+    /// Segments whose newest record is older than this are deleted.
+    pub retention: Option<Duration>,
+    /// Bytes of the in-memory log of one partition; the oldest records are evicted.
+    pub memory_bytes: usize,
+}
+
+impl StorageConfig {
+    /// (stored in a segment log, kept for offline sessions) for a topic: the first
+    /// matching rule decides, each unset part falling back to the broker-wide setting.
+    pub fn placement(&self, topic: &str) -> (bool, bool) {
+        let rule = self.rules.iter().find(|r| proto::topic::matches(&r.filter, topic));
+        let engine = rule.and_then(|r| r.engine).unwrap_or(self.engine);
+        let offline = rule.and_then(|r| r.offline).unwrap_or(self.offline);
+        (engine == Engine::Segment, offline)
+    }
+
+    /// True when anything is written to the data directory.
+    pub fn persistent(&self) -> bool {
+        self.persistence
+            || self.engine == Engine::Segment
+            || self.rules.iter().any(|r| r.engine == Some(Engine::Segment))
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            engine: Engine::Memory,
+            data_dir: PathBuf::from("ringmq-data"),
+            // The safe choice: an acknowledged message is on disk.
+            fsync: Fsync::Always,
+            persistence: false,
+            offline: true,
+            rules: Vec::new(),
+            // 64 MiB: few files per partition, and retention frees space in useful steps.
+            segment_bytes: 64 * 1024 * 1024,
+            retention_bytes: None,
+            // 7 days.
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            // 4 MiB x 64 partitions bounds the memory logs at 256 MiB.
+            memory_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 /// Limits enforced by the engine; all of them are configurable.
@@ -86,6 +187,7 @@ impl Default for EngineConfig {
             // enough that a stalled shard pushes back within milliseconds.
             channel_capacity: 256,
             limits: Limits::default(),
+            storage: StorageConfig::default(),
         }
     }
 }

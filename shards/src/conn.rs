@@ -9,6 +9,7 @@
 //! up, and nothing else waits for it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_lite::{future::poll_fn, AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
-use proto::{Packet, Protocol};
+use proto::{Packet, Protocol, QoS};
 
 /// How long a closing connection may take to flush its last packets to a client that does
 /// not read before the socket is shut down anyway.
@@ -80,6 +81,8 @@ pub enum CloseCause {
     Shutdown,
     /// The reader ended (client closed, protocol error, keep-alive).
     ReaderDone,
+    /// A 3.1.1 publish could not be stored (3.1.1 has no negative acknowledgement).
+    StoreFailed,
 }
 
 /// The outbound half of a connection.
@@ -95,7 +98,14 @@ pub struct Conn {
     buf: RefCell<BytesMut>,
     waker: Cell<Option<Waker>>,
     closing: Cell<Option<CloseCause>>,
+    /// Acknowledgements of the client's QoS 1/2 publishes, in the order the PUBLISHes
+    /// arrived; an entry waits (false) until its message is as durable as its storage
+    /// promises. Bounded by the packet id space: a client cannot have more in flight.
+    acks: RefCell<VecDeque<(u16, QoS, Option<u8>)>>,
 }
+
+/// Most acknowledgements one connection can have waiting: one per packet id.
+const MAX_PENDING_ACKS: usize = 65535;
 
 impl Conn {
     /// A connection on socket `fd` whose outbox holds at most `cap` bytes.
@@ -111,7 +121,56 @@ impl Conn {
             buf: RefCell::new(BytesMut::new()),
             waker: Cell::new(None),
             closing: Cell::new(None),
+            acks: RefCell::new(VecDeque::new()),
         }
+    }
+
+    /// Acknowledges a QoS 1/2 publish now (`code` Some) or later (None, see
+    /// [`Conn::ack_ready`]), keeping the order in which the publishes arrived (MQTT 4.6).
+    /// Returns false when too many acknowledgements wait (the client ignores flow control).
+    pub fn ack_in_order(&self, pkid: u16, qos: QoS, code: Option<u8>) -> bool {
+        let mut acks = self.acks.borrow_mut();
+        if acks.is_empty() {
+            if let Some(code) = code {
+                drop(acks);
+                self.send_ack(pkid, qos, code);
+                return true;
+            }
+        }
+        if acks.len() >= MAX_PENDING_ACKS {
+            return false;
+        }
+        acks.push_back((pkid, qos, code));
+        true
+    }
+
+    /// The message with packet id `pkid` is stored (`code` 0) or failed: its
+    /// acknowledgement, and every ready one behind it, go out.
+    pub fn ack_ready(&self, pkid: u16, code: u8) {
+        let mut acks = self.acks.borrow_mut();
+        if let Some(e) = acks.iter_mut().find(|e| e.0 == pkid && e.2.is_none()) {
+            e.2 = Some(code);
+        }
+        let mut ready = Vec::new();
+        while let Some(&(pkid, qos, Some(code))) = acks.front() {
+            acks.pop_front();
+            ready.push((pkid, qos, code));
+        }
+        drop(acks);
+        for (pkid, qos, code) in ready {
+            self.send_ack(pkid, qos, code);
+        }
+    }
+
+    fn send_ack(&self, pkid: u16, qos: QoS, code: u8) {
+        if code >= 0x80 && self.protocol == Protocol::V4 {
+            // 3.1.1 has no negative acknowledgement: the client will resend after
+            // reconnecting.
+            self.close(CloseCause::StoreFailed);
+            return;
+        }
+        let ack = proto::Ack { pkid, reason: code, properties: Default::default() };
+        self.send(&if qos == QoS::ExactlyOnce { Packet::PubRec(ack) } else { Packet::PubAck(ack) });
     }
 
     /// True once a close was asked for; nothing more is queued.

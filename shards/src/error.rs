@@ -27,4 +27,7 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid engine setting: {0}")]
     Config(String),
+    /// The data directory or a log could not be used.
+    #[error("storage: {0}")]
+    Storage(String),
 }

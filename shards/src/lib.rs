@@ -27,13 +27,16 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod image;
 pub mod msg;
 pub mod node;
 pub mod partition;
+pub mod persist;
 pub mod session;
 pub mod shard;
+pub mod store;
 pub mod trie;
 
-pub use config::{EngineConfig, Limits};
+pub use config::{Engine, EngineConfig, Fsync, Limits, StorageConfig, StorageRule};
 pub use error::Error;
 pub use node::{check_io_uring, Node};

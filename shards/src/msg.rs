@@ -33,6 +33,11 @@ pub struct Message {
     pub publisher: Arc<str>,
     /// When the broker received it.
     pub received: Instant,
+    /// Its topic is kept in a segment log: the owner appends it, and acknowledges it to
+    /// the publisher once it is as durable as the fsync policy promises.
+    pub durable: bool,
+    /// Kept for offline persistent sessions (QoS 1/2), per the storage rules.
+    pub offline: bool,
 }
 
 /// Names a session on its shard; `generation` tells a reused slot from the session a
@@ -73,11 +78,55 @@ pub struct Handoff {
     pub admitted: crate::accept::Admitted,
 }
 
+/// Where a message sits in its partition's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition's log.
+    pub offset: u64,
+}
+
+/// Who gets the PUBACK/PUBREC of a message that waits for its log append.
+#[derive(Debug, Clone, Copy)]
+pub struct AckTo {
+    /// The publisher's session.
+    pub to: SessionRef,
+    /// Its connection (a reconnected client resends instead).
+    pub conn_id: u64,
+    /// Packet id.
+    pub pkid: u16,
+    /// QoS 1 -> PUBACK, QoS 2 -> PUBREC.
+    pub qos: QoS,
+}
+
+/// Replay of a partition log for a session restored after a restart.
+#[derive(Debug, Clone)]
+pub struct ReplayPart {
+    /// Partition.
+    pub partition: u32,
+    /// Records from here to the end of the log as recovered.
+    pub from: u64,
+    /// And these single records below `from` (not acknowledged before the restart).
+    pub pending: Vec<u64>,
+}
+
 /// Work sent towards an owner shard.
 #[derive(Debug)]
 pub enum Ingress {
-    /// A PUBLISH for a topic the receiver owns.
-    Publish(Arc<Message>),
+    /// A PUBLISH for a topic the receiver owns, with its acknowledgement when that waits
+    /// for the append.
+    Publish(Arc<Message>, Option<AckTo>),
+    /// Read back what a restored session may have missed: records of `parts` (owned by the
+    /// receiver) written before the restart, matching `filters`.
+    Replay {
+        /// The session.
+        to: SessionRef,
+        /// Partitions and where to start.
+        parts: Vec<ReplayPart>,
+        /// The session's filters with their granted QoS.
+        filters: Vec<(String, QoS)>,
+    },
     /// Subscription filters: record interest and/or return retained messages.
     Subscribe {
         /// The subscribing session.
@@ -101,8 +150,8 @@ pub enum Ingress {
 /// Results sent out from an owner shard.
 #[derive(Debug)]
 pub enum Egress {
-    /// A message for the receiver's local subscribers.
-    Deliver(Arc<Message>),
+    /// A message for the receiver's local subscribers, with its log position if stored.
+    Deliver(Arc<Message>, Option<Pos>),
     /// The reply to an [`Ingress::Subscribe`].
     SubscribeDone {
         /// The subscribing session.
@@ -111,5 +160,17 @@ pub enum Egress {
         req: u32,
         /// Retained messages, each with the index of the filter it matched.
         retained: Vec<(u16, Arc<Message>)>,
+        /// Next offsets of the replier's partition logs that may hold matching topics:
+        /// where a new persistent subscription's cursors start.
+        offsets: Vec<(u32, u64)>,
+    },
+    /// Appends are durable (reason code 0) or failed: acknowledge these publishes.
+    Acked(Vec<(AckTo, u8)>),
+    /// Records read back for an [`Ingress::Replay`].
+    Replayed {
+        /// The session.
+        to: SessionRef,
+        /// Messages with their positions, in log order per partition.
+        msgs: Vec<(Arc<Message>, Pos)>,
     },
 }

@@ -5,6 +5,7 @@
 //! Called by the binary (and by tests) from an ordinary thread; everything after
 //! [`Node::start`] runs on the shard threads.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
@@ -22,8 +23,11 @@ use crate::accept::accept_loop;
 use crate::config::EngineConfig;
 use crate::conn::CloseCause;
 use crate::error::Error;
+use crate::image::SessionImage;
 use crate::msg::{Egress, Ingress};
+use crate::partition::PartitionTable;
 use crate::shard::{NodeShared, Shard, SWEEP_EVERY, TICK};
+use crate::store::Store;
 
 /// Backlog of each listening socket.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -40,6 +44,18 @@ pub struct Node {
     shared: Arc<NodeShared>,
     addrs: Vec<SocketAddr>,
     shards: usize,
+    /// Held while the node runs: no second node opens the same data directory.
+    _lock: Option<std::fs::File>,
+    recovery: crate::store::RecoveryReport,
+}
+
+/// What one shard starts with, recovered from the data directory.
+struct Start {
+    parts: HashMap<u32, crate::store::Part>,
+    sessions: Vec<SessionImage>,
+    retained: Vec<Arc<crate::msg::Message>>,
+    /// Interest of restored subscriptions: (filter, origin shard).
+    interest: Vec<(String, usize)>,
 }
 
 /// Checks that io_uring can be used, so a missing or forbidden io_uring is reported as
@@ -118,6 +134,30 @@ impl Node {
             )));
         }
         check_io_uring().map_err(|message| Error::Executor { shard: 0, message })?;
+        let table = PartitionTable::new(cfg.partitions, nshards);
+        let recovered = crate::store::open(&cfg, &table, nshards)?;
+        let lock = recovered.lock;
+        let recovery = recovered.report;
+        let mut interest: Vec<Vec<(String, usize)>> = vec![Vec::new(); nshards];
+        for (origin, images) in recovered.sessions.iter().enumerate() {
+            for (filter, _) in images.iter().flat_map(|i| i.subs.iter()) {
+                if filter.contains(['+', '#']) {
+                    for list in interest.iter_mut() {
+                        list.push((filter.clone(), origin));
+                    }
+                } else {
+                    interest[table.shard_of(filter.as_bytes())].push((filter.clone(), origin));
+                }
+            }
+        }
+        let mut starts: Vec<Option<Start>> = recovered
+            .parts
+            .into_iter()
+            .zip(recovered.sessions)
+            .zip(recovered.retained)
+            .zip(interest)
+            .map(|(((parts, sessions), retained), interest)| Some(Start { parts, sessions, retained, interest }))
+            .collect();
         // One socket per shard and address; port 0 is resolved by the first bind and the
         // others join the same port.
         let mut per_shard: Vec<Vec<OwnedFd>> = (0..nshards).map(|_| Vec::new()).collect();
@@ -153,19 +193,25 @@ impl Node {
                 _ => Placement::Unbound,
             };
             let (cfg, shared, ingress, egress) = (cfg.clone(), shared.clone(), ingress.clone(), egress.clone());
+            let start = starts[i].take().expect("one start per shard");
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("ringmq-shard-{i}"))
                 .io_memory(IO_MEMORY)
-                .spawn(move || shard_main(cfg, shared, fds, ingress, egress))
+                .spawn(move || shard_main(cfg, shared, fds, ingress, egress, start))
                 .map_err(|e| Error::Executor { shard: i, message: e.to_string() })?;
             handles.push(handle);
         }
-        Ok(Node { handles, shared, addrs, shards: nshards })
+        Ok(Node { handles, shared, addrs, shards: nshards, _lock: lock, recovery })
     }
 
     /// The bound listen addresses (port 0 resolved), in configuration order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// What the start recovered from the data directory.
+    pub fn recovery(&self) -> crate::store::RecoveryReport {
+        self.recovery
     }
 
     /// Number of shards running.
@@ -213,12 +259,31 @@ async fn shard_main(
     fds: Vec<OwnedFd>,
     ingress: MeshBuilder<Vec<Ingress>, glommio::channels::channel_mesh::Full>,
     egress: MeshBuilder<Vec<Egress>, glommio::channels::channel_mesh::Full>,
+    start: Start,
 ) {
     let Ok((itx, mut irx)) = ingress.join().await else { return };
     let Ok((etx, mut erx)) = egress.join().await else { return };
     let id = itx.peer_id();
     debug_assert_eq!(id, etx.peer_id(), "both meshes order peers by executor id");
     let shard = Rc::new(Shard::new(id, cfg, node.clone(), itx, etx));
+    let (wake_tx, wake_rx) = glommio::channels::local_channel::new_bounded(1);
+    {
+        let st = &mut *shard.st.borrow_mut();
+        st.store = Store::memory(shard.cfg.storage.clone());
+        st.store.parts = start.parts;
+        st.store.set_wake(wake_tx);
+        for (filter, origin) in &start.interest {
+            shard.apply_interest(st, *origin, filter, 1);
+        }
+    }
+    shard.restore(start.sessions, start.retained);
+    let commit = glommio::spawn_local(crate::store::commit_loop(shard.clone(), wake_rx));
+    let interval = match shard.cfg.storage.fsync {
+        crate::config::Fsync::Interval(every) if shard.st.borrow().store.persistent() => {
+            Some(glommio::spawn_local(crate::store::interval_sync_loop(shard.clone(), every)))
+        }
+        _ => None,
+    };
     let mut tasks = Vec::new();
     for (from, rx) in irx.streams() {
         let shard = shard.clone();
@@ -273,5 +338,8 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     drop(tasks);
+    drop(interval);
+    drop(commit);
+    shard.st.borrow_mut().store.sync_all();
     tracing::debug!(shard = id, "shard stopped");
 }

@@ -40,6 +40,16 @@ impl PartitionTable {
     pub fn shard_of(&self, key: &[u8]) -> usize {
         usize::from(self.owners[self.partition_of(key) as usize])
     }
+
+    /// The shard owning partition `p`.
+    pub fn shard_of_partition(&self, p: u32) -> usize {
+        usize::from(self.owners[p as usize])
+    }
+
+    /// The partitions shard `shard` owns.
+    pub fn owned_by(&self, shard: usize) -> impl Iterator<Item = u32> + '_ {
+        (0..self.partitions()).filter(move |p| self.shard_of_partition(*p) == shard)
+    }
 }
 
 #[cfg(test)]

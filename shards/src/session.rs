@@ -7,7 +7,7 @@
 //! Delivery encodes a PUBLISH once per (protocol, QoS, retain) per fan-out through
 //! [`EncodeCache`] and copies the shared bytes into each connection's outbox.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +16,8 @@ use bytes::BytesMut;
 use proto::{Packet, Props, Protocol, Publish, QoS};
 
 use crate::conn::Conn;
-use crate::msg::Message;
+use crate::image::{SessionImage, WillImage};
+use crate::msg::{Message, Pos};
 
 /// Options of one subscription, as granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,33 @@ pub struct Queued {
     pub retain: bool,
     /// Subscription identifiers to attach.
     pub sub_ids: Vec<u32>,
+    /// Where the message sits in its partition log, if stored there.
+    pub pos: Option<Pos>,
+}
+
+/// A persistent session's progress through one partition log.
+#[derive(Debug, Default, Clone)]
+pub struct PartCursor {
+    /// Offsets queued or in flight, not yet acknowledged by the client.
+    pending: BTreeSet<u64>,
+    /// One past the highest offset seen (where the cursor started, at first).
+    seen: u64,
+    /// Restored and not yet replayed: what the image said, kept until the replay is done.
+    held: Option<(u64, Vec<u64>)>,
+}
+
+impl PartCursor {
+    /// (seen, pending) as persisted.
+    fn persisted(&self) -> (u64, Vec<u64>) {
+        match &self.held {
+            Some((seen, old)) => {
+                let mut all: BTreeSet<u64> = old.iter().copied().collect();
+                all.extend(self.pending.iter().copied());
+                (*seen, all.into_iter().collect())
+            }
+            None => (self.seen, self.pending.iter().copied().collect()),
+        }
+    }
 }
 
 /// An outbound QoS 1/2 exchange not yet finished.
@@ -121,6 +149,19 @@ pub struct Session {
     next_pkid: u16,
     /// Counters.
     pub stats: SessionStats,
+    /// Its image is kept on disk (expiry > 0 and persistence on).
+    pub persist: bool,
+    /// The image on disk is behind (cursors moved).
+    pub dirty: bool,
+    /// Per partition log: what the client has acknowledged.
+    pub cursors: HashMap<u32, PartCursor>,
+    /// The will of the live connection (or of the session, offline), as persisted.
+    pub will_image: Option<WillImage>,
+    /// Restored at start: partitions, offsets and pending records to replay once the
+    /// client is back.
+    replay_plan: Option<Vec<(u32, u64, Vec<u64>)>>,
+    /// Replay answers still to come.
+    replay_outstanding: usize,
 }
 
 impl Session {
@@ -144,6 +185,108 @@ impl Session {
             next_req: 0,
             next_pkid: 0,
             stats: SessionStats::default(),
+            persist: false,
+            dirty: false,
+            cursors: HashMap::new(),
+            will_image: None,
+            replay_plan: None,
+            replay_outstanding: 0,
+        }
+    }
+
+    /// Starts cursors of partitions not yet tracked at the given next offsets (a new
+    /// subscription: nothing older concerns it).
+    pub fn start_cursors(&mut self, offsets: &[(u32, u64)]) {
+        if !self.persist {
+            return;
+        }
+        for &(p, next) in offsets {
+            self.cursors.entry(p).or_insert(PartCursor { seen: next, ..Default::default() });
+        }
+        self.dirty = true;
+    }
+
+    /// Cursors as read back at start; the partitions are replayed when the client returns.
+    pub fn restore_cursors(&mut self, cursors: &[(u32, u64, Vec<u64>)]) {
+        for (p, seen, pending) in cursors {
+            let c = PartCursor { seen: *seen, held: Some((*seen, pending.clone())), ..Default::default() };
+            self.cursors.insert(*p, c);
+        }
+        self.replay_plan = Some(cursors.to_vec());
+    }
+
+    /// The replay to ask for, once: partitions and their start offsets.
+    pub fn replay_plan(&mut self) -> Option<Vec<(u32, u64, Vec<u64>)>> {
+        self.replay_plan.take()
+    }
+
+    /// The replay was asked of `owners` shards.
+    pub fn replay_asked(&mut self, owners: usize) {
+        self.replay_outstanding = owners;
+        if owners == 0 {
+            self.replay_done();
+        }
+    }
+
+    /// One owner answered the replay; after the last one the cursors may move on.
+    pub fn replay_done(&mut self) {
+        self.replay_outstanding = self.replay_outstanding.saturating_sub(1);
+        self.dirty = true;
+        if self.replay_outstanding == 0 {
+            for c in self.cursors.values_mut() {
+                c.held = None;
+            }
+        }
+    }
+
+    /// True when the message at `pos` is already queued or in flight.
+    pub fn has_pending(&self, pos: Pos) -> bool {
+        self.cursors.get(&pos.partition).is_some_and(|c| c.pending.contains(&pos.offset))
+    }
+
+    /// The highest QoS granted by the subscriptions matching `topic`.
+    pub fn granted_for(&self, topic: &[u8]) -> Option<QoS> {
+        let topic = std::str::from_utf8(topic).ok()?;
+        self.subs.iter().filter(|(f, _)| proto::topic::matches(f, topic)).map(|(_, o)| o.qos).max()
+    }
+
+    fn track(&mut self, q: &Queued) {
+        let (true, Some(pos)) = (self.persist, q.pos) else { return };
+        let c = self.cursors.entry(pos.partition).or_insert(PartCursor { seen: pos.offset, ..Default::default() });
+        c.seen = c.seen.max(pos.offset + 1);
+        if q.qos != QoS::AtMostOnce {
+            c.pending.insert(pos.offset);
+        }
+        self.dirty = true;
+    }
+
+    fn untrack(&mut self, pos: Option<Pos>) {
+        let Some(pos) = pos else { return };
+        if let Some(c) = self.cursors.get_mut(&pos.partition) {
+            if c.pending.remove(&pos.offset) {
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// The session's image, for the state store.
+    pub fn image(&self, now_ms: u64) -> SessionImage {
+        SessionImage {
+            client_id: self.client_id.to_string(),
+            protocol: if self.protocol == Protocol::V5 { 5 } else { 4 },
+            expiry: self.expiry,
+            offline_since_ms: now_ms,
+            subs: self.subs.iter().map(|(f, o)| (f.clone(), *o)).collect(),
+            cursors: self
+                .cursors
+                .iter()
+                .map(|(p, c)| {
+                    let (seen, pending) = c.persisted();
+                    (*p, seen, pending)
+                })
+                .collect(),
+            incoming_qos2: self.incoming_qos2.iter().copied().collect(),
+            will: self.will_image.clone(),
         }
     }
 
@@ -168,22 +311,32 @@ impl Session {
             (Some(conn), QoS::AtMostOnce) => {
                 let conn = conn.clone();
                 write_publish(&conn, &q, 0, false, cache);
+                self.track(&q);
             }
             (None, QoS::AtMostOnce) => {}
+            // Offline messages switched off for this topic (storage rules).
+            (None, _) if !q.msg.offline => self.stats.dropped += 1,
             (Some(_), _) if self.queue.is_empty() && self.inflight.len() < usize::from(self.window) => {
+                self.track(&q);
                 self.send_inflight(q, cache);
             }
-            _ => self.enqueue(q, max_queued),
+            _ => {
+                self.track(&q);
+                self.enqueue(q, max_queued);
+            }
         }
     }
 
     fn enqueue(&mut self, q: Queued, max_queued: usize) {
         if max_queued == 0 {
             self.stats.dropped += 1;
+            self.untrack(q.pos);
             return;
         }
         if self.queue.len() >= max_queued {
-            self.queue.pop_front();
+            if let Some(old) = self.queue.pop_front() {
+                self.untrack(old.pos);
+            }
             self.stats.dropped += 1;
         }
         self.queue.push_back(q);
@@ -246,7 +399,9 @@ impl Session {
             (Some(Inflight::Release), true) | (Some(Inflight::Publish(Queued { qos: QoS::AtLeastOnce, .. })), false)
         );
         if ok {
-            self.inflight.remove(&pkid);
+            if let Some(Inflight::Publish(q)) = self.inflight.remove(&pkid) {
+                self.untrack(q.pos);
+            }
             self.inflight_order.retain(|p| *p != pkid);
             self.pump();
         }
@@ -258,8 +413,11 @@ impl Session {
     pub fn received(&mut self, pkid: u16, failed: bool) -> bool {
         match self.inflight.get(&pkid) {
             Some(Inflight::Publish(Queued { qos: QoS::ExactlyOnce, .. })) => {
+                // The client has the message either way: it no longer holds the cursor back.
+                if let Some(Inflight::Publish(q)) = self.inflight.remove(&pkid) {
+                    self.untrack(q.pos);
+                }
                 if failed {
-                    self.inflight.remove(&pkid);
                     self.inflight_order.retain(|p| *p != pkid);
                     self.pump();
                 } else {

@@ -18,9 +18,10 @@ use proto::{Packet, Protocol, QoS, SubAck};
 
 use crate::batch::Outgoing;
 use crate::config::EngineConfig;
-use crate::msg::{Egress, Ingress, InterestItem, Message, SessionRef};
+use crate::msg::{AckTo, Egress, Ingress, InterestItem, Message, Pos, SessionRef};
 use crate::partition::PartitionTable;
 use crate::session::{EncodeCache, Queued, Session, SubOptions};
+use crate::store::{Deferred, Store};
 use crate::trie::TopicTrie;
 
 /// State shared by all shards of a node: touched per connection or per tick, never per
@@ -34,6 +35,9 @@ pub struct NodeShared {
     /// Shards still running.
     pub running: AtomicUsize,
 }
+
+/// Retained messages answering a subscription, each with the index of its filter.
+pub type Retained = Vec<(u16, Arc<Message>)>;
 
 /// One local subscription in the trie.
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +107,8 @@ pub struct State {
     scratch: Vec<LocalSub>,
     /// Encoding buffers reused by every fan-out on this shard.
     cache: EncodeCache,
+    /// Logs and persisted state of this shard's partitions.
+    pub store: Store,
     /// Counters.
     pub stats: ShardStats,
 }
@@ -206,48 +212,61 @@ impl Shard {
         }
     }
 
-    /// Routes a message to its topic's owner: in place when that is this shard.
-    pub fn route(&self, msg: Arc<Message>, out: &mut Outgoing) {
+    /// Routes a message to its topic's owner: in place when that is this shard. `ack` is
+    /// the publisher's acknowledgement when it waits for the owner's append.
+    pub fn route(&self, msg: Arc<Message>, ack: Option<AckTo>, out: &mut Outgoing) {
         let owner = self.owner(&msg.topic);
         if owner == self.id {
-            self.accept_at_owner(msg, out);
+            self.accept_at_owner(msg, ack, out);
         } else {
-            out.ingress(owner, Ingress::Publish(msg));
+            out.ingress(owner, Ingress::Publish(msg, ack));
         }
     }
 
-    /// The owner's part of a PUBLISH: retained store, then one copy to each shard with
-    /// interest.
-    pub fn accept_at_owner(&self, msg: Arc<Message>, out: &mut Outgoing) {
-        let mask = {
-            let mut st = self.st.borrow_mut();
+    /// The owner's part of a PUBLISH: log append (segment topics), retained store, then
+    /// one copy to each shard with interest.
+    pub fn accept_at_owner(&self, msg: Arc<Message>, ack: Option<AckTo>, out: &mut Outgoing) {
+        let (mask, pos) = {
+            let st = &mut *self.st.borrow_mut();
             st.stats.published += 1;
-            if msg.retain {
-                if msg.payload.is_empty() {
-                    st.retained.remove(&msg.topic);
-                } else {
-                    st.retained.insert(msg.topic.clone(), msg.clone());
+            let partition = self.table.partition_of(&msg.topic);
+            let mut pos = None;
+            let mut code = proto::reason::SUCCESS;
+            if msg.durable {
+                match st.store.append(partition, &msg) {
+                    Ok(p) => pos = Some(p),
+                    Err(e) => {
+                        tracing::error!(error = %e, "append failed");
+                        st.store.stats.write_errors += 1;
+                        code = proto::reason::UNSPECIFIED_ERROR;
+                    }
                 }
+            }
+            if let Some(a) = ack {
+                st.store.defer(Deferred::Ack(a, code));
+            }
+            if msg.retain && code == proto::reason::SUCCESS {
+                self.store_retained(st, partition, &msg);
             }
             let mut mask = 0u64;
             st.interest.matches(&msg.topic, |i| mask |= i.mask);
-            mask
+            (mask, pos)
         };
         for d in 0..self.nshards {
             if mask & (1 << d) == 0 {
                 continue;
             }
             if d == self.id {
-                self.deliver_local(&msg);
+                self.deliver_local(&msg, pos);
             } else {
-                out.egress(d, Egress::Deliver(msg.clone()));
+                out.egress(d, Egress::Deliver(msg.clone(), pos));
             }
         }
     }
 
     /// Hands a message to every local session with a matching subscription: once per
     /// session, with the highest granted QoS and every matching subscription id.
-    pub fn deliver_local(&self, msg: &Arc<Message>) {
+    pub fn deliver_local(&self, msg: &Arc<Message>, pos: Option<Pos>) {
         let st = &mut *self.st.borrow_mut();
         let mut subs = std::mem::take(&mut st.scratch);
         subs.clear();
@@ -279,7 +298,7 @@ impl Shard {
                 continue;
             };
             st.stats.delivered += 1;
-            let q = Queued { msg: msg.clone(), qos: msg.qos.min(granted), retain: rap && msg.retain, sub_ids };
+            let q = Queued { msg: msg.clone(), qos: msg.qos.min(granted), retain: rap && msg.retain, sub_ids, pos };
             session.deliver(q, &mut cache, max_queued);
         }
         st.scratch = subs;
@@ -288,10 +307,18 @@ impl Shard {
 
     /// The owner's part of a SUBSCRIBE: record the origin's interest and collect retained
     /// messages matching the filters.
-    pub fn serve_subscribe(&self, origin: usize, items: &[InterestItem]) -> Vec<(u16, Arc<Message>)> {
+    pub fn serve_subscribe(&self, origin: usize, items: &[InterestItem]) -> (Retained, Vec<(u32, u64)>) {
         let st = &mut *self.st.borrow_mut();
         let mut retained = Vec::new();
+        let mut offsets = Vec::new();
         for item in items {
+            if st.store.persistent() && offsets.is_empty() {
+                offsets = if item.filter.contains(['+', '#']) {
+                    st.store.next_offsets(self.table.owned_by(self.id))
+                } else {
+                    st.store.next_offsets(std::iter::once(self.table.partition_of(item.filter.as_bytes())))
+                };
+            }
             if item.add_interest {
                 self.apply_interest(st, origin, &item.filter, 1);
             }
@@ -307,7 +334,7 @@ impl Shard {
                 }
             }
         }
-        retained
+        (retained, offsets)
     }
 
     /// Changes `origin`'s subscription count for `filter` by `delta`.
@@ -318,10 +345,20 @@ impl Shard {
     }
 
     /// An owner answered a subscription request; the SUBACK goes out with the last answer.
-    pub fn subscribe_answered(&self, to: SessionRef, req: u32, retained: Vec<(u16, Arc<Message>)>) {
+    pub fn subscribe_answered(
+        &self,
+        to: SessionRef,
+        req: u32,
+        retained: Vec<(u16, Arc<Message>)>,
+        offsets: Vec<(u32, u64)>,
+    ) {
         let st = &mut *self.st.borrow_mut();
         let max_queued = self.cfg.limits.max_queued_messages;
         let Some(session) = st.session(to.slot, to.generation) else { return };
+        if !session.pending_subs.contains_key(&req) {
+            return;
+        }
+        session.start_cursors(&offsets);
         let Some(pending) = session.pending_subs.get_mut(&req) else { return };
         pending.retained.extend(retained);
         pending.remaining = pending.remaining.saturating_sub(1);
@@ -329,19 +366,44 @@ impl Shard {
             return;
         }
         let Some(pending) = session.pending_subs.remove(&req) else { return };
-        if let Some(conn) = session.conn.as_ref().filter(|c| c.id == pending.conn_id) {
-            conn.send(&Packet::SubAck(SubAck {
-                pkid: pending.pkid,
-                codes: pending.codes,
-                properties: Default::default(),
-            }));
+        let suback =
+            Packet::SubAck(SubAck { pkid: pending.pkid, codes: pending.codes, properties: Default::default() });
+        if session.persist {
+            // The SUBACK waits until the subscription (and where its cursors start) is on
+            // disk: once a client has it, a restart does not lose what it subscribed to.
+            let image = session.image(crate::store::now_ms());
+            let conn_id = pending.conn_id;
+            let key = crate::store::session_key(&session.client_id);
+            let partition = self.table.partition_of(session.client_id.as_bytes());
+            st.store.put(partition, &key, Some(&image.encode()));
+            st.store.defer(Deferred::SubAck { to, conn_id, packet: suback });
+            let Some(session) = st.session(to.slot, to.generation) else { return };
+            Self::deliver_retained(session, pending.retained, &pending.granted, max_queued);
+            return;
         }
+        if let Some(conn) = session.conn.as_ref().filter(|c| c.id == pending.conn_id) {
+            conn.send(&suback);
+        }
+        Self::deliver_retained(session, pending.retained, &pending.granted, max_queued);
+    }
+
+    fn deliver_retained(
+        session: &mut Session,
+        retained: Vec<(u16, Arc<Message>)>,
+        granted: &[Option<SubOptions>],
+        max_queued: usize,
+    ) {
         let mut cache = EncodeCache::default();
-        for (index, msg) in pending.retained {
-            let Some(Some(opts)) = pending.granted.get(usize::from(index)) else { continue };
+        for (index, msg) in retained {
+            let Some(Some(opts)) = granted.get(usize::from(index)) else { continue };
             cache.reset();
-            let q =
-                Queued { qos: msg.qos.min(opts.qos), retain: true, sub_ids: opts.sub_id.into_iter().collect(), msg };
+            let q = Queued {
+                qos: msg.qos.min(opts.qos),
+                retain: true,
+                sub_ids: opts.sub_id.into_iter().collect(),
+                msg,
+                pos: None,
+            };
             session.deliver(q, &mut cache, max_queued);
         }
     }
@@ -380,6 +442,10 @@ impl Shard {
         if st.sessions.get(&session.client_id) == Some(&slot) {
             st.sessions.remove(&session.client_id);
         }
+        if session.persist {
+            let partition = self.table.partition_of(session.client_id.as_bytes());
+            st.store.put(partition, &crate::store::session_key(&session.client_id), None);
+        }
         st.free.push(slot);
         Some(session)
     }
@@ -389,10 +455,18 @@ impl Shard {
         let mut out = self.outgoing();
         for m in batch {
             match m {
-                Ingress::Publish(msg) => self.accept_at_owner(msg, &mut out),
+                Ingress::Publish(msg, ack) => self.accept_at_owner(msg, ack, &mut out),
                 Ingress::Subscribe { from: who, req, items } => {
-                    let retained = self.serve_subscribe(from, &items);
-                    out.egress(usize::from(who.shard), Egress::SubscribeDone { to: who, req, retained });
+                    let (retained, offsets) = self.serve_subscribe(from, &items);
+                    out.egress(usize::from(who.shard), Egress::SubscribeDone { to: who, req, retained, offsets });
+                }
+                Ingress::Replay { to, parts, filters } => {
+                    let msgs = self.serve_replay(&parts, &filters);
+                    if usize::from(to.shard) == self.id {
+                        self.replayed(to, msgs);
+                    } else {
+                        out.egress(usize::from(to.shard), Egress::Replayed { to, msgs });
+                    }
                 }
                 Ingress::Unsubscribe { origin, filter } => {
                     let st = &mut *self.st.borrow_mut();
@@ -413,8 +487,16 @@ impl Shard {
     pub fn on_egress(&self, batch: Vec<Egress>) {
         for m in batch {
             match m {
-                Egress::Deliver(msg) => self.deliver_local(&msg),
-                Egress::SubscribeDone { to, req, retained } => self.subscribe_answered(to, req, retained),
+                Egress::Deliver(msg, pos) => self.deliver_local(&msg, pos),
+                Egress::SubscribeDone { to, req, retained, offsets } => {
+                    self.subscribe_answered(to, req, retained, offsets)
+                }
+                Egress::Acked(acks) => {
+                    for (a, code) in acks {
+                        self.acked(a, code);
+                    }
+                }
+                Egress::Replayed { to, msgs } => self.replayed(to, msgs),
             }
         }
     }
@@ -443,9 +525,10 @@ impl Shard {
                     wills.extend(s.will.map(|w| w.msg));
                 }
             }
+            self.persist_dirty(st);
         }
         for w in wills {
-            self.route(w, out);
+            self.route(w, None, out);
         }
     }
 }

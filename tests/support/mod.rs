@@ -67,6 +67,11 @@ impl TestBroker {
         self.addr
     }
 
+    /// What the broker recovered from its data directory at start.
+    pub fn recovery(&self) -> ringmq::RecoveryReport {
+        self.node.as_ref().map(|n| n.recovery()).unwrap_or_default()
+    }
+
     /// Client connections the node currently counts.
     pub fn connections(&self) -> usize {
         self.node.as_ref().map_or(0, |n| n.connections())

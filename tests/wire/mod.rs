@@ -36,9 +36,14 @@ pub struct Raw {
 impl Raw {
     /// A TCP connection, nothing sent yet.
     pub fn open(addr: SocketAddr, protocol: Protocol) -> Raw {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).unwrap();
-        Raw { stream, protocol, buf: BytesMut::new() }
+        Raw::try_open(addr, protocol).expect("connect")
+    }
+
+    /// A TCP connection, or the error connecting.
+    pub fn try_open(addr: SocketAddr, protocol: Protocol) -> std::io::Result<Raw> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Raw { stream, protocol, buf: BytesMut::new() })
     }
 
     /// Connects and expects a successful CONNACK.

@@ -1,0 +1,297 @@
+//! The shard's side of persistence: writing session images and retained messages, the
+//! acknowledgements released by a commit, restoring state at start, and replaying
+//! partition logs to sessions restored after a restart.
+//!
+//! A persistent session's image names what it still has to receive by a cursor per
+//! partition log (every message below it was acknowledged by the client). After a restart
+//! the session's shard asks each owner for the records between the cursor and the end of
+//! the log as it was recovered (everything appended later is delivered live, since interest
+//! is restored before the listeners open); duplicates are possible, as QoS 1 allows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::{Protocol, QoS};
+
+use crate::image::{message_from_record, SessionImage};
+use crate::msg::{AckTo, Ingress, Message, Pos, ReplayPart, SessionRef};
+use crate::session::{EncodeCache, PendingWill, Queued};
+use crate::shard::{Shard, State};
+use crate::store::{now_ms, retained_key, session_key};
+
+/// Most records one replay answer carries per partition; the session's queue bound applies
+/// on top.
+const REPLAY_MAX_RECORDS: usize = 100_000;
+/// Most bytes read per partition per replay answer.
+const REPLAY_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+impl Shard {
+    /// Marks a new message with its topic's storage placement (segment log or not,
+    /// offline or not), per the rules; the common all-memory setup skips the matching.
+    pub fn placed(&self, mut msg: Arc<Message>) -> Arc<Message> {
+        let cfg = &self.cfg.storage;
+        if cfg.rules.is_empty() && cfg.engine == crate::config::Engine::Memory && cfg.offline {
+            return msg;
+        }
+        let (durable, offline) = std::str::from_utf8(&msg.topic).map_or((false, cfg.offline), |t| cfg.placement(t));
+        if let Some(m) = Arc::get_mut(&mut msg) {
+            m.durable = durable;
+            m.offline = offline;
+        }
+        msg
+    }
+
+    /// True once the node is stopping.
+    pub fn stopping(&self) -> bool {
+        self.node.stopping()
+    }
+
+    /// A publish is durable (or failed): its PUBACK/PUBREC goes out on the publisher's
+    /// connection, in order with the others.
+    pub fn acked(&self, a: AckTo, code: u8) {
+        let st = &mut *self.st.borrow_mut();
+        if let Some(conn) = st.session(a.to.slot, a.to.generation).and_then(|s| s.conn.clone()) {
+            if conn.id == a.conn_id {
+                conn.ack_ready(a.pkid, code);
+            }
+        }
+    }
+
+    /// Updates (and persists) the retained message of a topic this shard owns.
+    pub fn store_retained(&self, st: &mut State, partition: u32, msg: &Arc<Message>) {
+        let key = retained_key(&msg.topic);
+        if msg.payload.is_empty() {
+            if st.retained.remove(&msg.topic).is_some() {
+                st.store.put(partition, &key, None);
+            }
+            return;
+        }
+        st.retained.insert(msg.topic.clone(), msg.clone());
+        if st.store.persistent() {
+            match crate::image::encode_retained(msg, now_ms()) {
+                Ok(v) => st.store.put(partition, &key, Some(&v)),
+                Err(e) => tracing::error!(error = %e, "retained message not persisted"),
+            }
+        }
+    }
+
+    /// Writes the image of the session in `slot` (if it persists).
+    pub fn persist_session(&self, st: &mut State, slot: u32) {
+        let Some(Some(s)) = st.slots.get_mut(slot as usize) else { return };
+        if !s.persist {
+            return;
+        }
+        s.dirty = false;
+        let image = s.image(now_ms());
+        let partition = self.table.partition_of(s.client_id.as_bytes());
+        st.store.put(partition, &session_key(&image.client_id), Some(&image.encode()));
+    }
+
+    /// Removes the image of a session that stopped persisting (clean start, expiry 0).
+    pub fn forget_session(&self, st: &mut State, client_id: &str) {
+        if st.store.persistent() {
+            st.store.put(self.table.partition_of(client_id.as_bytes()), &session_key(client_id), None);
+        }
+    }
+
+    /// Writes the images of sessions whose cursors moved (from the sweep).
+    pub fn persist_dirty(&self, st: &mut State) {
+        if !st.store.persistent() {
+            return;
+        }
+        let dirty: Vec<u32> = st
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().filter(|s| s.dirty && s.persist).map(|_| i as u32))
+            .collect();
+        for slot in dirty {
+            self.persist_session(st, slot);
+        }
+        st.store.enforce_retention_every(Duration::from_secs(60));
+    }
+
+    /// An owner's answer to a replay: records of its partitions, from each cursor to the
+    /// end of the log as recovered, whose topic matches one of the filters.
+    pub fn serve_replay(&self, parts: &[ReplayPart], filters: &[(String, QoS)]) -> Vec<(Arc<Message>, Pos)> {
+        let st = &mut *self.st.borrow_mut();
+        let publisher: Arc<str> = Arc::from("");
+        let mut out = Vec::new();
+        for rp in parts {
+            let Some(part) = st.store.parts.get_mut(&rp.partition) else { continue };
+            let until = part.recovered_next;
+            let Some(log) = part.log.as_mut() else { continue };
+            let mut singles = Vec::new();
+            for &off in rp.pending.iter().filter(|o| **o < rp.from) {
+                match log.read(off) {
+                    Ok(Some(r)) => singles.push(r),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(partition = rp.partition, offset = off, error = %e, "replay read failed"),
+                }
+            }
+            let mut from = rp.from.max(log.first_offset());
+            let mut sent = 0usize;
+            let mut bytes = 0usize;
+            let mut batch = singles;
+            loop {
+                if batch.is_empty() {
+                    if from >= until || sent >= REPLAY_MAX_RECORDS || bytes >= REPLAY_MAX_BYTES {
+                        break;
+                    }
+                    batch = match log.read_range(from, 1024, 4 * 1024 * 1024) {
+                        Ok(r) if !r.is_empty() => r,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::error!(partition = rp.partition, offset = from, error = %e, "replay read failed");
+                            break;
+                        }
+                    };
+                }
+                for r in std::mem::take(&mut batch) {
+                    if r.offset >= rp.from {
+                        from = r.offset + 1;
+                    }
+                    if r.offset >= until {
+                        break;
+                    }
+                    if r.qos() == 0 {
+                        continue;
+                    }
+                    let Ok(topic) = std::str::from_utf8(&r.topic) else { continue };
+                    if !filters.iter().any(|(f, _)| proto::topic::matches(f, topic)) {
+                        continue;
+                    }
+                    let (durable, offline) = st.store.cfg.placement(topic);
+                    if !offline {
+                        continue;
+                    }
+                    if let Some(m) = message_from_record(&r, &publisher, r.retain(), (durable, offline)) {
+                        bytes += r.payload.len() + r.topic.len();
+                        sent += 1;
+                        out.push((m, Pos { partition: rp.partition, offset: r.offset }));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Records replayed to a restored session: queued like live messages, skipping what it
+    /// already has pending.
+    pub fn replayed(&self, to: SessionRef, msgs: Vec<(Arc<Message>, Pos)>) {
+        let st = &mut *self.st.borrow_mut();
+        let max_queued = self.cfg.limits.max_queued_messages;
+        let Some(session) = st.session(to.slot, to.generation) else { return };
+        let mut cache = EncodeCache::default();
+        for (msg, pos) in msgs {
+            if session.has_pending(pos) {
+                continue;
+            }
+            let Some(qos) = session.granted_for(&msg.topic) else { continue };
+            let qos = msg.qos.min(qos);
+            if qos == QoS::AtMostOnce {
+                continue;
+            }
+            cache.reset();
+            session.deliver(
+                Queued { msg, qos, retain: false, sub_ids: Vec::new(), pos: Some(pos) },
+                &mut cache,
+                max_queued,
+            );
+        }
+        session.replay_done();
+    }
+
+    /// After reconnecting, a session restored at start asks the owners for what it may
+    /// have missed before the restart.
+    pub fn request_replay(&self, slot: u32, out: &mut crate::batch::Outgoing) {
+        let mut local = None;
+        {
+            let st = &mut *self.st.borrow_mut();
+            let Some(Some(s)) = st.slots.get_mut(slot as usize) else { return };
+            let Some(plan) = s.replay_plan() else { return };
+            let to = SessionRef { shard: self.id as u16, slot, generation: s.generation };
+            let filters: Vec<(String, QoS)> = s.subs.iter().map(|(f, o)| (f.clone(), o.qos)).collect();
+            let mut per_shard: HashMap<usize, Vec<ReplayPart>> = HashMap::new();
+            for (partition, from, pending) in plan {
+                per_shard.entry(self.table.shard_of_partition(partition)).or_default().push(ReplayPart {
+                    partition,
+                    from,
+                    pending,
+                });
+            }
+            s.replay_asked(per_shard.len());
+            for (shard, parts) in per_shard {
+                if shard == self.id {
+                    local = Some((to, parts, filters.clone()));
+                } else {
+                    out.ingress(shard, Ingress::Replay { to, parts, filters: filters.clone() });
+                }
+            }
+        }
+        if let Some((to, parts, filters)) = local {
+            let msgs = self.serve_replay(&parts, &filters);
+            self.replayed(to, msgs);
+        }
+    }
+
+    /// Rebuilds this shard's sessions and retained messages from what storage recovered.
+    /// Interest for the restored subscriptions is set up by the node before any shard
+    /// accepts connections.
+    pub fn restore(&self, sessions: Vec<SessionImage>, retained: Vec<Arc<Message>>) {
+        let st = &mut *self.st.borrow_mut();
+        for m in retained {
+            st.retained.insert(m.topic.clone(), m);
+        }
+        let now_wall = now_ms();
+        let now = Instant::now();
+        for img in sessions {
+            let protocol = if img.protocol == 5 { Protocol::V5 } else { Protocol::V4 };
+            let away = Duration::from_millis(now_wall.saturating_sub(img.offline_since_ms));
+            let left = if img.expiry == u32::MAX {
+                None
+            } else {
+                match Duration::from_secs(u64::from(img.expiry)).checked_sub(away) {
+                    Some(d) if !d.is_zero() => Some(d),
+                    _ => {
+                        tracing::info!(client_id = %img.client_id, "session expired while the broker was down");
+                        st.store.put(
+                            self.table.partition_of(img.client_id.as_bytes()),
+                            &session_key(&img.client_id),
+                            None,
+                        );
+                        continue;
+                    }
+                }
+            };
+            let client_id: Arc<str> = Arc::from(img.client_id.as_str());
+            let slot = st.insert_session(client_id.clone(), protocol);
+            for (filter, opts) in &img.subs {
+                self.add_local(st, slot, filter, *opts);
+            }
+            let Some(Some(s)) = st.slots.get_mut(slot as usize) else { continue };
+            s.expiry = img.expiry;
+            s.expires_at = left.map(|d| now + d);
+            s.persist = true;
+            s.subs = img.subs.iter().cloned().collect();
+            s.incoming_qos2 = img.incoming_qos2.iter().copied().collect();
+            s.restore_cursors(&img.cursors);
+            if let Some(w) = &img.will {
+                let record = storage::Record {
+                    offset: 0,
+                    timestamp_ms: 0,
+                    flags: storage::record::flags(w.retain, w.qos as u8),
+                    topic: w.topic.clone(),
+                    properties: w.properties.clone(),
+                    payload: w.payload.clone(),
+                };
+                let placement = std::str::from_utf8(&w.topic).map_or((false, true), |t| st.store.cfg.placement(t));
+                if let Some(msg) = message_from_record(&record, &client_id, w.retain, placement) {
+                    let at = now + Duration::from_secs(u64::from(w.delay)).saturating_sub(away);
+                    s.will = Some(PendingWill { msg, at });
+                }
+            }
+        }
+    }
+}
