@@ -342,3 +342,38 @@ async fn damaged_log_tail_is_cut_and_the_rest_served() {
     publ.publish_acked(&topic, 1, false, "new").await;
     assert_eq!(payloads(&[sub.next_publish().await]), ["new"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_pages_through_a_backlog_larger_than_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique_topic("st-page");
+    let id = unique_id("st-page");
+    {
+        let broker = TestBroker::start_with(|c| {
+            c.storage.data_dir = dir.path().to_path_buf();
+            c.storage.engine = ringmq::Engine::Segment;
+            c.limits.max_queued_messages = 10_000;
+        });
+        let (mut sub, _) = persistent4(&broker, &id).await;
+        sub.subscribe(&topic, 1).await;
+        drop(sub);
+        broker.wait_connections(0, WAIT).await;
+        let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("st-pub")).await;
+        for i in 0..300 {
+            publ.publish(&topic, 1, false, format!("m{i:03}")).await;
+        }
+        publ.wait_acks(1, 300).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // After the restart the session's queue holds 40: the 300 come back in pages.
+    let broker = TestBroker::start_with(|c| {
+        c.storage.data_dir = dir.path().to_path_buf();
+        c.storage.engine = ringmq::Engine::Segment;
+        c.limits.max_queued_messages = 40;
+    });
+    let (mut sub, ack) = persistent4(&broker, &id).await;
+    assert!(ack.session_present);
+    let got = payloads(&sub.collect_publishes(Duration::from_secs(2), 1000).await);
+    let want: Vec<String> = (0..300).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(got, want, "all 300, in order, none dropped by the small queue");
+}

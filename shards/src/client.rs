@@ -386,14 +386,25 @@ impl Client {
                 Ok(())
             }
             Packet::PubRel(a) => {
-                let known = self
+                let (known, persist) = self
                     .with_session(|s| {
                         s.dirty = true;
-                        s.incoming_qos2.remove(&a.pkid)
+                        (s.incoming_qos2.remove(&a.pkid), s.persist)
                     })
-                    .unwrap_or(false);
+                    .unwrap_or((false, false));
                 let code = if known || !self.v5() { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
-                self.ack(Packet::PubComp, a.pkid, code);
+                let pubcomp = Packet::PubComp(Ack { pkid: a.pkid, reason: code, properties: Props::default() });
+                if known && persist {
+                    // Forgotten on disk first: a restart must not take the next PUBLISH
+                    // reusing this id for a resend.
+                    let shard = self.shard.clone();
+                    let st = &mut *shard.st.borrow_mut();
+                    shard.persist_session(st, self.slot);
+                    let to = SessionRef { shard: shard.id as u16, slot: self.slot, generation: self.generation };
+                    st.store.defer(crate::store::Deferred::Packet { to, conn_id: self.conn.id, packet: pubcomp });
+                } else {
+                    self.conn.send(&pubcomp);
+                }
                 Ok(())
             }
             Packet::PubComp(a) => {
@@ -485,15 +496,6 @@ impl Client {
             durable: false,
             offline: true,
         }));
-        if p.qos == QoS::ExactlyOnce {
-            // The packet id must survive a restart before PUBREC, or a resend after it
-            // would be taken for a new message.
-            let shard = self.shard.clone();
-            let st = &mut *shard.st.borrow_mut();
-            if st.session(self.slot, self.generation).is_some_and(|s| s.persist) {
-                shard.persist_session(st, self.slot);
-            }
-        }
         let ack = match p.qos {
             QoS::AtMostOnce => None,
             _ if msg.durable => {

@@ -54,6 +54,8 @@ pub struct SessionImage {
     pub cursors: Vec<(u32, u64, Vec<u64>)>,
     /// Inbound QoS 2 packet ids received and not yet released.
     pub incoming_qos2: Vec<u16>,
+    /// Outbound QoS 2 packet ids in the release phase (PUBREL sent, PUBCOMP awaited).
+    pub releasing: Vec<u16>,
     /// The will, if the session still has one to publish.
     pub will: Option<WillImage>,
 }
@@ -134,6 +136,10 @@ impl SessionImage {
         for id in &self.incoming_qos2 {
             out.put_u16_le(*id);
         }
+        out.put_u32_le(self.releasing.len() as u32);
+        for id in &self.releasing {
+            out.put_u16_le(*id);
+        }
         match &self.will {
             None => out.put_u8(0),
             Some(w) => {
@@ -193,6 +199,11 @@ impl SessionImage {
         for _ in 0..n {
             incoming_qos2.push(get_u16(&mut b)?);
         }
+        let n = get_u32(&mut b)? as usize;
+        let mut releasing = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            releasing.push(get_u16(&mut b)?);
+        }
         let will = match get_u8(&mut b)? {
             0 => None,
             1 => Some(WillImage {
@@ -208,7 +219,17 @@ impl SessionImage {
         if b.has_remaining() {
             return Err(BadImage("bytes after the image"));
         }
-        Ok(SessionImage { client_id, protocol, expiry, offline_since_ms, subs, cursors, incoming_qos2, will })
+        Ok(SessionImage {
+            client_id,
+            protocol,
+            expiry,
+            offline_since_ms,
+            subs,
+            cursors,
+            incoming_qos2,
+            releasing,
+            will,
+        })
     }
 }
 
@@ -281,6 +302,7 @@ mod tests {
             ],
             cursors: vec![(3, 99, vec![4, 90]), (17, 0, vec![])],
             incoming_qos2: vec![1, 65535],
+            releasing: vec![9],
             will: Some(WillImage {
                 topic: Bytes::from_static(b"w"),
                 payload: Bytes::from_static(b"gone"),

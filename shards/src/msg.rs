@@ -172,5 +172,7 @@ pub enum Egress {
         to: SessionRef,
         /// Messages with their positions, in log order per partition.
         msgs: Vec<(Arc<Message>, Pos)>,
+        /// Where the owner stopped, for the next page.
+        rest: Vec<ReplayPart>,
     },
 }

@@ -20,11 +20,14 @@ use crate::session::{EncodeCache, PendingWill, Queued};
 use crate::shard::{Shard, State};
 use crate::store::{now_ms, retained_key, session_key};
 
-/// Most records one replay answer carries per partition; the session's queue bound applies
-/// on top.
-const REPLAY_MAX_RECORDS: usize = 100_000;
-/// Most bytes read per partition per replay answer.
-const REPLAY_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Most matching records one replay answer carries per partition (and at most the
+/// session queue's bound); the rest is asked for as the session's queue drains.
+const REPLAY_PAGE_RECORDS: usize = 10_000;
+/// Most bytes read per partition per replay answer, so one answer never stalls the owner.
+const REPLAY_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Messages read back for a replay, with their log positions.
+pub type Replay = Vec<(Arc<Message>, Pos)>;
 
 impl Shard {
     /// Marks a new message with its topic's storage placement (segment log or not,
@@ -49,7 +52,23 @@ impl Shard {
 
     /// A publish is durable (or failed): its PUBACK/PUBREC goes out on the publisher's
     /// connection, in order with the others.
+    /// For a QoS 2 publish of a persistent session, the packet id is written first (now
+    /// that the message is durable) and the PUBREC waits for this shard's next commit.
     pub fn acked(&self, a: AckTo, code: u8) {
+        {
+            let st = &mut *self.st.borrow_mut();
+            let persist = st.session(a.to.slot, a.to.generation).is_some_and(|s| s.persist);
+            if persist && a.qos == QoS::ExactlyOnce && code == proto::reason::SUCCESS {
+                self.persist_session(st, a.to.slot);
+                st.store.defer(crate::store::Deferred::Release(a, code));
+                return;
+            }
+        }
+        self.release_ack(a, code);
+    }
+
+    /// Sends a PUBACK/PUBREC that waited, in order with the connection's others.
+    pub fn release_ack(&self, a: AckTo, code: u8) {
         let st = &mut *self.st.borrow_mut();
         if let Some(conn) = st.session(a.to.slot, a.to.generation).and_then(|s| s.conn.clone()) {
             if conn.id == a.conn_id {
@@ -113,53 +132,43 @@ impl Shard {
     }
 
     /// An owner's answer to a replay: records of its partitions, from each cursor to the
-    /// end of the log as recovered, whose topic matches one of the filters.
-    pub fn serve_replay(&self, parts: &[ReplayPart], filters: &[(String, QoS)]) -> Vec<(Arc<Message>, Pos)> {
+    /// end of the log as recovered, whose topic matches one of the filters. One answer is a
+    /// page (bounded in records matched and bytes read per partition); what is left comes
+    /// back as the parts to ask for next.
+    pub fn serve_replay(&self, parts: &[ReplayPart], filters: &[(String, QoS)]) -> (Replay, Vec<ReplayPart>) {
         let st = &mut *self.st.borrow_mut();
+        let page = self.cfg.limits.max_queued_messages.clamp(1, REPLAY_PAGE_RECORDS);
         let publisher: Arc<str> = Arc::from("");
         let mut out = Vec::new();
+        let mut rest = Vec::new();
         for rp in parts {
             let Some(part) = st.store.parts.get_mut(&rp.partition) else { continue };
             let until = part.recovered_next;
             let Some(log) = part.log.as_mut() else { continue };
-            let mut singles = Vec::new();
-            for &off in rp.pending.iter().filter(|o| **o < rp.from) {
+            let mut records = Vec::new();
+            // Single records first (those unacknowledged before the restart), a page at most.
+            let singles: Vec<u64> = rp.pending.iter().copied().filter(|o| *o < rp.from).collect();
+            let (now, later) = singles.split_at(singles.len().min(page));
+            if !later.is_empty() {
+                rest.push(ReplayPart { partition: rp.partition, from: rp.from, pending: later.to_vec() });
+            }
+            for &off in now {
                 match log.read(off) {
-                    Ok(Some(r)) => singles.push(r),
+                    Ok(Some(r)) => records.push(r),
                     Ok(None) => {}
                     Err(e) => tracing::error!(partition = rp.partition, offset = off, error = %e, "replay read failed"),
                 }
             }
             let mut from = rp.from.max(log.first_offset());
-            let mut sent = 0usize;
-            let mut bytes = 0usize;
-            let mut batch = singles;
+            let (mut matched, mut scanned) = (0usize, 0usize);
             loop {
-                if batch.is_empty() {
-                    if from >= until || sent >= REPLAY_MAX_RECORDS || bytes >= REPLAY_MAX_BYTES {
-                        break;
-                    }
-                    batch = match log.read_range(from, 1024, 4 * 1024 * 1024) {
-                        Ok(r) if !r.is_empty() => r,
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::error!(partition = rp.partition, offset = from, error = %e, "replay read failed");
-                            break;
-                        }
-                    };
-                }
-                for r in std::mem::take(&mut batch) {
+                for r in std::mem::take(&mut records) {
                     if r.offset >= rp.from {
                         from = r.offset + 1;
                     }
-                    if r.offset >= until {
-                        break;
-                    }
-                    if r.qos() == 0 {
-                        continue;
-                    }
+                    scanned += r.encoded_len();
                     let Ok(topic) = std::str::from_utf8(&r.topic) else { continue };
-                    if !filters.iter().any(|(f, _)| proto::topic::matches(f, topic)) {
+                    if r.qos() == 0 || !filters.iter().any(|(f, _)| proto::topic::matches(f, topic)) {
                         continue;
                     }
                     let (durable, offline) = st.store.cfg.placement(topic);
@@ -167,19 +176,36 @@ impl Shard {
                         continue;
                     }
                     if let Some(m) = message_from_record(&r, &publisher, r.retain(), (durable, offline)) {
-                        bytes += r.payload.len() + r.topic.len();
-                        sent += 1;
+                        matched += 1;
                         out.push((m, Pos { partition: rp.partition, offset: r.offset }));
                     }
                 }
+                if from >= until || !later.is_empty() {
+                    break;
+                }
+                if matched >= page || scanned >= REPLAY_PAGE_BYTES {
+                    rest.push(ReplayPart { partition: rp.partition, from, pending: Vec::new() });
+                    break;
+                }
+                let want = usize::try_from(until - from).unwrap_or(usize::MAX).min(1024);
+                records = match log.read_range(from, want, 4 * 1024 * 1024) {
+                    Ok(r) if !r.is_empty() => r,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(partition = rp.partition, offset = from, error = %e, "replay read failed");
+                        break;
+                    }
+                };
+                records.retain(|r| r.offset < until);
             }
         }
-        out
+        (out, rest)
     }
 
     /// Records replayed to a restored session: queued like live messages, skipping what it
-    /// already has pending.
-    pub fn replayed(&self, to: SessionRef, msgs: Vec<(Arc<Message>, Pos)>) {
+    /// already has pending. What the owner left for a next page is asked for by the sweep
+    /// once the session's queue has room.
+    pub fn replayed(&self, to: SessionRef, msgs: Replay, rest: Vec<ReplayPart>) {
         let st = &mut *self.st.borrow_mut();
         let max_queued = self.cfg.limits.max_queued_messages;
         let Some(session) = st.session(to.slot, to.generation) else { return };
@@ -200,7 +226,7 @@ impl Shard {
                 max_queued,
             );
         }
-        session.replay_done();
+        session.replay_answered(rest.into_iter().map(|r| (r.partition, r.from, r.pending)).collect());
     }
 
     /// After reconnecting, a session restored at start asks the owners for what it may
@@ -222,6 +248,9 @@ impl Shard {
                 });
             }
             s.replay_asked(per_shard.len());
+            if per_shard.is_empty() {
+                s.replay_answered(Vec::new());
+            }
             for (shard, parts) in per_shard {
                 if shard == self.id {
                     local = Some((to, parts, filters.clone()));
@@ -231,8 +260,8 @@ impl Shard {
             }
         }
         if let Some((to, parts, filters)) = local {
-            let msgs = self.serve_replay(&parts, &filters);
-            self.replayed(to, msgs);
+            let (msgs, rest) = self.serve_replay(&parts, &filters);
+            self.replayed(to, msgs, rest);
         }
     }
 
@@ -248,7 +277,11 @@ impl Shard {
         let now = Instant::now();
         for img in sessions {
             let protocol = if img.protocol == 5 { Protocol::V5 } else { Protocol::V4 };
-            let away = Duration::from_millis(now_wall.saturating_sub(img.offline_since_ms));
+            // 0: it was online when the broker stopped; its expiry counts from now.
+            let away = match img.offline_since_ms {
+                0 => Duration::ZERO,
+                t => Duration::from_millis(now_wall.saturating_sub(t)),
+            };
             let left = if img.expiry == u32::MAX {
                 None
             } else {
@@ -276,6 +309,7 @@ impl Shard {
             s.persist = true;
             s.subs = img.subs.iter().cloned().collect();
             s.incoming_qos2 = img.incoming_qos2.iter().copied().collect();
+            s.restore_releasing(&img.releasing);
             s.restore_cursors(&img.cursors);
             if let Some(w) = &img.will {
                 let record = storage::Record {

@@ -161,7 +161,7 @@ pub struct Session {
     /// client is back.
     replay_plan: Option<Vec<(u32, u64, Vec<u64>)>>,
     /// Replay answers still to come.
-    replay_outstanding: usize,
+    replay_waiting: usize,
 }
 
 impl Session {
@@ -190,7 +190,7 @@ impl Session {
             cursors: HashMap::new(),
             will_image: None,
             replay_plan: None,
-            replay_outstanding: 0,
+            replay_waiting: 0,
         }
     }
 
@@ -215,6 +215,16 @@ impl Session {
         self.replay_plan = Some(cursors.to_vec());
     }
 
+    /// Outbound QoS 2 exchanges in the release phase at the last stop: PUBREL is resent
+    /// on reconnect, and their packet ids stay taken until PUBCOMP.
+    pub fn restore_releasing(&mut self, ids: &[u16]) {
+        for &id in ids {
+            if self.inflight.insert(id, Inflight::Release).is_none() {
+                self.inflight_order.push_back(id);
+            }
+        }
+    }
+
     /// The replay to ask for, once: partitions and their start offsets.
     pub fn replay_plan(&mut self) -> Option<Vec<(u32, u64, Vec<u64>)>> {
         self.replay_plan.take()
@@ -222,21 +232,27 @@ impl Session {
 
     /// The replay was asked of `owners` shards.
     pub fn replay_asked(&mut self, owners: usize) {
-        self.replay_outstanding = owners;
-        if owners == 0 {
-            self.replay_done();
-        }
+        self.replay_waiting += owners;
     }
 
-    /// One owner answered the replay; after the last one the cursors may move on.
-    pub fn replay_done(&mut self) {
-        self.replay_outstanding = self.replay_outstanding.saturating_sub(1);
+    /// One owner answered the replay, leaving `rest` for a next page; once every page is
+    /// in, the cursors may move on.
+    pub fn replay_answered(&mut self, rest: Vec<(u32, u64, Vec<u64>)>) {
+        self.replay_waiting = self.replay_waiting.saturating_sub(1);
+        if !rest.is_empty() {
+            self.replay_plan.get_or_insert_with(Vec::new).extend(rest);
+        }
         self.dirty = true;
-        if self.replay_outstanding == 0 {
+        if self.replay_waiting == 0 && self.replay_plan.is_none() {
             for c in self.cursors.values_mut() {
                 c.held = None;
             }
         }
+    }
+
+    /// Online, with replay pages left, no answer awaited and room in the queue.
+    pub fn wants_replay_page(&self, room: usize) -> bool {
+        self.conn.is_some() && self.replay_plan.is_some() && self.replay_waiting == 0 && self.queue.len() <= room
     }
 
     /// True when the message at `pos` is already queued or in flight.
@@ -275,7 +291,9 @@ impl Session {
             client_id: self.client_id.to_string(),
             protocol: if self.protocol == Protocol::V5 { 5 } else { 4 },
             expiry: self.expiry,
-            offline_since_ms: now_ms,
+            // 0: online when written (a crash ends it at an unknown time; the expiry then
+            // counts from the restart).
+            offline_since_ms: if self.conn.is_some() { 0 } else { now_ms },
             subs: self.subs.iter().map(|(f, o)| (f.clone(), *o)).collect(),
             cursors: self
                 .cursors
@@ -286,6 +304,12 @@ impl Session {
                 })
                 .collect(),
             incoming_qos2: self.incoming_qos2.iter().copied().collect(),
+            releasing: self
+                .inflight_order
+                .iter()
+                .copied()
+                .filter(|id| matches!(self.inflight.get(id), Some(Inflight::Release)))
+                .collect(),
             will: self.will_image.clone(),
         }
     }
@@ -402,6 +426,7 @@ impl Session {
             if let Some(Inflight::Publish(q)) = self.inflight.remove(&pkid) {
                 self.untrack(q.pos);
             }
+            self.dirty = true;
             self.inflight_order.retain(|p| *p != pkid);
             self.pump();
         }
@@ -422,6 +447,7 @@ impl Session {
                     self.pump();
                 } else {
                     self.inflight.insert(pkid, Inflight::Release);
+                    self.dirty = true;
                 }
                 true
             }

@@ -229,7 +229,8 @@ impl Shard {
         let (mask, pos) = {
             let st = &mut *self.st.borrow_mut();
             st.stats.published += 1;
-            let partition = self.table.partition_of(&msg.topic);
+            // Hashed again only when storage needs it: the memory path skips it.
+            let partition = if msg.durable || msg.retain { self.table.partition_of(&msg.topic) } else { 0 };
             let mut pos = None;
             let mut code = proto::reason::SUCCESS;
             if msg.durable {
@@ -310,14 +311,15 @@ impl Shard {
     pub fn serve_subscribe(&self, origin: usize, items: &[InterestItem]) -> (Retained, Vec<(u32, u64)>) {
         let st = &mut *self.st.borrow_mut();
         let mut retained = Vec::new();
-        let mut offsets = Vec::new();
+        // Partitions whose logs may hold topics matching any of the filters.
+        let mut parts = std::collections::BTreeSet::new();
         for item in items {
-            if st.store.persistent() && offsets.is_empty() {
-                offsets = if item.filter.contains(['+', '#']) {
-                    st.store.next_offsets(self.table.owned_by(self.id))
+            if st.store.persistent() {
+                if item.filter.contains(['+', '#']) {
+                    parts.extend(self.table.owned_by(self.id));
                 } else {
-                    st.store.next_offsets(std::iter::once(self.table.partition_of(item.filter.as_bytes())))
-                };
+                    parts.insert(self.table.partition_of(item.filter.as_bytes()));
+                }
             }
             if item.add_interest {
                 self.apply_interest(st, origin, &item.filter, 1);
@@ -334,6 +336,7 @@ impl Shard {
                 }
             }
         }
+        let offsets = st.store.next_offsets(parts.into_iter());
         (retained, offsets)
     }
 
@@ -376,7 +379,7 @@ impl Shard {
             let key = crate::store::session_key(&session.client_id);
             let partition = self.table.partition_of(session.client_id.as_bytes());
             st.store.put(partition, &key, Some(&image.encode()));
-            st.store.defer(Deferred::SubAck { to, conn_id, packet: suback });
+            st.store.defer(Deferred::Packet { to, conn_id, packet: suback });
             let Some(session) = st.session(to.slot, to.generation) else { return };
             Self::deliver_retained(session, pending.retained, &pending.granted, max_queued);
             return;
@@ -461,11 +464,11 @@ impl Shard {
                     out.egress(usize::from(who.shard), Egress::SubscribeDone { to: who, req, retained, offsets });
                 }
                 Ingress::Replay { to, parts, filters } => {
-                    let msgs = self.serve_replay(&parts, &filters);
+                    let (msgs, rest) = self.serve_replay(&parts, &filters);
                     if usize::from(to.shard) == self.id {
-                        self.replayed(to, msgs);
+                        self.replayed(to, msgs, rest);
                     } else {
-                        out.egress(usize::from(to.shard), Egress::Replayed { to, msgs });
+                        out.egress(usize::from(to.shard), Egress::Replayed { to, msgs, rest });
                     }
                 }
                 Ingress::Unsubscribe { origin, filter } => {
@@ -496,7 +499,7 @@ impl Shard {
                         self.acked(a, code);
                     }
                 }
-                Egress::Replayed { to, msgs } => self.replayed(to, msgs),
+                Egress::Replayed { to, msgs, rest } => self.replayed(to, msgs, rest),
             }
         }
     }
@@ -514,6 +517,8 @@ impl Shard {
                 }
                 if s.will.as_ref().is_some_and(|w| w.at <= now) {
                     wills.extend(s.will.take().map(|w| w.msg));
+                    s.will_image = None;
+                    s.dirty = true;
                 }
                 if s.expires_at.is_some_and(|t| t <= now) {
                     ended.push(slot as u32);
@@ -526,6 +531,19 @@ impl Shard {
                 }
             }
             self.persist_dirty(st);
+        }
+        // Next pages of replays, for online sessions whose queue has room again.
+        let half = self.cfg.limits.max_queued_messages / 2;
+        let more: Vec<u32> = {
+            let st = self.st.borrow();
+            st.slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().filter(|s| s.wants_replay_page(half)).map(|_| i as u32))
+                .collect()
+        };
+        for slot in more {
+            self.request_replay(slot, out);
         }
         for w in wills {
             self.route(w, None, out);

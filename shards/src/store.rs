@@ -57,13 +57,17 @@ type Points = Vec<(u32, Option<SyncPoint>, SyncPoint)>;
 pub enum Deferred {
     /// PUBACK/PUBREC with this reason code.
     Ack(AckTo, u8),
-    /// The SUBACK of a persistent session, once its subscriptions are on disk.
-    SubAck {
+    /// A PUBREC released on the publisher's own shard once its QoS 2 packet id is on disk
+    /// (the message itself is durable already).
+    Release(AckTo, u8),
+    /// A packet to a session on this shard once its state is on disk: the SUBACK of a
+    /// persistent subscription, the PUBCOMP that forgets a QoS 2 packet id.
+    Packet {
         /// The session (on this shard).
         to: SessionRef,
         /// Its connection.
         conn_id: u64,
-        /// The SUBACK.
+        /// The packet.
         packet: proto::Packet,
     },
 }
@@ -101,7 +105,8 @@ pub struct Store {
     pub parts: HashMap<u32, Part>,
     deferred: Vec<Deferred>,
     wake: Option<LocalSender<()>>,
-    unsynced: bool,
+    /// Written but not yet fsynced (`fsync = interval`): what the interval task syncs.
+    unsynced: Points,
     last_retention: Option<Instant>,
     /// Counters.
     pub stats: StoreStats,
@@ -121,7 +126,7 @@ impl Store {
             parts: HashMap::new(),
             deferred: Vec::new(),
             wake: None,
-            unsynced: false,
+            unsynced: Vec::new(),
             last_retention: None,
             stats: Default::default(),
         }
@@ -184,9 +189,11 @@ impl Store {
         parts.filter_map(|p| Some((p, self.parts.get(&p)?.log.as_ref()?.next_offset()))).collect()
     }
 
-    /// Writes every buffer out; returns what an fsync must cover and what waits for it.
-    fn flush(&mut self) -> (Points, Vec<Deferred>) {
+    /// Writes every buffer out; returns what an fsync must cover, what waits for it, and
+    /// whether every write succeeded (if not, what waits is released as failed).
+    fn flush(&mut self) -> (Points, Vec<Deferred>, bool) {
         let mut points = Vec::new();
+        let mut ok = true;
         for (p, part) in &mut self.parts {
             if !part.dirty {
                 continue;
@@ -197,6 +204,7 @@ impl Store {
                 Err(e) => {
                     self.stats.write_errors += 1;
                     tracing::error!(partition = *p, error = %e, "log write failed");
+                    ok = false;
                     None
                 }
             };
@@ -205,10 +213,11 @@ impl Store {
                 Err(e) => {
                     self.stats.write_errors += 1;
                     tracing::error!(partition = *p, error = %e, "state write failed");
+                    ok = false;
                 }
             }
         }
-        (points, std::mem::take(&mut self.deferred))
+        (points, std::mem::take(&mut self.deferred), ok)
     }
 
     fn mark_durable(&mut self, points: &Points) {
@@ -276,13 +285,13 @@ fn sync_points(points: &Points) -> storage::Result<()> {
 /// The commit task of a shard: one commit per wake-up, covering everything since the last.
 pub async fn commit_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
     while wake.recv().await.is_some() {
-        let (points, deferred, policy) = {
+        let (points, deferred, written, policy) = {
             let st = &mut *shard.st.borrow_mut();
-            let (points, deferred) = st.store.flush();
+            let (points, deferred, written) = st.store.flush();
             st.store.stats.commits += 1;
-            (points, deferred, st.store.cfg.fsync)
+            (points, deferred, written, st.store.cfg.fsync)
         };
-        let ok = match policy {
+        let synced = match policy {
             Fsync::Always if !points.is_empty() => {
                 let p = points.clone();
                 match glommio::executor().spawn_blocking(move || sync_points(&p)).await {
@@ -297,36 +306,29 @@ pub async fn commit_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
         };
         {
             let st = &mut *shard.st.borrow_mut();
-            if ok {
-                if policy == Fsync::Always || policy == Fsync::Never {
-                    st.store.mark_durable(&points);
-                } else {
-                    st.store.unsynced = true;
+            if synced {
+                match policy {
+                    Fsync::Interval(_) => st.store.unsynced.extend(points),
+                    Fsync::Always | Fsync::Never => st.store.mark_durable(&points),
                 }
             } else {
                 st.store.stats.sync_errors += 1;
             }
         }
         let mut out = shard.outgoing();
-        release(&shard, deferred, ok, &mut out);
+        release(&shard, deferred, written && synced, &mut out);
         out.flush(&shard).await;
     }
 }
 
-/// The `fsync = interval` task: fsyncs what was written since the last one.
+/// The `fsync = interval` task: fsyncs what commits wrote since the last one.
 pub async fn interval_sync_loop(shard: Rc<Shard>, every: Duration) {
     while !shard.stopping() {
         glommio::timer::sleep(every).await;
-        let points = {
-            let st = &mut *shard.st.borrow_mut();
-            if !st.store.unsynced {
-                continue;
-            }
-            st.store.unsynced = false;
-            let (points, deferred) = st.store.flush();
-            st.store.deferred.extend(deferred);
-            points
-        };
+        let points = std::mem::take(&mut shard.st.borrow_mut().store.unsynced);
+        if points.is_empty() {
+            continue;
+        }
         let p = points.clone();
         match glommio::executor().spawn_blocking(move || sync_points(&p)).await {
             Ok(()) => shard.st.borrow_mut().store.mark_durable(&points),
@@ -339,6 +341,8 @@ pub async fn interval_sync_loop(shard: Rc<Shard>, every: Duration) {
 }
 
 /// Sends what waited for a commit: local acknowledgements directly, others to their shard.
+/// When the commit failed, publishes are refused (5.0: 0x80; 3.1.1: the connection closes)
+/// and connections waiting for a SUBACK or PUBCOMP are closed.
 fn release(shard: &Shard, deferred: Vec<Deferred>, ok: bool, out: &mut crate::batch::Outgoing) {
     let mut remote: HashMap<u16, Vec<(AckTo, u8)>> = HashMap::new();
     for d in deferred {
@@ -351,13 +355,19 @@ fn release(shard: &Shard, deferred: Vec<Deferred>, ok: bool, out: &mut crate::ba
                     remote.entry(a.to.shard).or_default().push((a, code));
                 }
             }
-            Deferred::SubAck { to, conn_id, packet } => {
-                if ok {
-                    let st = &mut *shard.st.borrow_mut();
-                    if let Some(conn) =
-                        st.session(to.slot, to.generation).and_then(|s| s.conn.clone()).filter(|c| c.id == conn_id)
-                    {
+            Deferred::Release(a, code) => {
+                let code = if ok { code } else { reason::UNSPECIFIED_ERROR };
+                shard.release_ack(a, code);
+            }
+            Deferred::Packet { to, conn_id, packet } => {
+                let st = &mut *shard.st.borrow_mut();
+                if let Some(conn) =
+                    st.session(to.slot, to.generation).and_then(|s| s.conn.clone()).filter(|c| c.id == conn_id)
+                {
+                    if ok {
                         conn.send(&packet);
+                    } else {
+                        conn.close(crate::conn::CloseCause::StoreFailed);
                     }
                 }
             }
