@@ -3,8 +3,11 @@
 # (Mosquitto, nats-server, rumqttd; see ../shared/peers) and the raw io_uring relay, in one
 # go on this machine, printed as one table with the machine's description on top.
 #
-#   bench/compare.sh [--quick] [--brokers "ringmq mosquitto nats rumqttd relay"] [--out DIR]
+#   bench/compare.sh [--quick] [--brokers "ringmq mosquitto nats rumqttd relay ..."] [--out DIR]
 #
+# ringmq-seg-interval and ringmq-seg-always are RingMQ with segment storage (fsync
+# interval:5ms / always); they run only the QoS 1 storage row, where plain ringmq is the
+# memory figure.
 # --quick: 3 s runs instead of 10 s (a smoke test of the script, not a measurement).
 # Per broker and scenario it records received msg/s, end-to-end p50/p99/p99.9, broker CPU
 # seconds per million messages delivered (utime+stime from /proc), and the broker's peak
@@ -17,7 +20,7 @@ PEERS="${PEERS:-$ROOT/../shared/peers}"
 OUT="$ROOT/target/compare"
 DUR=10s
 WARM=2s
-BROKERS="ringmq mosquitto nats rumqttd relay"
+BROKERS="ringmq mosquitto nats rumqttd relay ringmq-seg-interval ringmq-seg-always"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) DUR=3s; WARM=1s ;;
@@ -35,7 +38,7 @@ LG="$ROOT/target/release/loadgen"
 RUN="${PEERS_RUN:-/tmp/ringmq-peers}"
 
 port_of() {
-  case "$1" in ringmq) echo 18880 ;; mosquitto) echo 18830 ;; nats) echo 18831 ;; rumqttd) echo 18833 ;; relay) echo 18884 ;; esac
+  case "$1" in ringmq|ringmq-seg-interval|ringmq-seg-always) echo 18880 ;; mosquitto) echo 18830 ;; nats) echo 18831 ;; rumqttd) echo 18833 ;; relay) echo 18884 ;; esac
 }
 
 start_broker() {
@@ -44,6 +47,12 @@ start_broker() {
             echo $! >"$OUT/ringmq.pid" ;;
     relay) "$ROOT/target/release/relay" --listen 127.0.0.1:18884 >"$OUT/relay.log" 2>&1 &
            echo $! >"$OUT/relay.pid" ;;
+    ringmq-seg-*)
+      rm -rf "$OUT/data"
+      local fsync=always; [ "$1" = ringmq-seg-interval ] && fsync=interval:5ms
+      "$ROOT/target/release/ringmq" --listen 127.0.0.1:18880 --log-level warn --storage segment \
+        --data-dir "$OUT/data" --fsync "$fsync" >"$OUT/$1.log" 2>&1 &
+      echo $! >"$OUT/$1.pid" ;;
     *) bash "$PEERS/peers.sh" start "$1" >/dev/null; cp "$RUN/$1.pid" "$OUT/$1.pid" ;;
   esac
   local port; port=$(port_of "$1")
@@ -53,7 +62,7 @@ start_broker() {
 
 stop_broker() {
   case "$1" in
-    ringmq|relay) kill "$(cat "$OUT/$1.pid")" 2>/dev/null || true; sleep 0.5 ;;
+    ringmq|ringmq-seg-*|relay) kill "$(cat "$OUT/$1.pid")" 2>/dev/null || true; sleep 0.5 ;;
     *) bash "$PEERS/peers.sh" stop "$1" >/dev/null || true ;;
   esac
 }
@@ -67,6 +76,7 @@ SCENARIOS=(
   "fan-out 1->100 QoS0 64B max|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --max|all"
   "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000|qos1"
   "15000 idle connections|conn --subscribers 15000 --connect-rate 5000|all"
+  "fan-in 8->1 QoS1 64B max|fan-in --publishers 8 --subscribers 1 --qos 1 --size 64 --max --inflight 100|storage"
 )
 
 if [[ " $BROKERS " == *" mosquitto "* || " $BROKERS " == *" nats "* || " $BROKERS " == *" rumqttd "* ]]; then
@@ -81,6 +91,9 @@ for sc in "${SCENARIOS[@]}"; do
   for b in $BROKERS; do
     # The relay has no acknowledgements: QoS 1 runs are not meaningful against it.
     if [ "$which" = qos1 ] && [ "$b" = relay ]; then continue; fi
+    # Storage rows compare RingMQ's engines with each other (memory is plain ringmq).
+    if [ "$which" = storage ] && [[ "$b" != ringmq* ]]; then continue; fi
+    if [ "$which" != storage ] && [[ "$b" == ringmq-seg-* ]]; then continue; fi
     start_broker "$b"
     pid=$(cat "$OUT/$b.pid")
     port=$(port_of "$b")

@@ -335,6 +335,7 @@ impl Client {
                     }
                 }
             }
+            crate::store::commit_inline(&self.shard, &mut self.out);
             self.out.flush(&self.shard).await;
             if self.conn.is_closing() {
                 return End::Server;

@@ -415,6 +415,16 @@ impl Session {
         }
     }
 
+    /// Drops `pkid` from the send order: O(1) in the usual case of acknowledgements in
+    /// send order.
+    fn forget_order(&mut self, pkid: u16) {
+        if self.inflight_order.front() == Some(&pkid) {
+            self.inflight_order.pop_front();
+        } else {
+            self.inflight_order.retain(|p| *p != pkid);
+        }
+    }
+
     /// A PUBACK (QoS 1) or PUBCOMP (QoS 2) from the client ends an exchange.
     /// Returns false when no such exchange was in flight.
     pub fn finish(&mut self, pkid: u16, expect_release: bool) -> bool {
@@ -427,7 +437,7 @@ impl Session {
                 self.untrack(q.pos);
             }
             self.dirty = true;
-            self.inflight_order.retain(|p| *p != pkid);
+            self.forget_order(pkid);
             self.pump();
         }
         ok
@@ -443,7 +453,7 @@ impl Session {
                     self.untrack(q.pos);
                 }
                 if failed {
-                    self.inflight_order.retain(|p| *p != pkid);
+                    self.forget_order(pkid);
                     self.pump();
                 } else {
                     self.inflight.insert(pkid, Inflight::Release);

@@ -483,6 +483,7 @@ impl Shard {
                 out.flush(self).await;
             }
         }
+        crate::store::commit_inline(self, &mut out);
         out.flush(self).await;
     }
 

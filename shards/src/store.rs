@@ -321,6 +321,27 @@ pub async fn commit_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
     }
 }
 
+/// For `fsync = interval` and `never`, where nothing waits for an fsync: writes what was
+/// appended out now and releases its acknowledgements into `out`, at the end of a read or
+/// of an ingress batch, without the commit task's extra hop. `always` leaves it to the
+/// commit task.
+pub fn commit_inline(shard: &Shard, out: &mut crate::batch::Outgoing) {
+    let (deferred, written) = {
+        let st = &mut *shard.st.borrow_mut();
+        let store = &mut st.store;
+        if store.cfg.fsync == Fsync::Always || store.deferred.is_empty() {
+            return;
+        }
+        let (points, deferred, written) = store.flush();
+        match store.cfg.fsync {
+            Fsync::Never => store.mark_durable(&points),
+            _ => store.unsynced.extend(points),
+        }
+        (deferred, written)
+    };
+    release(shard, deferred, written, out);
+}
+
 /// The `fsync = interval` task: fsyncs what commits wrote since the last one.
 pub async fn interval_sync_loop(shard: Rc<Shard>, every: Duration) {
     while !shard.stopping() {
