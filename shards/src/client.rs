@@ -291,9 +291,33 @@ fn attach(
     s.expiry = expiry;
     s.expires_at = None;
     s.window = window.max(1);
+    let was_persistent = s.persist;
     s.persist = expiry > 0 && st.store.persistent();
     let generation = s.generation;
+    // A kept session that starts persisting now: its subscriptions need cursors, which
+    // the owners give as for a new subscription (no interest added, no retained asked).
+    let needs_cursors: Vec<String> =
+        if s.persist && !was_persistent { s.subs.keys().cloned().collect() } else { Vec::new() };
+    let req = s.next_req;
+    s.next_req = s.next_req.wrapping_add(1);
     drop(guard);
+    let from = SessionRef { shard: shard.id as u16, slot, generation };
+    let mut per_shard: HashMap<usize, Vec<InterestItem>> = HashMap::new();
+    for (i, filter) in needs_cursors.iter().enumerate() {
+        for t in shard.targets(filter) {
+            let item =
+                InterestItem { index: i as u16, filter: filter.clone(), add_interest: false, want_retained: false };
+            per_shard.entry(t).or_default().push(item);
+        }
+    }
+    for (t, items) in per_shard {
+        if t == shard.id {
+            let (_, offsets) = shard.serve_subscribe(t, &items);
+            shard.subscribe_answered(from, req, Vec::new(), offsets);
+        } else {
+            out.ingress(t, Ingress::Subscribe { from, req, items });
+        }
+    }
     for w in wills {
         shard.route(w, None, out);
     }

@@ -16,7 +16,7 @@ use proto::{Protocol, QoS};
 
 use crate::image::{message_from_record, SessionImage};
 use crate::msg::{AckTo, Ingress, Message, Pos, ReplayPart, SessionRef};
-use crate::session::{EncodeCache, PendingWill, Queued};
+use crate::session::{PendingWill, Queued};
 use crate::shard::{Shard, State};
 use crate::store::{now_ms, retained_key, session_key};
 
@@ -209,7 +209,7 @@ impl Shard {
         let st = &mut *self.st.borrow_mut();
         let max_queued = self.cfg.limits.max_queued_messages;
         let Some(session) = st.session(to.slot, to.generation) else { return };
-        let mut cache = EncodeCache::default();
+        let mut older = Vec::with_capacity(msgs.len());
         for (msg, pos) in msgs {
             if session.has_pending(pos) {
                 continue;
@@ -219,13 +219,9 @@ impl Shard {
             if qos == QoS::AtMostOnce {
                 continue;
             }
-            cache.reset();
-            session.deliver(
-                Queued { msg, qos, retain: false, sub_ids: Vec::new(), pos: Some(pos) },
-                &mut cache,
-                max_queued,
-            );
+            older.push(Queued { msg, qos, retain: false, sub_ids: Vec::new(), pos: Some(pos) });
         }
+        session.requeue_older(older, max_queued);
         session.replay_answered(rest.into_iter().map(|r| (r.partition, r.from, r.pending)).collect());
     }
 

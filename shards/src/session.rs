@@ -162,6 +162,9 @@ pub struct Session {
     replay_plan: Option<Vec<(u32, u64, Vec<u64>)>>,
     /// Replay answers still to come.
     replay_waiting: usize,
+    /// How many messages at the front of the queue came from a replay (they keep their
+    /// place ahead of live ones, and later pages go behind them).
+    replay_front: usize,
 }
 
 impl Session {
@@ -191,6 +194,7 @@ impl Session {
             will_image: None,
             replay_plan: None,
             replay_waiting: 0,
+            replay_front: 0,
         }
     }
 
@@ -248,11 +252,17 @@ impl Session {
                 c.held = None;
             }
         }
+        self.pump();
     }
 
-    /// Online, with replay pages left, no answer awaited and room in the queue.
-    pub fn wants_replay_page(&self, room: usize) -> bool {
-        self.conn.is_some() && self.replay_plan.is_some() && self.replay_waiting == 0 && self.queue.len() <= room
+    /// A replay was planned and not every page is in: live messages wait.
+    pub fn replay_incomplete(&self) -> bool {
+        self.replay_plan.is_some() || self.replay_waiting > 0
+    }
+
+    /// Online, with replay pages left, no answer awaited, and the previous page sent out.
+    pub fn wants_replay_page(&self) -> bool {
+        self.conn.is_some() && self.replay_plan.is_some() && self.replay_waiting == 0 && self.replay_front == 0
     }
 
     /// True when the message at `pos` is already queued or in flight.
@@ -340,7 +350,11 @@ impl Session {
             (None, QoS::AtMostOnce) => {}
             // Offline messages switched off for this topic (storage rules).
             (None, _) if !q.msg.offline => self.stats.dropped += 1,
-            (Some(_), _) if self.queue.is_empty() && self.inflight.len() < usize::from(self.window) => {
+            (Some(_), _)
+                if self.queue.is_empty()
+                    && self.inflight.len() < usize::from(self.window)
+                    && !self.replay_incomplete() =>
+            {
                 self.track(&q);
                 self.send_inflight(q, cache);
             }
@@ -359,6 +373,7 @@ impl Session {
         }
         if self.queue.len() >= max_queued {
             if let Some(old) = self.queue.pop_front() {
+                self.replay_front = self.replay_front.saturating_sub(1);
                 self.untrack(old.pos);
             }
             self.stats.dropped += 1;
@@ -379,11 +394,35 @@ impl Session {
         self.inflight_order.push_back(pkid);
     }
 
+    /// Messages read back from the logs for this session: older than anything queued live,
+    /// so they go in front of the queue (the queue's bound still drops the oldest).
+    pub fn requeue_older(&mut self, items: Vec<Queued>, max_queued: usize) {
+        let start = self.replay_front.min(self.queue.len());
+        for (at, q) in (start..).zip(items) {
+            self.track(&q);
+            self.queue.insert(at, q);
+            self.replay_front += 1;
+        }
+        while self.queue.len() > max_queued {
+            if let Some(old) = self.queue.pop_front() {
+                self.replay_front = self.replay_front.saturating_sub(1);
+                self.untrack(old.pos);
+                self.stats.dropped += 1;
+            }
+        }
+        self.pump();
+    }
+
     /// Moves queued messages into the window while it has room and the client is online.
     pub fn pump(&mut self) {
         let mut cache = EncodeCache::default();
         while self.conn.is_some() && self.inflight.len() < usize::from(self.window) {
+            // While a replay is incomplete, newer (live) messages wait behind it.
+            if self.replay_front == 0 && self.replay_incomplete() {
+                break;
+            }
             let Some(q) = self.queue.pop_front() else { break };
+            self.replay_front = self.replay_front.saturating_sub(1);
             if q.qos == QoS::AtMostOnce {
                 if let Some(conn) = &self.conn {
                     let conn = conn.clone();

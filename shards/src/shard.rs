@@ -358,10 +358,10 @@ impl Shard {
         let st = &mut *self.st.borrow_mut();
         let max_queued = self.cfg.limits.max_queued_messages;
         let Some(session) = st.session(to.slot, to.generation) else { return };
+        session.start_cursors(&offsets);
         if !session.pending_subs.contains_key(&req) {
             return;
         }
-        session.start_cursors(&offsets);
         let Some(pending) = session.pending_subs.get_mut(&req) else { return };
         pending.retained.extend(retained);
         pending.remaining = pending.remaining.saturating_sub(1);
@@ -533,14 +533,13 @@ impl Shard {
             }
             self.persist_dirty(st);
         }
-        // Next pages of replays, for online sessions whose queue has room again.
-        let half = self.cfg.limits.max_queued_messages / 2;
+        // Next pages of replays, for online sessions that sent the previous page out.
         let more: Vec<u32> = {
             let st = self.st.borrow();
             st.slots
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| s.as_ref().filter(|s| s.wants_replay_page(half)).map(|_| i as u32))
+                .filter_map(|(i, s)| s.as_ref().filter(|s| s.wants_replay_page()).map(|_| i as u32))
                 .collect()
         };
         for slot in more {
