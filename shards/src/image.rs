@@ -267,7 +267,12 @@ pub fn message_from_record(
         retain,
         properties,
         publisher: publisher.clone(),
-        received: Instant::now(),
+        // Received when it was stored: its expiry keeps counting across a restart.
+        received: {
+            let age = crate::store::now_ms().saturating_sub(r.timestamp_ms);
+            let now = Instant::now();
+            now.checked_sub(std::time::Duration::from_millis(age)).unwrap_or(now)
+        },
         durable: placement.0,
         offline: placement.1,
     }))

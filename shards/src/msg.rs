@@ -78,6 +78,21 @@ pub struct Handoff {
     pub admitted: crate::accept::Admitted,
 }
 
+impl Message {
+    /// Seconds left of its 5.0 Message Expiry Interval at `now` (None: it never expires;
+    /// Some(0): expired, not to be delivered).
+    pub fn expiry_left(&self, now: Instant) -> Option<u32> {
+        let interval = self.properties.message_expiry_interval?;
+        let waited = now.saturating_duration_since(self.received).as_secs();
+        Some(u64::from(interval).saturating_sub(waited) as u32)
+    }
+
+    /// True once its Message Expiry Interval has passed.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expiry_left(now) == Some(0)
+    }
+}
+
 /// Where a message sits in its partition's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {

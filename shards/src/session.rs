@@ -112,6 +112,8 @@ pub struct PendingSubscribe {
 pub struct SessionStats {
     /// Messages dropped because the queue was full.
     pub dropped: u64,
+    /// Messages dropped because their Message Expiry Interval passed before delivery.
+    pub expired: u64,
 }
 
 /// A session.
@@ -341,6 +343,10 @@ impl Session {
     /// once, QoS 1/2 while the in-flight window has room), otherwise queued (QoS 1/2 only,
     /// bounded by `max_queued`, the oldest dropped and counted).
     pub fn deliver(&mut self, q: Queued, cache: &mut EncodeCache, max_queued: usize) {
+        if q.msg.properties.message_expiry_interval.is_some() && q.msg.expired(Instant::now()) {
+            self.stats.expired += 1;
+            return;
+        }
         match (&self.conn, q.qos) {
             (Some(conn), QoS::AtMostOnce) => {
                 let conn = conn.clone();
@@ -423,6 +429,12 @@ impl Session {
             }
             let Some(q) = self.queue.pop_front() else { break };
             self.replay_front = self.replay_front.saturating_sub(1);
+            if q.msg.properties.message_expiry_interval.is_some() && q.msg.expired(Instant::now()) {
+                // Expired while it waited: dropped, and no longer holds the cursor back.
+                self.stats.expired += 1;
+                self.untrack(q.pos);
+                continue;
+            }
             if q.qos == QoS::AtMostOnce {
                 if let Some(conn) = &self.conn {
                     let conn = conn.clone();
@@ -537,6 +549,10 @@ pub fn publish_packet(
         Protocol::V5 => msg.properties.clone(),
         Protocol::V4 => Props::default(),
     };
+    if protocol == Protocol::V5 && properties.message_expiry_interval.is_some() {
+        // Forwarded with the time it waited taken off (MQTT 5.0, 3.3.2.3.3).
+        properties.message_expiry_interval = msg.expiry_left(Instant::now()).map(|s| s.max(1));
+    }
     if protocol == Protocol::V5 && !sub_ids.is_empty() {
         properties.subscription_identifiers = sub_ids.to_vec();
     }

@@ -325,13 +325,16 @@ impl Shard {
                 self.apply_interest(st, origin, &item.filter, 1);
             }
             if item.want_retained {
+                let now = Instant::now();
                 if item.filter.contains(['+', '#']) {
                     for (topic, msg) in &st.retained {
-                        if std::str::from_utf8(topic).is_ok_and(|t| proto::topic::matches(&item.filter, t)) {
+                        if !msg.expired(now)
+                            && std::str::from_utf8(topic).is_ok_and(|t| proto::topic::matches(&item.filter, t))
+                        {
                             retained.push((item.index, msg.clone()));
                         }
                     }
-                } else if let Some(msg) = st.retained.get(item.filter.as_bytes()) {
+                } else if let Some(msg) = st.retained.get(item.filter.as_bytes()).filter(|m| !m.expired(now)) {
                     retained.push((item.index, msg.clone()));
                 }
             }
