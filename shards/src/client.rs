@@ -177,6 +177,9 @@ pub async fn run_session(
         props.maximum_packet_size = Some(limits.max_packet_size as u32);
         props.topic_alias_maximum = Some(limits.topic_alias_maximum);
         props.shared_subscription_available = Some(0);
+        props.retain_available = Some(1);
+        props.wildcard_subscription_available = Some(1);
+        props.subscription_identifier_available = Some(1);
         if expiry != connect_expiry {
             props.session_expiry_interval = Some(expiry);
         }
@@ -327,6 +330,16 @@ fn attach(
 impl Client {
     fn v5(&self) -> bool {
         self.protocol == Protocol::V5
+    }
+
+    /// Unacknowledged QoS 1/2 publishes a client may have: the Receive Maximum announced
+    /// to 5.0 clients (past it: 0x93), the packet id space for 3.1.1.
+    fn max_pending_acks(&self) -> usize {
+        if self.v5() {
+            usize::from(self.shard.cfg.limits.max_inflight)
+        } else {
+            usize::from(u16::MAX)
+        }
     }
 
     async fn read_loop(&mut self, mut stream: Socket, mut rbuf: BytesMut) -> End {
@@ -497,7 +510,7 @@ impl Client {
             match state.flatten() {
                 // A resend of a message already received: acknowledge, do not forward again.
                 Some(true) => {
-                    self.conn.ack_in_order(p.pkid, p.qos, Some(reason::SUCCESS));
+                    self.conn.ack_in_order(p.pkid, p.qos, Some(reason::SUCCESS), usize::MAX);
                     return Ok(());
                 }
                 Some(false) => {}
@@ -524,14 +537,14 @@ impl Client {
         let ack = match p.qos {
             QoS::AtMostOnce => None,
             _ if msg.durable => {
-                if !self.conn.ack_in_order(p.pkid, p.qos, None) {
+                if !self.conn.ack_in_order(p.pkid, p.qos, None, self.max_pending_acks()) {
                     return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
                 }
                 let to = SessionRef { shard: self.shard.id as u16, slot: self.slot, generation: self.generation };
                 Some(AckTo { to, conn_id: self.conn.id, pkid: p.pkid, qos: p.qos })
             }
             _ => {
-                if !self.conn.ack_in_order(p.pkid, p.qos, Some(reason::SUCCESS)) {
+                if !self.conn.ack_in_order(p.pkid, p.qos, Some(reason::SUCCESS), self.max_pending_acks()) {
                     return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
                 }
                 None

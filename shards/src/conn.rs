@@ -104,9 +104,6 @@ pub struct Conn {
     acks: RefCell<VecDeque<(u16, QoS, Option<u8>)>>,
 }
 
-/// Most acknowledgements one connection can have waiting: one per packet id.
-const MAX_PENDING_ACKS: usize = 65535;
-
 impl Conn {
     /// A connection on socket `fd` whose outbox holds at most `cap` bytes.
     pub fn new(protocol: Protocol, sock: Socket, cap: usize, max_packet_size: usize, id: u64) -> Self {
@@ -127,8 +124,9 @@ impl Conn {
 
     /// Acknowledges a QoS 1/2 publish now (`code` Some) or later (None, see
     /// [`Conn::ack_ready`]), keeping the order in which the publishes arrived (MQTT 4.6).
-    /// Returns false when too many acknowledgements wait (the client ignores flow control).
-    pub fn ack_in_order(&self, pkid: u16, qos: QoS, code: Option<u8>) -> bool {
+    /// Returns false when `max` acknowledgements already wait (the client ignores the
+    /// Receive Maximum announced to it; 3.1.1 is bounded by the packet id space).
+    pub fn ack_in_order(&self, pkid: u16, qos: QoS, code: Option<u8>, max: usize) -> bool {
         let mut acks = self.acks.borrow_mut();
         if acks.is_empty() {
             if let Some(code) = code {
@@ -137,7 +135,7 @@ impl Conn {
                 return true;
             }
         }
-        if acks.len() >= MAX_PENDING_ACKS {
+        if acks.len() >= max {
             return false;
         }
         acks.push_back((pkid, qos, code));

@@ -114,6 +114,8 @@ pub struct SessionStats {
     pub dropped: u64,
     /// Messages dropped because their Message Expiry Interval passed before delivery.
     pub expired: u64,
+    /// Messages dropped because they were larger than the client's Maximum Packet Size.
+    pub oversize: u64,
 }
 
 /// A session.
@@ -350,7 +352,9 @@ impl Session {
         match (&self.conn, q.qos) {
             (Some(conn), QoS::AtMostOnce) => {
                 let conn = conn.clone();
-                write_publish(&conn, &q, 0, false, cache);
+                if !write_publish(&conn, &q, 0, false, cache) {
+                    self.stats.oversize += 1;
+                }
                 self.track(&q);
             }
             (None, QoS::AtMostOnce) => {}
@@ -394,7 +398,12 @@ impl Session {
         };
         if let Some(conn) = &self.conn {
             let conn = conn.clone();
-            write_publish(&conn, &q, pkid, false, cache);
+            if !write_publish(&conn, &q, pkid, false, cache) {
+                // Too large for this client: dropped and counted, not left in the window.
+                self.stats.oversize += 1;
+                self.untrack(q.pos);
+                return;
+            }
         }
         self.inflight.insert(pkid, Inflight::Publish(q));
         self.inflight_order.push_back(pkid);
@@ -439,7 +448,9 @@ impl Session {
                 if let Some(conn) = &self.conn {
                     let conn = conn.clone();
                     cache.reset();
-                    write_publish(&conn, &q, 0, false, &mut cache);
+                    if !write_publish(&conn, &q, 0, false, &mut cache) {
+                        self.stats.oversize += 1;
+                    }
                 }
                 continue;
             }
@@ -456,7 +467,8 @@ impl Session {
             match self.inflight.get(pkid) {
                 Some(Inflight::Publish(q)) => {
                     cache.reset();
-                    write_publish(&conn, q, *pkid, true, &mut cache);
+                    // A message that did not fit was never put in the window.
+                    let _ = write_publish(&conn, q, *pkid, true, &mut cache);
                 }
                 Some(Inflight::Release) => {
                     conn.send(&Packet::PubRel(proto::Ack { pkid: *pkid, reason: 0, properties: Props::default() }));
@@ -519,20 +531,25 @@ impl Session {
 }
 
 /// Writes one PUBLISH to a connection, from the shared encoding where possible.
-fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache: &mut EncodeCache) {
+/// Returns false when the PUBLISH is larger than the client's Maximum Packet Size (or
+/// cannot be encoded): it is not sent, and the caller drops and counts it.
+fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache: &mut EncodeCache) -> bool {
     let limit = conn.max_packet_size;
     if !q.sub_ids.is_empty() && conn.protocol == Protocol::V5 {
         let mut out = BytesMut::new();
         let p = publish_packet(&q.msg, q.qos, q.retain, pkid, dup, Protocol::V5, &q.sub_ids);
-        if Packet::Publish(p).write(Protocol::V5, &mut out).is_ok() && out.len() <= limit {
-            conn.push_bytes(&out);
+        if Packet::Publish(p).write(Protocol::V5, &mut out).is_err() || out.len() > limit {
+            return false;
         }
-        return;
+        conn.push_bytes(&out);
+        return true;
     }
     let (bytes, at) = cache.get(&q.msg, conn.protocol, q.qos, q.retain);
-    if !bytes.is_empty() && bytes.len() <= limit {
-        conn.push_publish(bytes, at, pkid, dup);
+    if bytes.is_empty() || bytes.len() > limit {
+        return false;
     }
+    conn.push_publish(bytes, at, pkid, dup);
+    true
 }
 
 /// Builds the PUBLISH sent to a subscriber.

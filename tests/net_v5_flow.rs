@@ -1,0 +1,94 @@
+//! MQTT 5.0 limits announced and honoured both ways: the CONNACK properties, the client's
+//! Maximum Packet Size (too large messages are dropped for that client, not sent, and do
+//! not block its window), and the broker's Receive Maximum (0x93 past it).
+
+mod support;
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connack_announces_what_the_broker_supports() {
+    let broker = TestBroker::start_with(|c| {
+        c.limits.max_inflight = 32;
+        c.limits.topic_alias_maximum = 10;
+        c.limits.max_packet_size = 100_000;
+    });
+    let (_c, ack) = Mqtt5::connect(&broker, &unique_id("caps")).await;
+    let p = ack.properties.expect("CONNACK properties");
+    assert_eq!(p.receive_max, Some(32));
+    assert_eq!(p.topic_alias_max, Some(10));
+    assert_eq!(p.max_packet_size, Some(100_000));
+    assert_eq!(p.retain_available, Some(1));
+    assert_eq!(p.wildcard_subscription_available, Some(1));
+    assert_eq!(p.subscription_identifiers_available, Some(1));
+    assert_eq!(p.shared_subscription_available, Some(0));
+    assert_eq!(p.max_qos, None, "absent: QoS 2 is supported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_larger_than_the_clients_maximum_are_dropped_for_it() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("mps");
+    let (mut small, _) = Mqtt5::connect_with(&broker, &unique_id("mps-small"), |o| {
+        o.set_max_packet_size(Some(300));
+    })
+    .await;
+    small.subscribe(&topic, 1).await;
+    let (mut big, _) = Mqtt5::connect(&broker, &unique_id("mps-big")).await;
+    big.subscribe(&topic, 1).await;
+    let (mut publ, _) = Mqtt5::connect(&broker, &unique_id("mps-pub")).await;
+    for (qos, size) in [(1, 1000), (0, 1000), (1, 50), (0, 60)] {
+        publ.publish_acked(&topic, qos, false, vec![b'x'; size]).await;
+    }
+    let sizes = |v: Vec<p5::Publish>| v.iter().map(|p| p.payload.len()).collect::<Vec<_>>();
+    assert_eq!(sizes(small.collect_publishes(QUIET, 10).await), [50, 60], "only what fits");
+    assert_eq!(sizes(big.collect_publishes(QUIET, 10).await), [1000, 1000, 50, 60]);
+    // The dropped QoS 1 message holds no place in the small client's window.
+    for _ in 0..3 {
+        publ.publish_acked(&topic, 1, false, "after").await;
+    }
+    assert_eq!(small.publishes(3).await.len(), 3);
+}
+
+#[test]
+fn receive_maximum_exceeded_gets_0x93() {
+    use proto::{Packet, Protocol, QoS};
+    let dir = tempfile::tempdir().unwrap();
+    // Segment storage: acknowledgements wait for the commit, so they can pile up.
+    let node = wire_broker(dir.path());
+    let addr = node.local_addrs()[0];
+    let mut c = wire::Raw::connect(addr, Protocol::V5, "rm-flood");
+    // 40 QoS 1 publishes in one write: their acknowledgements wait for the commit, so past
+    // the 4 announced the broker must refuse with Receive Maximum exceeded.
+    let mut out = bytes::BytesMut::new();
+    for pkid in 1..=40u16 {
+        let p = Packet::Publish(proto::Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: bytes::Bytes::from_static(b"rm/flood"),
+            pkid,
+            properties: Default::default(),
+            payload: bytes::Bytes::from_static(b"x"),
+        });
+        p.write(Protocol::V5, &mut out).unwrap();
+    }
+    c.send_bytes(&out);
+    let seen = c.expect_closed();
+    let refused = seen.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason == 0x93));
+    assert!(refused, "DISCONNECT 0x93 expected, saw {seen:?}");
+    node.stop();
+    node.join().unwrap();
+}
+
+#[path = "wire/mod.rs"]
+mod wire;
+
+fn wire_broker(dir: &std::path::Path) -> ringmq::Node {
+    let dir = dir.to_path_buf();
+    wire::broker(move |c| {
+        c.limits.max_inflight = 4;
+        c.storage.data_dir = dir;
+        c.storage.engine = ringmq::Engine::Segment;
+    })
+}
