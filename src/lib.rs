@@ -18,4 +18,6 @@
 pub mod config;
 
 pub use shards::store::RecoveryReport;
-pub use shards::{check_io_uring, Engine, EngineConfig, Fsync, Limits, Node, StorageConfig, StorageRule};
+pub use shards::{
+    check_io_uring, AuthMethod, AuthStep, Engine, EngineConfig, Fsync, Limits, Node, StorageConfig, StorageRule,
+};

@@ -18,6 +18,7 @@ use glommio::net::{TcpListener, TcpStream};
 use proto::{reason, ConnAck, Connect, Error as ProtoError, Packet, Props, Protocol};
 
 use crate::client::run_session;
+use crate::config::AuthStep;
 use crate::msg::{Handoff, Ingress};
 use crate::shard::{NodeShared, Shard};
 
@@ -79,6 +80,68 @@ async fn read_connect(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) ->
             Ok(n) => buf.truncate(len + n),
         }
     }
+}
+
+/// Most challenge rounds of one enhanced authentication exchange.
+const MAX_AUTH_ROUNDS: usize = 8;
+
+/// Runs an enhanced authentication exchange after a CONNECT that names a registered
+/// method: AUTH 0x18 challenges and the client's AUTH 0x18 answers, until the method
+/// accepts (the data for the CONNACK) or refuses (the CONNACK code; None: the connection
+/// went away or broke the protocol and is just closed).
+async fn authenticate(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    c: &Connect,
+) -> Result<Option<Vec<u8>>, Option<u8>> {
+    use futures_lite::AsyncWriteExt;
+    let name = c.properties.authentication_method.clone().unwrap_or_default();
+    let Some(method) = shard.cfg.auth_methods.iter().find(|a| a.name() == name) else {
+        return Err(Some(reason::BAD_AUTHENTICATION_METHOD));
+    };
+    let (mut step, mut state) = method.start(&c.client_id, c.properties.authentication_data.as_deref());
+    for _ in 0..MAX_AUTH_ROUNDS {
+        let challenge = match step {
+            AuthStep::Success(data) => return Ok(data),
+            AuthStep::Fail(code) => return Err(Some(code)),
+            AuthStep::Continue(challenge) => challenge,
+        };
+        let props = proto::Properties {
+            authentication_method: Some(name.clone()),
+            authentication_data: Some(bytes::Bytes::from(challenge)),
+            ..Default::default()
+        };
+        let mut out = BytesMut::new();
+        let auth = Packet::Auth(proto::Auth { reason: reason::CONTINUE_AUTHENTICATION, properties: props.into() });
+        if auth.write(Protocol::V5, &mut out).is_err() || stream.write_all(&out).await.is_err() {
+            return Err(None);
+        }
+        let answer = loop {
+            match proto::read(buf, Protocol::V5, shard.cfg.limits.max_packet_size) {
+                Ok(p) => break p,
+                Err(ProtoError::Incomplete(_)) => {}
+                Err(e) => return Err(Some(e.reason_code().max(reason::MALFORMED_PACKET))),
+            }
+            let len = buf.len();
+            buf.resize(len + HANDSHAKE_READ, 0);
+            match stream.read(&mut buf[len..]).await {
+                Ok(0) | Err(_) => return Err(None),
+                Ok(n) => buf.truncate(len + n),
+            }
+        };
+        step = match answer {
+            Packet::Auth(a)
+                if a.reason == reason::CONTINUE_AUTHENTICATION
+                    && a.properties.authentication_method.as_deref() == Some(name.as_str()) =>
+            {
+                method.step(&mut state, a.properties.authentication_data.as_deref())
+            }
+            Packet::Auth(_) => return Err(Some(reason::BAD_AUTHENTICATION_METHOD)),
+            _ => return Err(Some(reason::PROTOCOL_ERROR)),
+        };
+    }
+    Err(Some(reason::NOT_AUTHORIZED))
 }
 
 /// The protocol level byte of a CONNECT whose decoding failed, if it can be seen.
@@ -154,6 +217,17 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         refuse(&mut stream, connect.protocol, code).await;
         return;
     }
+    if v5 && connect.properties.authentication_method.is_some() {
+        match authenticate(&shard, &mut stream, &mut buf, &connect).await {
+            Ok(data) => connect.properties.authentication_data = data.map(bytes::Bytes::from),
+            Err(Some(code)) => {
+                tracing::info!(client_id = %connect.client_id, code, "authentication failed");
+                refuse(&mut stream, Protocol::V5, code).await;
+                return;
+            }
+            Err(None) => return,
+        }
+    }
     let mut assigned = false;
     if connect.client_id.is_empty() {
         connect.client_id = assign_client_id(&shard);
@@ -186,8 +260,10 @@ fn refusal(shard: &Shard, c: &Connect) -> Option<u8> {
     if c.client_id.is_empty() && !v5 && !c.clean_start {
         return Some(reason::V4_IDENTIFIER_REJECTED);
     }
-    if v5 && c.properties.authentication_method.is_some() {
-        return Some(reason::BAD_AUTHENTICATION_METHOD);
+    if let (true, Some(m)) = (v5, &c.properties.authentication_method) {
+        if !shard.cfg.auth_methods.iter().any(|a| a.name() == m) {
+            return Some(reason::BAD_AUTHENTICATION_METHOD);
+        }
     }
     if let Some(w) = &c.will {
         let topic_ok = std::str::from_utf8(&w.topic).is_ok_and(|t| crate::client::topic_allowed(&shard.cfg.limits, t));

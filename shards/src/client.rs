@@ -186,6 +186,9 @@ pub async fn run_session(
         if assigned {
             props.assigned_client_identifier = Some(client_id.to_string());
         }
+        // Enhanced authentication succeeded in the handshake: the method, and its last data.
+        props.authentication_method = connect.properties.authentication_method.clone();
+        props.authentication_data = connect.properties.authentication_data.clone();
     }
     conn.send(&Packet::ConnAck(ConnAck { session_present: present, code: reason::SUCCESS, properties: props.into() }));
     {

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What the engine needs to run: listeners, shard and partition counts, and limits.
@@ -24,6 +25,34 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Where messages and state are kept.
     pub storage: StorageConfig,
+    /// MQTT 5.0 enhanced authentication methods, by name (none by default: a CONNECT
+    /// naming a method is refused with 0x8C).
+    pub auth_methods: Vec<Arc<dyn AuthMethod>>,
+}
+
+/// One step of an enhanced authentication exchange (MQTT 5.0, 4.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// Send this challenge (AUTH 0x18) and wait for the client's answer.
+    Continue(Vec<u8>),
+    /// Authenticated; the CONNACK carries this data, if any.
+    Success(Option<Vec<u8>>),
+    /// Refused with this CONNACK reason code (e.g. 0x87 not authorized).
+    Fail(u8),
+}
+
+/// An enhanced authentication method: the hook where SCRAM, Kerberos or a custom method
+/// plugs in. One instance serves every connection; the state of one exchange is the
+/// `Vec<u8>` it returns from `start` and gets back at each `step`. Runs on the accepting
+/// shard during the CONNECT handshake (bounded in rounds and by `connect_timeout`), so
+/// it must not block.
+pub trait AuthMethod: Send + Sync + std::fmt::Debug {
+    /// The method's name, as clients send it in the Authentication Method property.
+    fn name(&self) -> &str;
+    /// First step, from the CONNECT's client id and Authentication Data.
+    fn start(&self, client_id: &str, data: Option<&[u8]>) -> (AuthStep, Vec<u8>);
+    /// Next step, from the client's AUTH (0x18) Authentication Data.
+    fn step(&self, state: &mut Vec<u8>, data: Option<&[u8]>) -> AuthStep;
 }
 
 /// A storage engine for the messages of a topic.
@@ -188,6 +217,7 @@ impl Default for EngineConfig {
             channel_capacity: 256,
             limits: Limits::default(),
             storage: StorageConfig::default(),
+            auth_methods: Vec::new(),
         }
     }
 }

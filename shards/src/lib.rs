@@ -37,6 +37,6 @@ pub mod shard;
 pub mod store;
 pub mod trie;
 
-pub use config::{Engine, EngineConfig, Fsync, Limits, StorageConfig, StorageRule};
+pub use config::{AuthMethod, AuthStep, Engine, EngineConfig, Fsync, Limits, StorageConfig, StorageRule};
 pub use error::Error;
 pub use node::{check_io_uring, Node};
