@@ -81,6 +81,8 @@ pub struct FileConfig {
     pub pin: Option<bool>,
     /// Log level.
     pub log_level: Option<String>,
+    /// See [`EngineConfig::response_information`].
+    pub response_information: Option<String>,
     /// Limits.
     #[serde(default)]
     pub limits: FileLimits,
@@ -271,6 +273,12 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
     }
     if let Some(v) = file.pin {
         engine.pin = v;
+    }
+    if let Some(v) = &file.response_information {
+        if v.is_empty() || v.len() > 65535 {
+            return Err(bad(origin, "response_information", "must be 1 to 65535 bytes"));
+        }
+        engine.response_information = Some(v.clone());
     }
     apply_limits(&mut engine.limits, &file.limits, origin)?;
     storage::apply_file(&mut engine.storage, &file.storage, origin)?;

@@ -92,3 +92,21 @@ fn wire_broker(dir: &std::path::Path) -> ringmq::Node {
         c.storage.engine = ringmq::Engine::Segment;
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_information_only_when_requested_and_configured() {
+    let broker = TestBroker::start_with(|c| c.response_information = Some("replies/".into()));
+    let (_a, ack) = Mqtt5::connect_with(&broker, &unique_id("ri-ask"), |o| {
+        o.set_request_response_info(Some(1));
+    })
+    .await;
+    assert_eq!(ack.properties.and_then(|p| p.response_information).as_deref(), Some("replies/"));
+    let (_b, ack) = Mqtt5::connect(&broker, &unique_id("ri-no")).await;
+    assert_eq!(ack.properties.and_then(|p| p.response_information), None, "not asked for");
+    let plain = TestBroker::start();
+    let (_c, ack) = Mqtt5::connect_with(&plain, &unique_id("ri-none"), |o| {
+        o.set_request_response_info(Some(1));
+    })
+    .await;
+    assert_eq!(ack.properties.and_then(|p| p.response_information), None, "not configured");
+}

@@ -186,6 +186,9 @@ pub async fn run_session(
         if assigned {
             props.assigned_client_identifier = Some(client_id.to_string());
         }
+        if connect.properties.request_response_information == Some(1) {
+            props.response_information = shard.cfg.response_information.clone();
+        }
         // Enhanced authentication succeeded in the handshake: the method, and its last data.
         props.authentication_method = connect.properties.authentication_method.clone();
         props.authentication_data = connect.properties.authentication_data.clone();

@@ -25,6 +25,9 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// Where messages and state are kept.
     pub storage: StorageConfig,
+    /// Sent as Response Information in CONNACK to 5.0 clients that ask for it (Request
+    /// Response Information = 1): the base of the response topics they may use.
+    pub response_information: Option<String>,
     /// MQTT 5.0 enhanced authentication methods, by name (none by default: a CONNECT
     /// naming a method is refused with 0x8C).
     pub auth_methods: Vec<Arc<dyn AuthMethod>>,
@@ -218,6 +221,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             storage: StorageConfig::default(),
             auth_methods: Vec::new(),
+            response_information: None,
         }
     }
 }
