@@ -16,11 +16,11 @@ pub fn valid_topic(topic: &str) -> bool {
 
 /// A subscription filter: non-empty; '#' only as the last level and alone in its level;
 /// '+' alone in its level; no U+0000. Also accepts `$share/{group}/{filter}` when group is
-/// non-empty without '+', '#', '/' and filter valid.
+/// non-empty without '+', '#', '/', U+0000 and filter valid.
 pub fn valid_filter(filter: &str) -> bool {
     if filter.starts_with(SHARE_PREFIX) {
         return match parse_shared(filter) {
-            Some((group, inner)) => !group.contains(['+', '#']) && valid_plain_filter(inner),
+            Some((group, inner)) => !group.contains(['+', '#', '\0']) && valid_plain_filter(inner),
             None => false,
         };
     }

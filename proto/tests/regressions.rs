@@ -1,7 +1,8 @@
 //! Named regression tests: bugs known in other MQTT codecs (mqttbytes/rumqttc) that this
-//! crate must not have, framing limits, decode rules from the spec, and the spec's own
-//! CONNECT examples.
+//! crate must not have, framing limits, decode rules from the spec, the spec's own
+//! CONNECT examples, and the inputs the fuzz targets in `fuzz/` found.
 
+use proto::topic::valid_filter;
 use proto::{
     frame_len, read, reason, Ack, Auth, Bytes, BytesMut, Connect, Disconnect, Error, LastWill, Packet, Properties,
     Protocol, Publish, QoS, SubscribeFilter,
@@ -434,4 +435,16 @@ fn connect_v5_will_properties_restricted() {
     let at = bytes.iter().position(|&b| b == 0x18).unwrap();
     bytes[at] = 0x11;
     assert!(matches!(decode(&bytes, Protocol::V5), Err(Error::Protocol(_))));
+}
+
+// ---- found by the fuzz targets (fuzz/), each with the input that found it ----
+
+#[test]
+fn fuzz_topic_shared_group_with_nul_is_not_a_valid_filter() {
+    // `valid_filter` refused U+0000 in a plain filter and in the filter part of a shared
+    // subscription, but not in its group name.
+    let found = "$share/\0\0\0\0\0\0\0\u{12}$/s";
+    assert!(!valid_filter(found));
+    assert!(!valid_filter("$share/g\0/a"));
+    assert!(valid_filter("$share/g/a"));
 }
