@@ -28,6 +28,11 @@ pub(crate) fn parse_varint(buf: &[u8]) -> Result<Option<(usize, usize)>, Error> 
     for (i, &byte) in buf.iter().take(4).enumerate() {
         value |= usize::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
+            // A last byte of 0 after a continuation is a longer encoding than needed
+            // (e.g. 0x81 0x00 for 1), which MQTT 5.0 forbids [MQTT-1.5.5-1].
+            if i > 0 && byte == 0 {
+                return Err(Error::Malformed("variable byte integer not in its shortest form"));
+            }
             return Ok(Some((value, i + 1)));
         }
     }

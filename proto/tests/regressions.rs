@@ -448,3 +448,18 @@ fn fuzz_topic_shared_group_with_nul_is_not_a_valid_filter() {
     assert!(!valid_filter("$share/g\0/a"));
     assert!(valid_filter("$share/g/a"));
 }
+
+#[test]
+fn varint_not_in_shortest_form_is_malformed() {
+    // Found by the fuzzing notes: 0x81 0x00 encodes 1 in two bytes [MQTT-1.5.5-1].
+    for protocol in [Protocol::V4, Protocol::V5] {
+        let mut long_length = BytesMut::from(&[0xC0u8, 0x80, 0x00][..]);
+        assert!(matches!(read(&mut long_length, protocol, usize::MAX), Err(Error::Malformed(_))), "{protocol:?}");
+    }
+    // The same value in its shortest form is fine: PINGREQ, remaining length 0.
+    let mut short = BytesMut::from(&[0xC0u8, 0x00][..]);
+    assert_eq!(read(&mut short, Protocol::V5, usize::MAX), Ok(Packet::PingReq));
+    // A property length of 0x80 0x00 inside a 5.0 PUBACK.
+    let mut props = BytesMut::from(&[0x40u8, 0x05, 0x00, 0x01, 0x00, 0x80, 0x00][..]);
+    assert!(matches!(read(&mut props, Protocol::V5, usize::MAX), Err(Error::Malformed(_))));
+}
