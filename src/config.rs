@@ -117,6 +117,10 @@ pub struct FileLimits {
     pub max_session_expiry: Option<u32>,
     /// See [`Limits::max_subscriptions`].
     pub max_subscriptions: Option<usize>,
+    /// See [`Limits::max_publish_rate`].
+    pub max_publish_rate: Option<u32>,
+    /// See [`Limits::max_publish_bytes_rate`].
+    pub max_publish_bytes_rate: Option<u64>,
 }
 
 /// A configuration error, naming the key and where it came from.
@@ -226,6 +230,12 @@ fn apply_limits(l: &mut Limits, f: &FileLimits, origin: &str) -> Result<(), Conf
     }
     if let Some(v) = f.max_subscriptions {
         l.max_subscriptions = v;
+    }
+    if let Some(v) = f.max_publish_rate {
+        l.max_publish_rate = v;
+    }
+    if let Some(v) = f.max_publish_bytes_rate {
+        l.max_publish_bytes_rate = v;
     }
     Ok(())
 }

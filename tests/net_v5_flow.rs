@@ -110,3 +110,54 @@ async fn response_information_only_when_requested_and_configured() {
     .await;
     assert_eq!(ack.properties.and_then(|p| p.response_information), None, "not configured");
 }
+
+/// Sends `n` QoS 0 publishes of `size` payload bytes in one write.
+fn flood(c: &mut wire::Raw, n: usize, size: usize) {
+    use proto::{Packet, Protocol, QoS};
+    let mut out = bytes::BytesMut::new();
+    for _ in 0..n {
+        let p = Packet::Publish(proto::Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: bytes::Bytes::from_static(b"rate/t"),
+            pkid: 0,
+            properties: Default::default(),
+            payload: bytes::Bytes::from(vec![b'x'; size]),
+        });
+        p.write(Protocol::V5, &mut out).unwrap();
+    }
+    c.send_bytes(&out);
+}
+
+#[test]
+fn publish_rate_limits_disconnect_with_0x96() {
+    use proto::{Packet, Protocol};
+    let node = wire::broker(|c| {
+        c.limits.max_publish_rate = 50;
+        c.limits.max_publish_bytes_rate = 100_000;
+    });
+    let addr = node.local_addrs()[0];
+    let gone = |c: &mut wire::Raw| {
+        let seen = c.expect_closed();
+        assert!(
+            seen.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason == 0x96)),
+            "DISCONNECT 0x96 expected, saw {seen:?}"
+        );
+    };
+    // Within both allowances: still connected (it answers a PING).
+    let mut calm = wire::Raw::connect(addr, Protocol::V5, "rate-calm");
+    flood(&mut calm, 20, 100);
+    calm.send(&Packet::PingReq);
+    assert!(matches!(calm.recv(), Some(Packet::PingResp)));
+    // Too many messages.
+    let mut many = wire::Raw::connect(addr, Protocol::V5, "rate-many");
+    flood(&mut many, 200, 10);
+    gone(&mut many);
+    // Too many bytes in few messages.
+    let mut big = wire::Raw::connect(addr, Protocol::V5, "rate-big");
+    flood(&mut big, 10, 20_000);
+    gone(&mut big);
+    node.stop();
+    node.join().unwrap();
+}

@@ -127,6 +127,39 @@ struct Client {
     out: Outgoing,
     /// When the last read completed: the receive time of what it brought.
     now: Instant,
+    /// Publish rate limits, when configured.
+    rate: RateLimit,
+}
+
+/// Token buckets for `max_publish_rate` and `max_publish_bytes_rate`: each holds up to one
+/// second's allowance and refills continuously.
+struct RateLimit {
+    msgs: f64,
+    bytes: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    fn new(limits: &Limits, now: Instant) -> Self {
+        RateLimit { msgs: f64::from(limits.max_publish_rate), bytes: limits.max_publish_bytes_rate as f64, at: now }
+    }
+
+    /// Takes one PUBLISH of `size` bytes; false when either limit is exceeded.
+    fn take(&mut self, limits: &Limits, size: usize, now: Instant) -> bool {
+        let (rate, byte_rate) = (f64::from(limits.max_publish_rate), limits.max_publish_bytes_rate as f64);
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        let mut ok = true;
+        if rate > 0.0 {
+            self.msgs = (self.msgs + dt * rate).min(rate) - 1.0;
+            ok &= self.msgs >= 0.0;
+        }
+        if byte_rate > 0.0 {
+            self.bytes = (self.bytes + dt * byte_rate).min(byte_rate) - size as f64;
+            ok &= self.bytes >= 0.0;
+        }
+        ok
+    }
 }
 
 /// Runs a connection handed over from another shard.
@@ -234,6 +267,7 @@ pub async fn run_session(
         will,
         out,
         now: Instant::now(),
+        rate: RateLimit::new(&shard.cfg.limits, Instant::now()),
     };
     drop(connect);
     client.out.flush(&shard).await;
@@ -482,6 +516,13 @@ impl Client {
 
     fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
         let limits = &self.shard.cfg.limits;
+        if limits.max_publish_rate > 0 || limits.max_publish_bytes_rate > 0 {
+            let size = p.topic.len() + p.payload.len();
+            if !self.rate.take(limits, size, self.now) {
+                tracing::info!(client_id = %self.client_id, "publish rate limit exceeded");
+                return Err(End::Violation(reason::MESSAGE_RATE_TOO_HIGH));
+            }
+        }
         // Reads go through Deref; writing only when a property is there keeps an empty
         // property set unallocated.
         if let Some(alias) = p.properties.topic_alias {

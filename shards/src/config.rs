@@ -183,6 +183,11 @@ pub struct Limits {
     pub max_session_expiry: u32,
     /// Subscriptions one session may hold; past it SUBACK refuses the filter.
     pub max_subscriptions: usize,
+    /// PUBLISH packets per second one client may send (0: no limit); past it the client
+    /// is disconnected (5.0: 0x96 message rate too high). Bursts of one second's worth pass.
+    pub max_publish_rate: u32,
+    /// PUBLISH bytes (topic and payload) per second one client may send (0: no limit).
+    pub max_publish_bytes_rate: u64,
 }
 
 impl Default for Limits {
@@ -204,6 +209,9 @@ impl Default for Limits {
             max_session_expiry: u32::MAX,
             // Generous for backends, still a bound on one client's share of the tries.
             max_subscriptions: 10_000,
+            // Off by default: a broker-wide default rate would surprise more than protect.
+            max_publish_rate: 0,
+            max_publish_bytes_rate: 0,
         }
     }
 }
