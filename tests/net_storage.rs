@@ -25,6 +25,14 @@ fn payloads(v: &[rumqttc::Publish]) -> Vec<String> {
     v.iter().map(|p| String::from_utf8(p.payload.to_vec()).unwrap()).collect()
 }
 
+/// A persistent session `id` subscribed to `filter` (QoS 1), then offline.
+async fn subscribe_then_leave(broker: &TestBroker, id: &str, filter: &str) {
+    let (mut sub, _) = persistent4(broker, id).await;
+    sub.subscribe(filter, 1).await;
+    drop(sub);
+    broker.wait_connections(0, WAIT).await;
+}
+
 async fn persistent4(broker: &TestBroker, id: &str) -> (Mqtt4, rumqttc::ConnAck) {
     Mqtt4::connect_with(broker, id, |o| {
         o.set_clean_session(false);
@@ -39,10 +47,7 @@ async fn offline_messages_and_subscription_survive_a_restart() {
     let id = unique_id("st-sub");
     {
         let broker = broker_in(dir.path(), |_| {});
-        let (mut sub, _) = persistent4(&broker, &id).await;
-        sub.subscribe(&format!("{topic}/+"), 1).await;
-        drop(sub);
-        broker.wait_connections(0, WAIT).await;
+        subscribe_then_leave(&broker, &id, &format!("{topic}/+")).await;
         let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("st-pub")).await;
         for i in 0..20 {
             publ.publish_acked(&format!("{topic}/{}", i % 3), 1, false, format!("m{i}")).await;
@@ -237,10 +242,7 @@ async fn memory_and_segment_topics_side_by_side() {
     };
     {
         let broker = broker_in(dir.path(), rules);
-        let (mut sub, _) = persistent4(&broker, &id).await;
-        sub.subscribe(&format!("{base}/#"), 1).await;
-        drop(sub);
-        broker.wait_connections(0, WAIT).await;
+        subscribe_then_leave(&broker, &id, &format!("{base}/#")).await;
         let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("st-pub")).await;
         publ.publish_acked(&format!("{base}/seg/a"), 1, false, "on disk").await;
         publ.publish_acked(&format!("{base}/mem/a"), 1, false, "in memory").await;
@@ -259,10 +261,7 @@ async fn offline_messages_switched_off_per_topic() {
             vec![ringmq::StorageRule { filter: format!("{base}/live/#"), engine: None, offline: Some(false) }];
     });
     let id = unique_id("st-live");
-    let (mut sub, _) = persistent4(&broker, &id).await;
-    sub.subscribe(&format!("{base}/#"), 1).await;
-    drop(sub);
-    broker.wait_connections(0, WAIT).await;
+    subscribe_then_leave(&broker, &id, &format!("{base}/#")).await;
     let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("st-pub")).await;
     publ.publish_acked(&format!("{base}/live/a"), 1, false, "live only").await;
     publ.publish_acked(&format!("{base}/keep/a"), 1, false, "kept").await;
@@ -310,10 +309,7 @@ async fn damaged_log_tail_is_cut_and_the_rest_served() {
     let id = unique_id("st-dmg");
     {
         let broker = broker_in(dir.path(), |_| {});
-        let (mut sub, _) = persistent4(&broker, &id).await;
-        sub.subscribe(&topic, 1).await;
-        drop(sub);
-        broker.wait_connections(0, WAIT).await;
+        subscribe_then_leave(&broker, &id, &topic).await;
         let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("st-pub")).await;
         for i in 0..30 {
             publ.publish_acked(&topic, 1, false, format!("m{i:02}")).await;
@@ -354,10 +350,7 @@ async fn replay_pages_through_a_backlog_larger_than_the_queue() {
             c.storage.engine = ringmq::Engine::Segment;
             c.limits.max_queued_messages = 10_000;
         });
-        let (mut sub, _) = persistent4(&broker, &id).await;
-        sub.subscribe(&topic, 1).await;
-        drop(sub);
-        broker.wait_connections(0, WAIT).await;
+        subscribe_then_leave(&broker, &id, &topic).await;
         let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("st-pub")).await;
         for i in 0..300 {
             publ.publish(&topic, 1, false, format!("m{i:03}")).await;
@@ -385,10 +378,7 @@ async fn messages_from_before_a_restart_come_before_newer_ones() {
     let id = unique_id("st-order");
     {
         let broker = broker_in(dir.path(), |_| {});
-        let (mut sub, _) = persistent4(&broker, &id).await;
-        sub.subscribe(&topic, 1).await;
-        drop(sub);
-        broker.wait_connections(0, WAIT).await;
+        subscribe_then_leave(&broker, &id, &topic).await;
         let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("st-pub")).await;
         for i in 0..5 {
             publ.publish_acked(&topic, 1, false, format!("m{i}")).await;

@@ -60,20 +60,7 @@ fn receive_maximum_exceeded_gets_0x93() {
     let mut c = wire::Raw::connect(addr, Protocol::V5, "rm-flood");
     // 40 QoS 1 publishes in one write: their acknowledgements wait for the commit, so past
     // the 4 announced the broker must refuse with Receive Maximum exceeded.
-    let mut out = bytes::BytesMut::new();
-    for pkid in 1..=40u16 {
-        let p = Packet::Publish(proto::Publish {
-            dup: false,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            topic: bytes::Bytes::from_static(b"rm/flood"),
-            pkid,
-            properties: Default::default(),
-            payload: bytes::Bytes::from_static(b"x"),
-        });
-        p.write(Protocol::V5, &mut out).unwrap();
-    }
-    c.send_bytes(&out);
+    flood(&mut c, 40, 1, QoS::AtLeastOnce);
     let seen = c.expect_closed();
     let refused = seen.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason == 0x93));
     assert!(refused, "DISCONNECT 0x93 expected, saw {seen:?}");
@@ -111,17 +98,17 @@ async fn response_information_only_when_requested_and_configured() {
     assert_eq!(ack.properties.and_then(|p| p.response_information), None, "not configured");
 }
 
-/// Sends `n` QoS 0 publishes of `size` payload bytes in one write.
-fn flood(c: &mut wire::Raw, n: usize, size: usize) {
+/// Sends `n` publishes of `size` payload bytes at `qos` in one write (packet ids 1..=n).
+fn flood(c: &mut wire::Raw, n: usize, size: usize, qos: proto::QoS) {
     use proto::{Packet, Protocol, QoS};
     let mut out = bytes::BytesMut::new();
-    for _ in 0..n {
+    for i in 0..n {
         let p = Packet::Publish(proto::Publish {
             dup: false,
-            qos: QoS::AtMostOnce,
+            qos,
             retain: false,
-            topic: bytes::Bytes::from_static(b"rate/t"),
-            pkid: 0,
+            topic: bytes::Bytes::from_static(b"flood/t"),
+            pkid: if qos == QoS::AtMostOnce { 0 } else { i as u16 + 1 },
             properties: Default::default(),
             payload: bytes::Bytes::from(vec![b'x'; size]),
         });
@@ -147,16 +134,16 @@ fn publish_rate_limits_disconnect_with_0x96() {
     };
     // Within both allowances: still connected (it answers a PING).
     let mut calm = wire::Raw::connect(addr, Protocol::V5, "rate-calm");
-    flood(&mut calm, 20, 100);
+    flood(&mut calm, 20, 100, proto::QoS::AtMostOnce);
     calm.send(&Packet::PingReq);
     assert!(matches!(calm.recv(), Some(Packet::PingResp)));
     // Too many messages.
     let mut many = wire::Raw::connect(addr, Protocol::V5, "rate-many");
-    flood(&mut many, 200, 10);
+    flood(&mut many, 200, 10, proto::QoS::AtMostOnce);
     gone(&mut many);
     // Too many bytes in few messages.
     let mut big = wire::Raw::connect(addr, Protocol::V5, "rate-big");
-    flood(&mut big, 10, 20_000);
+    flood(&mut big, 10, 20_000, proto::QoS::AtMostOnce);
     gone(&mut big);
     node.stop();
     node.join().unwrap();

@@ -73,11 +73,8 @@ async fn read_connect(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) ->
             Err(ProtoError::Incomplete(_)) => {}
             Err(e) => return Err(Some((e, level))),
         }
-        let len = buf.len();
-        buf.resize(len + HANDSHAKE_READ, 0);
-        match stream.read(&mut buf[len..]).await {
-            Ok(0) | Err(_) => return Err(None),
-            Ok(n) => buf.truncate(len + n),
+        if !read_more(stream, buf).await {
+            return Err(None);
         }
     }
 }
@@ -123,11 +120,8 @@ async fn authenticate(
                 Err(ProtoError::Incomplete(_)) => {}
                 Err(e) => return Err(Some(e.reason_code().max(reason::MALFORMED_PACKET))),
             }
-            let len = buf.len();
-            buf.resize(len + HANDSHAKE_READ, 0);
-            match stream.read(&mut buf[len..]).await {
-                Ok(0) | Err(_) => return Err(None),
-                Ok(n) => buf.truncate(len + n),
+            if !read_more(stream, buf).await {
+                return Err(None);
             }
         };
         step = match answer {
@@ -142,6 +136,20 @@ async fn authenticate(
         };
     }
     Err(Some(reason::NOT_AUTHORIZED))
+}
+
+/// Appends up to [`HANDSHAKE_READ`] bytes from the socket to `buf`; false when the
+/// connection ended or failed.
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
+    let len = buf.len();
+    buf.resize(len + HANDSHAKE_READ, 0);
+    match stream.read(&mut buf[len..]).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.truncate(len + n);
+            true
+        }
+    }
 }
 
 /// The protocol level byte of a CONNECT whose decoding failed, if it can be seen.

@@ -285,11 +285,7 @@ impl Shard {
                     Some(d) if !d.is_zero() => Some(d),
                     _ => {
                         tracing::info!(client_id = %img.client_id, "session expired while the broker was down");
-                        st.store.put(
-                            self.table.partition_of(img.client_id.as_bytes()),
-                            &session_key(&img.client_id),
-                            None,
-                        );
+                        self.forget_session(st, &img.client_id);
                         continue;
                     }
                 }

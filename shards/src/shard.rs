@@ -374,22 +374,16 @@ impl Shard {
         let Some(pending) = session.pending_subs.remove(&req) else { return };
         let suback =
             Packet::SubAck(SubAck { pkid: pending.pkid, codes: pending.codes, properties: Default::default() });
+        let conn_id = pending.conn_id;
         if session.persist {
             // The SUBACK waits until the subscription (and where its cursors start) is on
             // disk: once a client has it, a restart does not lose what it subscribed to.
-            let image = session.image(crate::store::now_ms());
-            let conn_id = pending.conn_id;
-            let key = crate::store::session_key(&session.client_id);
-            let partition = self.table.partition_of(session.client_id.as_bytes());
-            st.store.put(partition, &key, Some(&image.encode()));
+            self.persist_session(st, to.slot);
             st.store.defer(Deferred::Packet { to, conn_id, packet: suback });
-            let Some(session) = st.session(to.slot, to.generation) else { return };
-            Self::deliver_retained(session, pending.retained, &pending.granted, max_queued);
-            return;
-        }
-        if let Some(conn) = session.conn.as_ref().filter(|c| c.id == pending.conn_id) {
+        } else if let Some(conn) = session.conn.as_ref().filter(|c| c.id == conn_id) {
             conn.send(&suback);
         }
+        let Some(session) = st.session(to.slot, to.generation) else { return };
         Self::deliver_retained(session, pending.retained, &pending.granted, max_queued);
     }
 
@@ -449,8 +443,7 @@ impl Shard {
             st.sessions.remove(&session.client_id);
         }
         if session.persist {
-            let partition = self.table.partition_of(session.client_id.as_bytes());
-            st.store.put(partition, &crate::store::session_key(&session.client_id), None);
+            self.forget_session(st, &session.client_id);
         }
         st.free.push(slot);
         Some(session)

@@ -220,6 +220,15 @@ impl Store {
         (points, std::mem::take(&mut self.deferred), ok)
     }
 
+    /// After a commit wrote `points` out (and, with `always`, fsynced them): durable now,
+    /// or, with `interval`, left for the interval task to fsync.
+    fn settle(&mut self, points: Points) {
+        match self.cfg.fsync {
+            Fsync::Interval(_) => self.unsynced.extend(points),
+            Fsync::Always | Fsync::Never => self.mark_durable(&points),
+        }
+    }
+
     fn mark_durable(&mut self, points: &Points) {
         for (p, log, state) in points {
             if let Some(part) = self.parts.get_mut(p) {
@@ -282,6 +291,12 @@ fn sync_points(points: &Points) -> storage::Result<()> {
     Ok(())
 }
 
+/// fdatasyncs `points` on glommio's blocking pool, so the shard keeps serving meanwhile.
+async fn sync_off_shard(points: &Points) -> storage::Result<()> {
+    let p = points.clone();
+    glommio::executor().spawn_blocking(move || sync_points(&p)).await
+}
+
 /// The commit task of a shard: one commit per wake-up, covering everything since the last.
 pub async fn commit_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
     while wake.recv().await.is_some() {
@@ -292,25 +307,16 @@ pub async fn commit_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
             (points, deferred, written, st.store.cfg.fsync)
         };
         let synced = match policy {
-            Fsync::Always if !points.is_empty() => {
-                let p = points.clone();
-                match glommio::executor().spawn_blocking(move || sync_points(&p)).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!(error = %e, "fsync failed; acknowledgements withheld");
-                        false
-                    }
-                }
-            }
-            _ => true,
-        };
+            Fsync::Always if !points.is_empty() => sync_off_shard(&points).await.inspect_err(|e| {
+                tracing::error!(error = %e, "fsync failed; acknowledgements withheld");
+            }),
+            _ => Ok(()),
+        }
+        .is_ok();
         {
             let st = &mut *shard.st.borrow_mut();
             if synced {
-                match policy {
-                    Fsync::Interval(_) => st.store.unsynced.extend(points),
-                    Fsync::Always | Fsync::Never => st.store.mark_durable(&points),
-                }
+                st.store.settle(points);
             } else {
                 st.store.stats.sync_errors += 1;
             }
@@ -333,10 +339,7 @@ pub fn commit_inline(shard: &Shard, out: &mut crate::batch::Outgoing) {
             return;
         }
         let (points, deferred, written) = store.flush();
-        match store.cfg.fsync {
-            Fsync::Never => store.mark_durable(&points),
-            _ => store.unsynced.extend(points),
-        }
+        store.settle(points);
         (deferred, written)
     };
     release(shard, deferred, written, out);
@@ -350,8 +353,7 @@ pub async fn interval_sync_loop(shard: Rc<Shard>, every: Duration) {
         if points.is_empty() {
             continue;
         }
-        let p = points.clone();
-        match glommio::executor().spawn_blocking(move || sync_points(&p)).await {
+        match sync_off_shard(&points).await {
             Ok(()) => shard.st.borrow_mut().store.mark_durable(&points),
             Err(e) => {
                 shard.st.borrow_mut().store.stats.sync_errors += 1;
