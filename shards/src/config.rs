@@ -59,7 +59,7 @@ pub trait AuthMethod: Send + Sync + std::fmt::Debug {
 }
 
 /// A storage engine for the messages of a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Engine {
     /// A bounded in-memory log per partition; gone at restart.
     Memory,

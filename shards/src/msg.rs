@@ -14,6 +14,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use proto::{Connect, Props, QoS};
 
+use crate::config::Engine;
+
 /// An application message as routed between shards: encoded once per
 /// (protocol version, QoS) at each delivering shard, shared by reference everywhere else.
 #[derive(Debug)]
@@ -93,13 +95,27 @@ impl Message {
     }
 }
 
-/// Where a message sits in its partition's log.
+/// Where a message sits in its partition's logs (a partition has one log per engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
     /// Partition.
     pub partition: u32,
-    /// Offset in the partition's log.
+    /// Which of its logs: the segment log (on disk) or the memory ring.
+    pub engine: Engine,
+    /// Offset in that log.
     pub offset: u64,
+}
+
+impl Pos {
+    /// In the partition's segment log.
+    pub fn segment(partition: u32, offset: u64) -> Pos {
+        Pos { partition, engine: Engine::Segment, offset }
+    }
+
+    /// In the partition's memory ring.
+    pub fn memory(partition: u32, offset: u64) -> Pos {
+        Pos { partition, engine: Engine::Memory, offset }
+    }
 }
 
 /// Who gets the PUBACK/PUBREC of a message that waits for its log append.
@@ -115,15 +131,31 @@ pub struct AckTo {
     pub qos: QoS,
 }
 
-/// Replay of a partition log for a session restored after a restart.
-#[derive(Debug, Clone)]
+/// What a session asks one partition log to read back: the records it was handed while
+/// offline (kept as offsets, not copies), or, for a session restored after a restart,
+/// everything it may have missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayPart {
     /// Partition.
     pub partition: u32,
-    /// Records from here to the end of the log as recovered.
-    pub from: u64,
-    /// And these single records below `from` (not acknowledged before the restart).
+    /// Which of its logs.
+    pub engine: Engine,
+    /// Records from here to the end of the log as recovered (restored sessions only).
+    pub from: Option<u64>,
+    /// These single records (below `from`, if any).
     pub pending: Vec<u64>,
+}
+
+/// A message read back for a replay.
+#[derive(Debug)]
+pub struct ReplayItem {
+    /// The message.
+    pub msg: Arc<Message>,
+    /// Where it is stored.
+    pub pos: Pos,
+    /// Found by scanning a restored session's log tail (not asked for by offset): the
+    /// session may have it already.
+    pub scanned: bool,
 }
 
 /// Work sent towards an owner shard.
@@ -132,8 +164,9 @@ pub enum Ingress {
     /// A PUBLISH for a topic the receiver owns, with its acknowledgement when that waits
     /// for the append.
     Publish(Arc<Message>, Option<AckTo>),
-    /// Read back what a restored session may have missed: records of `parts` (owned by the
-    /// receiver) written before the restart, matching `filters`.
+    /// Read back records of `parts` (owned by the receiver) for a session: those it was
+    /// handed while offline, or, restored after a restart, those written before the restart
+    /// that match `filters`.
     Replay {
         /// The session.
         to: SessionRef,
@@ -186,8 +219,11 @@ pub enum Egress {
         /// The session.
         to: SessionRef,
         /// Messages with their positions, in log order per partition.
-        msgs: Vec<(Arc<Message>, Pos)>,
+        msgs: Vec<ReplayItem>,
         /// Where the owner stopped, for the next page.
         rest: Vec<ReplayPart>,
+        /// Records asked for by offset that the log no longer holds (evicted from the
+        /// memory ring, or deleted by retention).
+        lost: u64,
     },
 }

@@ -219,6 +219,12 @@ impl Node {
         self.shards
     }
 
+    /// Messages evicted from the memory rings, and offline messages lost to eviction or
+    /// retention before their session came back (counted each sweep, 500 ms).
+    pub fn offline_counters(&self) -> (u64, u64) {
+        (self.shared.evicted.load(Ordering::Relaxed), self.shared.lost.load(Ordering::Relaxed))
+    }
+
     /// Open client connections on the node.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use proto::{Protocol, QoS};
 
+use crate::config::Engine;
 use crate::image::{message_from_record, SessionImage};
-use crate::msg::{AckTo, Ingress, Message, Pos, ReplayPart, SessionRef};
+use crate::msg::{AckTo, Ingress, Message, Pos, ReplayItem, ReplayPart, SessionRef};
 use crate::session::{PendingWill, Queued};
 use crate::shard::{Shard, State};
 use crate::store::{now_ms, retained_key, session_key};
@@ -26,8 +27,8 @@ const REPLAY_PAGE_RECORDS: usize = 10_000;
 /// Most bytes read per partition per replay answer, so one answer never stalls the owner.
 const REPLAY_PAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Messages read back for a replay, with their log positions.
-pub type Replay = Vec<(Arc<Message>, Pos)>;
+/// Messages read back for a replay.
+pub type Replay = Vec<ReplayItem>;
 
 impl Shard {
     /// Marks a new message with its topic's storage placement (segment log or not,
@@ -128,67 +129,92 @@ impl Shard {
         for slot in dirty {
             self.persist_session(st, slot);
         }
-        st.store.enforce_retention_every(Duration::from_secs(60));
+        st.store.enforce_retention();
     }
 
-    /// An owner's answer to a replay: records of its partitions, from each cursor to the
-    /// end of the log as recovered, whose topic matches one of the filters. One answer is a
-    /// page (bounded in records matched and bytes read per partition); what is left comes
-    /// back as the parts to ask for next.
-    pub fn serve_replay(&self, parts: &[ReplayPart], filters: &[(String, QoS)]) -> (Replay, Vec<ReplayPart>) {
+    /// An owner's answer to a replay: records of its partitions asked for by offset (a
+    /// session's parked messages, or those a restored session had not acknowledged), and,
+    /// for a restored session, the records from its cursor to the end of the log as
+    /// recovered whose topic matches one of the filters. One answer is a page (bounded in
+    /// records and bytes per partition); what is left comes back as the parts to ask for
+    /// next. Also returns how many records asked for by offset the logs no longer hold.
+    pub fn serve_replay(&self, parts: &[ReplayPart], filters: &[(String, QoS)]) -> (Replay, Vec<ReplayPart>, u64) {
         let st = &mut *self.st.borrow_mut();
         let page = self.cfg.limits.max_queued_messages.clamp(1, REPLAY_PAGE_RECORDS);
-        let publisher: Arc<str> = Arc::from("");
         let mut out = Vec::new();
         let mut rest = Vec::new();
+        let mut lost = 0u64;
         for rp in parts {
-            let Some(part) = st.store.parts.get_mut(&rp.partition) else { continue };
-            let until = part.recovered_next;
-            let Some(log) = part.log.as_mut() else { continue };
-            let mut records = Vec::new();
-            // Single records first (those unacknowledged before the restart), a page at most.
-            let singles: Vec<u64> = rp.pending.iter().copied().filter(|o| *o < rp.from).collect();
-            let (now, later) = singles.split_at(singles.len().min(page));
+            let (now, later) = rp.pending.split_at(rp.pending.len().min(page));
             if !later.is_empty() {
-                rest.push(ReplayPart { partition: rp.partition, from: rp.from, pending: later.to_vec() });
+                rest.push(ReplayPart { pending: later.to_vec(), ..rp.clone() });
             }
+            if rp.engine == Engine::Memory {
+                for &off in now {
+                    match st.store.read_memory(rp.partition, off) {
+                        Some(msg) => out.push(ReplayItem { msg, pos: Pos::memory(rp.partition, off), scanned: false }),
+                        None => lost += 1,
+                    }
+                }
+                continue;
+            }
+            let Some(part) = st.store.parts.get_mut(&rp.partition) else {
+                lost += now.len() as u64;
+                continue;
+            };
+            let until = part.recovered_next;
+            let Some(log) = part.log.as_mut() else {
+                lost += now.len() as u64;
+                continue;
+            };
+            let publisher: Arc<str> = Arc::from("");
+            let cfg = &st.store.cfg;
+            let keep = |r: &storage::Record, scanned: bool, out: &mut Replay| -> bool {
+                let Ok(topic) = std::str::from_utf8(&r.topic) else { return false };
+                if r.qos() == 0 || !filters.iter().any(|(f, _)| proto::topic::matches(f, topic)) {
+                    return false;
+                }
+                let (durable, offline) = cfg.placement(topic);
+                if !offline {
+                    return false;
+                }
+                let Some(msg) = message_from_record(r, &publisher, r.retain(), (durable, offline)) else {
+                    return false;
+                };
+                out.push(ReplayItem { msg, pos: Pos::segment(rp.partition, r.offset), scanned });
+                true
+            };
             for &off in now {
                 match log.read(off) {
-                    Ok(Some(r)) => records.push(r),
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(partition = rp.partition, offset = off, error = %e, "replay read failed"),
+                    Ok(Some(r)) => {
+                        keep(&r, false, &mut out);
+                    }
+                    Ok(None) => lost += 1,
+                    Err(e) => {
+                        lost += 1;
+                        tracing::error!(partition = rp.partition, offset = off, error = %e, "replay read failed");
+                    }
                 }
             }
-            let mut from = rp.from.max(log.first_offset());
+            // A restored session's tail: scanned once every single record is served.
+            let Some(start) = rp.from.filter(|_| later.is_empty()) else { continue };
+            let mut from = start.max(log.first_offset());
+            if from > start {
+                tracing::warn!(
+                    partition = rp.partition,
+                    from = start,
+                    first = from,
+                    "replay: records deleted by retention"
+                );
+            }
             let (mut matched, mut scanned) = (0usize, 0usize);
-            loop {
-                for r in std::mem::take(&mut records) {
-                    if r.offset >= rp.from {
-                        from = r.offset + 1;
-                    }
-                    scanned += r.encoded_len();
-                    let Ok(topic) = std::str::from_utf8(&r.topic) else { continue };
-                    if r.qos() == 0 || !filters.iter().any(|(f, _)| proto::topic::matches(f, topic)) {
-                        continue;
-                    }
-                    let (durable, offline) = st.store.cfg.placement(topic);
-                    if !offline {
-                        continue;
-                    }
-                    if let Some(m) = message_from_record(&r, &publisher, r.retain(), (durable, offline)) {
-                        matched += 1;
-                        out.push((m, Pos { partition: rp.partition, offset: r.offset }));
-                    }
-                }
-                if from >= until || !later.is_empty() {
-                    break;
-                }
+            while from < until {
                 if matched >= page || scanned >= REPLAY_PAGE_BYTES {
-                    rest.push(ReplayPart { partition: rp.partition, from, pending: Vec::new() });
+                    rest.push(ReplayPart { from: Some(from), pending: Vec::new(), ..rp.clone() });
                     break;
                 }
                 let want = usize::try_from(until - from).unwrap_or(usize::MAX).min(1024);
-                records = match log.read_range(from, want, 4 * 1024 * 1024) {
+                let records = match log.read_range(from, want, 4 * 1024 * 1024) {
                     Ok(r) if !r.is_empty() => r,
                     Ok(_) => break,
                     Err(e) => {
@@ -196,56 +222,65 @@ impl Shard {
                         break;
                     }
                 };
-                records.retain(|r| r.offset < until);
+                let before = from;
+                for r in records.iter().filter(|r| r.offset < until) {
+                    from = r.offset + 1;
+                    scanned += r.encoded_len();
+                    if keep(r, true, &mut out) {
+                        matched += 1;
+                    }
+                }
+                if from == before {
+                    break;
+                }
             }
         }
-        (out, rest)
+        (out, rest, lost)
     }
 
-    /// Records replayed to a restored session: queued like live messages, skipping what it
-    /// already has pending. What the owner left for a next page is asked for by the sweep
-    /// once the session's queue has room.
-    pub fn replayed(&self, to: SessionRef, msgs: Replay, rest: Vec<ReplayPart>) {
+    /// Records read back for a session: queued ahead of live messages (a restored
+    /// session's scan skips what it already has pending). What the owner left for a next
+    /// page is asked for by the sweep once the session's queue has room.
+    pub fn replayed(&self, to: SessionRef, msgs: Replay, rest: Vec<ReplayPart>, lost: u64) {
         let st = &mut *self.st.borrow_mut();
         let max_queued = self.cfg.limits.max_queued_messages;
         let Some(session) = st.session(to.slot, to.generation) else { return };
+        if lost > 0 {
+            tracing::info!(client_id = %session.client_id, lost, "offline messages gone from their logs before delivery");
+        }
         let mut older = Vec::with_capacity(msgs.len());
-        for (msg, pos) in msgs {
-            if session.has_pending(pos) {
+        for ReplayItem { msg, pos, scanned } in msgs {
+            if scanned && session.has_pending(pos) {
                 continue;
             }
-            let Some(qos) = session.granted_for(&msg.topic) else { continue };
-            let qos = msg.qos.min(qos);
+            let Some((qos, retain, sub_ids)) = session.matching(&msg) else { continue };
             if qos == QoS::AtMostOnce {
                 continue;
             }
-            older.push(Queued { msg, qos, retain: false, sub_ids: Vec::new(), pos: Some(pos) });
+            older.push(Queued { msg, qos, retain, sub_ids, pos: Some(pos) });
         }
         session.requeue_older(older, max_queued);
-        session.replay_answered(rest.into_iter().map(|r| (r.partition, r.from, r.pending)).collect());
+        session.replay_answered(rest, lost);
+        self.node.lost.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// After reconnecting, a session restored at start asks the owners for what it may
-    /// have missed before the restart.
+    /// A returning session asks the owners for its parked messages (and, restored at
+    /// start, for what it may have missed before the restart); later pages likewise.
     pub fn request_replay(&self, slot: u32, out: &mut crate::batch::Outgoing) {
         let mut local = None;
         {
             let st = &mut *self.st.borrow_mut();
             let Some(Some(s)) = st.slots.get_mut(slot as usize) else { return };
-            let Some(plan) = s.replay_plan() else { return };
+            let Some(plan) = s.take_replay() else { return };
             let to = SessionRef { shard: self.id as u16, slot, generation: s.generation };
             let filters: Vec<(String, QoS)> = s.subs.iter().map(|(f, o)| (f.clone(), o.qos)).collect();
             let mut per_shard: HashMap<usize, Vec<ReplayPart>> = HashMap::new();
-            for (partition, from, pending) in plan {
-                per_shard.entry(self.table.shard_of_partition(partition)).or_default().push(ReplayPart {
-                    partition,
-                    from,
-                    pending,
-                });
+            for part in plan {
+                per_shard.entry(self.table.shard_of_partition(part.partition)).or_default().push(part);
             }
             s.replay_asked(per_shard.len());
             if per_shard.is_empty() {
-                s.replay_answered(Vec::new());
+                s.replay_answered(Vec::new(), 0);
             }
             for (shard, parts) in per_shard {
                 if shard == self.id {
@@ -256,8 +291,8 @@ impl Shard {
             }
         }
         if let Some((to, parts, filters)) = local {
-            let (msgs, rest) = self.serve_replay(&parts, &filters);
-            self.replayed(to, msgs, rest);
+            let (msgs, rest, lost) = self.serve_replay(&parts, &filters);
+            self.replayed(to, msgs, rest, lost);
         }
     }
 

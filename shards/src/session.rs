@@ -2,8 +2,10 @@
 //!
 //! A session lives on the shard of `hash(client_id)` and only that shard touches it. It
 //! holds the subscriptions, the outbound in-flight window (QoS 1/2 messages sent and not
-//! yet acknowledged), the queue of messages waiting for the window or for the client to
-//! come back, the inbound QoS 2 packet ids not yet released, and a pending will.
+//! yet acknowledged), the queue of messages waiting for the window, the messages handed to
+//! it while offline (as positions in their partition logs, not copies: read back from the
+//! owners when the client returns), the inbound QoS 2 packet ids not yet released, and a
+//! pending will.
 //! Delivery encodes a PUBLISH once per (protocol, QoS, retain) per fan-out through
 //! [`EncodeCache`] and copies the shared bytes into each connection's outbox.
 
@@ -15,9 +17,10 @@ use std::time::Instant;
 use bytes::BytesMut;
 use proto::{Packet, Props, Protocol, Publish, QoS};
 
+use crate::config::Engine;
 use crate::conn::Conn;
 use crate::image::{SessionImage, WillImage};
-use crate::msg::{Message, Pos};
+use crate::msg::{Message, Pos, ReplayPart};
 
 /// Options of one subscription, as granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +119,9 @@ pub struct SessionStats {
     pub expired: u64,
     /// Messages dropped because they were larger than the client's Maximum Packet Size.
     pub oversize: u64,
+    /// Messages handed to it while offline that were gone from their log when it came
+    /// back (evicted from a memory ring, or deleted by retention).
+    pub lost: u64,
 }
 
 /// A session.
@@ -140,6 +146,9 @@ pub struct Session {
     pub window: u16,
     /// Messages waiting for the window or the client.
     pub queue: VecDeque<Queued>,
+    /// Messages handed to it while offline, by position, oldest first; read back from
+    /// their logs when the client returns. With `queue`, bounded by `max_queued_messages`.
+    pub parked: VecDeque<Pos>,
     /// Inbound QoS 2 packet ids received and not yet released.
     pub incoming_qos2: HashSet<u16>,
     /// A will waiting for its delay.
@@ -161,9 +170,9 @@ pub struct Session {
     pub cursors: HashMap<u32, PartCursor>,
     /// The will of the live connection (or of the session, offline), as persisted.
     pub will_image: Option<WillImage>,
-    /// Restored at start: partitions, offsets and pending records to replay once the
-    /// client is back.
-    replay_plan: Option<Vec<(u32, u64, Vec<u64>)>>,
+    /// What to read back from the logs once the client is back: restored cursors, pages
+    /// left by an earlier answer.
+    replay_plan: Option<Vec<ReplayPart>>,
     /// Replay answers still to come.
     replay_waiting: usize,
     /// How many messages at the front of the queue came from a replay (they keep their
@@ -185,6 +194,7 @@ impl Session {
             inflight_order: VecDeque::new(),
             window: 1,
             queue: VecDeque::new(),
+            parked: VecDeque::new(),
             incoming_qos2: HashSet::new(),
             will: None,
             expires_at: None,
@@ -216,11 +226,18 @@ impl Session {
 
     /// Cursors as read back at start; the partitions are replayed when the client returns.
     pub fn restore_cursors(&mut self, cursors: &[(u32, u64, Vec<u64>)]) {
+        let mut plan = Vec::with_capacity(cursors.len());
         for (p, seen, pending) in cursors {
             let c = PartCursor { seen: *seen, held: Some((*seen, pending.clone())), ..Default::default() };
             self.cursors.insert(*p, c);
+            plan.push(ReplayPart {
+                partition: *p,
+                engine: Engine::Segment,
+                from: Some(*seen),
+                pending: pending.clone(),
+            });
         }
-        self.replay_plan = Some(cursors.to_vec());
+        self.replay_plan = Some(plan);
     }
 
     /// Outbound QoS 2 exchanges in the release phase at the last stop: PUBREL is resent
@@ -233,8 +250,27 @@ impl Session {
         }
     }
 
-    /// The replay to ask for, once: partitions and their start offsets.
-    pub fn replay_plan(&mut self) -> Option<Vec<(u32, u64, Vec<u64>)>> {
+    /// The replay to ask for now: what was planned, plus the messages parked while
+    /// offline (which go after what is still queued, ahead of anything live).
+    pub fn take_replay(&mut self) -> Option<Vec<ReplayPart>> {
+        if !self.parked.is_empty() {
+            let mut parts: Vec<ReplayPart> = Vec::new();
+            for pos in std::mem::take(&mut self.parked) {
+                match parts.iter_mut().find(|p| p.partition == pos.partition && p.engine == pos.engine) {
+                    Some(p) => p.pending.push(pos.offset),
+                    None => parts.push(ReplayPart {
+                        partition: pos.partition,
+                        engine: pos.engine,
+                        from: None,
+                        pending: vec![pos.offset],
+                    }),
+                }
+            }
+            if self.replay_plan.is_none() && self.replay_waiting == 0 {
+                self.replay_front = self.queue.len();
+            }
+            self.replay_plan.get_or_insert_with(Vec::new).extend(parts);
+        }
         self.replay_plan.take()
     }
 
@@ -245,8 +281,9 @@ impl Session {
 
     /// One owner answered the replay, leaving `rest` for a next page; once every page is
     /// in, the cursors may move on.
-    pub fn replay_answered(&mut self, rest: Vec<(u32, u64, Vec<u64>)>) {
+    pub fn replay_answered(&mut self, rest: Vec<ReplayPart>, lost: u64) {
         self.replay_waiting = self.replay_waiting.saturating_sub(1);
+        self.stats.lost += lost;
         if !rest.is_empty() {
             self.replay_plan.get_or_insert_with(Vec::new).extend(rest);
         }
@@ -269,19 +306,35 @@ impl Session {
         self.conn.is_some() && self.replay_plan.is_some() && self.replay_waiting == 0 && self.replay_front == 0
     }
 
-    /// True when the message at `pos` is already queued or in flight.
+    /// True when the segment-log message at `pos` is already queued or in flight.
     pub fn has_pending(&self, pos: Pos) -> bool {
-        self.cursors.get(&pos.partition).is_some_and(|c| c.pending.contains(&pos.offset))
+        pos.engine == Engine::Segment
+            && self.cursors.get(&pos.partition).is_some_and(|c| c.pending.contains(&pos.offset))
     }
 
-    /// The highest QoS granted by the subscriptions matching `topic`.
-    pub fn granted_for(&self, topic: &[u8]) -> Option<QoS> {
-        let topic = std::str::from_utf8(topic).ok()?;
-        self.subs.iter().filter(|(f, _)| proto::topic::matches(f, topic)).map(|(_, o)| o.qos).max()
+    /// How a message on `topic` read back from a log is delivered: the subscriptions
+    /// matching it merged as live delivery merges them (highest QoS, retain as published
+    /// if any asks for it, every subscription id); None when none matches.
+    pub fn matching(&self, msg: &Message) -> Option<(QoS, bool, Vec<u32>)> {
+        let topic = std::str::from_utf8(&msg.topic).ok()?;
+        let mut out: Option<(QoS, bool, Vec<u32>)> = None;
+        for (f, o) in &self.subs {
+            if !proto::topic::matches(f, topic) {
+                continue;
+            }
+            let m = out.get_or_insert((o.qos, false, Vec::new()));
+            m.0 = m.0.max(o.qos);
+            m.1 |= o.retain_as_published;
+            m.2.extend(o.sub_id);
+        }
+        out.map(|(qos, rap, ids)| (msg.qos.min(qos), rap && msg.retain, ids))
     }
 
     fn track(&mut self, q: &Queued) {
         let (true, Some(pos)) = (self.persist, q.pos) else { return };
+        if pos.engine != Engine::Segment {
+            return;
+        }
         let c = self.cursors.entry(pos.partition).or_insert(PartCursor { seen: pos.offset, ..Default::default() });
         c.seen = c.seen.max(pos.offset + 1);
         if q.qos != QoS::AtMostOnce {
@@ -291,7 +344,7 @@ impl Session {
     }
 
     fn untrack(&mut self, pos: Option<Pos>) {
-        let Some(pos) = pos else { return };
+        let Some(pos) = pos.filter(|p| p.engine == Engine::Segment) else { return };
         if let Some(c) = self.cursors.get_mut(&pos.partition) {
             if c.pending.remove(&pos.offset) {
                 self.dirty = true;
@@ -343,7 +396,8 @@ impl Session {
 
     /// Hands a message to the session: written to the connection when online (QoS 0 at
     /// once, QoS 1/2 while the in-flight window has room), otherwise queued (QoS 1/2 only,
-    /// bounded by `max_queued`, the oldest dropped and counted).
+    /// bounded by `max_queued`, the oldest dropped and counted). Offline, a message kept
+    /// in a log is parked by position instead of held.
     pub fn deliver(&mut self, q: Queued, cache: &mut EncodeCache, max_queued: usize) {
         if q.msg.properties.message_expiry_interval.is_some() && q.msg.expired(Instant::now()) {
             self.stats.expired += 1;
@@ -360,6 +414,11 @@ impl Session {
             (None, QoS::AtMostOnce) => {}
             // Offline messages switched off for this topic (storage rules).
             (None, _) if !q.msg.offline => self.stats.dropped += 1,
+            (None, _) if q.pos.is_some() && max_queued > 0 => {
+                self.track(&q);
+                self.make_room(max_queued);
+                self.parked.extend(q.pos);
+            }
             (Some(_), _)
                 if self.queue.is_empty()
                     && self.inflight.len() < usize::from(self.window)
@@ -381,14 +440,25 @@ impl Session {
             self.untrack(q.pos);
             return;
         }
-        if self.queue.len() >= max_queued {
+        self.make_room(max_queued);
+        self.queue.push_back(q);
+    }
+
+    /// Drops the oldest waiting message (queued ones are older than parked ones) while
+    /// queue and parked hold `max_queued` or more; counted.
+    fn make_room(&mut self, max_queued: usize) {
+        while !self.queue.is_empty() || !self.parked.is_empty() {
+            if self.queue.len() + self.parked.len() < max_queued {
+                break;
+            }
             if let Some(old) = self.queue.pop_front() {
                 self.replay_front = self.replay_front.saturating_sub(1);
                 self.untrack(old.pos);
+            } else if let Some(pos) = self.parked.pop_front() {
+                self.untrack(Some(pos));
             }
             self.stats.dropped += 1;
         }
-        self.queue.push_back(q);
     }
 
     fn send_inflight(&mut self, q: Queued, cache: &mut EncodeCache) {

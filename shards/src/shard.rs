@@ -8,7 +8,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,11 @@ pub struct NodeShared {
     pub connections: AtomicUsize,
     /// Shards still running.
     pub running: AtomicUsize,
+    /// Messages evicted from the memory rings (summed from the shards at each sweep).
+    pub evicted: AtomicU64,
+    /// Messages handed to offline sessions that were gone from their logs (evicted, or
+    /// deleted by retention) when the session came back.
+    pub lost: AtomicU64,
 }
 
 /// Retained messages answering a subscription, each with the index of its filter.
@@ -111,6 +116,8 @@ pub struct State {
     pub store: Store,
     /// Counters.
     pub stats: ShardStats,
+    /// Evictions already added to the node's count.
+    evicted_reported: u64,
 }
 
 impl State {
@@ -223,17 +230,21 @@ impl Shard {
         }
     }
 
-    /// The owner's part of a PUBLISH: log append (segment topics), retained store, then
-    /// one copy to each shard with interest.
+    /// The owner's part of a PUBLISH: log append (segment topics) or memory ring (QoS 1/2
+    /// of `memory` topics that offline sessions keep), retained store, then one copy to
+    /// each shard with interest.
     pub fn accept_at_owner(&self, msg: Arc<Message>, ack: Option<AckTo>, out: &mut Outgoing) {
         let (mask, pos) = {
             let st = &mut *self.st.borrow_mut();
             st.stats.published += 1;
-            // Hashed again only when storage needs it: the memory path skips it.
-            let partition = if msg.durable || msg.retain { self.table.partition_of(&msg.topic) } else { 0 };
+            let in_ring = !msg.durable && msg.offline && msg.qos != QoS::AtMostOnce;
+            // Hashed again only when storage needs it: the QoS 0 path skips it.
+            let partition = if msg.durable || msg.retain || in_ring { self.table.partition_of(&msg.topic) } else { 0 };
             let mut pos = None;
             let mut code = proto::reason::SUCCESS;
-            if msg.durable {
+            if in_ring {
+                pos = st.store.keep_in_memory(partition, &msg);
+            } else if msg.durable {
                 match st.store.append(partition, &msg) {
                     Ok(p) => pos = Some(p),
                     Err(e) => {
@@ -460,11 +471,11 @@ impl Shard {
                     out.egress(usize::from(who.shard), Egress::SubscribeDone { to: who, req, retained, offsets });
                 }
                 Ingress::Replay { to, parts, filters } => {
-                    let (msgs, rest) = self.serve_replay(&parts, &filters);
+                    let (msgs, rest, lost) = self.serve_replay(&parts, &filters);
                     if usize::from(to.shard) == self.id {
-                        self.replayed(to, msgs, rest);
+                        self.replayed(to, msgs, rest, lost);
                     } else {
-                        out.egress(usize::from(to.shard), Egress::Replayed { to, msgs, rest });
+                        out.egress(usize::from(to.shard), Egress::Replayed { to, msgs, rest, lost });
                     }
                 }
                 Ingress::Unsubscribe { origin, filter } => {
@@ -496,7 +507,7 @@ impl Shard {
                         self.acked(a, code);
                     }
                 }
-                Egress::Replayed { to, msgs, rest } => self.replayed(to, msgs, rest),
+                Egress::Replayed { to, msgs, rest, lost } => self.replayed(to, msgs, rest, lost),
             }
         }
     }
@@ -528,6 +539,9 @@ impl Shard {
                 }
             }
             self.persist_dirty(st);
+            let evicted = st.store.evicted();
+            self.node.evicted.fetch_add(evicted - st.evicted_reported, Ordering::Relaxed);
+            st.evicted_reported = evicted;
         }
         // Next pages of replays, for online sessions that sent the previous page out.
         let more: Vec<u32> = {

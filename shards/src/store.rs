@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::local_channel::{LocalReceiver, LocalSender};
 use proto::reason;
-use storage::{SegmentConfig, SegmentLog, StateStore, SyncPoint};
+use storage::{MemoryLog, SegmentConfig, SegmentLog, StateStore, SyncPoint};
 
 use crate::config::{EngineConfig, Fsync, StorageConfig};
 use crate::error::Error;
@@ -84,6 +84,21 @@ pub struct Part {
     dirty: bool,
 }
 
+/// A message held in a partition's memory ring: the same shared message the sessions hold,
+/// charged its topic, payload and a fixed overhead.
+#[derive(Debug, Clone)]
+pub struct Held(pub Arc<Message>);
+
+/// Bytes charged per message in a memory ring on top of topic and payload (the message
+/// record and its properties).
+const HELD_OVERHEAD: usize = 128;
+
+impl storage::Entry for Held {
+    fn charge(&self) -> usize {
+        self.0.topic.len() + self.0.payload.len() + HELD_OVERHEAD
+    }
+}
+
 /// Counters.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StoreStats {
@@ -103,11 +118,13 @@ pub struct Store {
     pub cfg: StorageConfig,
     /// Partitions this shard owns, when anything persists.
     pub parts: HashMap<u32, Part>,
+    /// Memory rings of this shard's partitions (made on first use): QoS 1/2 messages of
+    /// `memory` topics that offline sessions may still need.
+    pub rings: HashMap<u32, MemoryLog<Held>>,
     deferred: Vec<Deferred>,
     wake: Option<LocalSender<()>>,
     /// Written but not yet fsynced (`fsync = interval`): what the interval task syncs.
     unsynced: Points,
-    last_retention: Option<Instant>,
     /// Counters.
     pub stats: StoreStats,
 }
@@ -124,10 +141,10 @@ impl Store {
         Store {
             cfg,
             parts: HashMap::new(),
+            rings: HashMap::new(),
             deferred: Vec::new(),
             wake: None,
             unsynced: Vec::new(),
-            last_retention: None,
             stats: Default::default(),
         }
     }
@@ -160,7 +177,29 @@ impl Store {
         part.dirty = true;
         self.stats.appended += 1;
         self.poke();
-        Ok(Pos { partition, offset })
+        Ok(Pos::segment(partition, offset))
+    }
+
+    /// Keeps a message of a `memory` topic in its partition's ring (the oldest evicted
+    /// past `memory_bytes`); None when it is larger than the whole ring.
+    pub fn keep_in_memory(&mut self, partition: u32, msg: &Arc<Message>) -> Option<Pos> {
+        let cap = self.cfg.memory_bytes;
+        let ring = match self.rings.entry(partition) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(MemoryLog::new(cap, cap).ok()?),
+        };
+        let offset = ring.push_entry(Held(msg.clone())).ok()?;
+        Some(Pos::memory(partition, offset))
+    }
+
+    /// A message of a partition's memory ring, unless it was evicted.
+    pub fn read_memory(&self, partition: u32, offset: u64) -> Option<Arc<Message>> {
+        Some(self.rings.get(&partition)?.read(offset)?.0)
+    }
+
+    /// Messages evicted from this shard's memory rings, since start.
+    pub fn evicted(&self) -> u64 {
+        self.rings.values().map(|r| r.evicted()).sum()
     }
 
     /// Writes a state value (session image or retained message) of a partition.
@@ -252,16 +291,6 @@ impl Store {
                 tracing::error!(partition = *p, error = %e, "state sync failed");
             }
         }
-    }
-
-    /// Deletes segments past the retention limits, at most once per `every`.
-    pub fn enforce_retention_every(&mut self, every: Duration) {
-        let now = Instant::now();
-        if self.last_retention.is_some_and(|t| now.duration_since(t) < every) {
-            return;
-        }
-        self.last_retention = Some(now);
-        self.enforce_retention();
     }
 
     /// Deletes segments past the retention limits.

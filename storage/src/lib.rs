@@ -54,7 +54,7 @@ pub mod sync;
 
 pub use error::{Corruption, Error, Result};
 pub use log::{LogStats, RetentionReport, SegmentConfig, SegmentLog, MAX_INDEX_ENTRIES};
-pub use memory::MemoryLog;
+pub use memory::{Entry, MemoryLog};
 pub use record::{Record, RecordView};
 pub use recover::{Recovery, Truncation};
 pub use segment::Damage;

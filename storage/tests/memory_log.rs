@@ -43,7 +43,7 @@ fn refused_records_change_nothing() {
     assert!(matches!(Log::append(&mut log, 0, 0, b"t", b"", &[0u8; 100]), Err(Error::RecordTooLarge { .. })));
     assert!(matches!(Log::append(&mut log, 0, 0x80, b"t", b"", b""), Err(Error::InvalidFlags(0x80))));
     assert_eq!(log.next_offset(), 0);
-    assert!(MemoryLog::new(10, 100).is_err(), "a record bound over the ring bound is refused");
+    assert!(MemoryLog::<storage::Record>::new(10, 100).is_err(), "a record bound over the ring bound is refused");
 }
 
 #[test]

@@ -72,6 +72,11 @@ impl TestBroker {
         self.node.as_ref().map(|n| n.recovery()).unwrap_or_default()
     }
 
+    /// (evicted from memory rings, offline messages lost) as the node counts them.
+    pub fn offline_counters(&self) -> (u64, u64) {
+        self.node.as_ref().map_or((0, 0), |n| n.offline_counters())
+    }
+
     /// Client connections the node currently counts.
     pub fn connections(&self) -> usize {
         self.node.as_ref().map_or(0, |n| n.connections())

@@ -172,7 +172,16 @@ impl Mqtt5 {
 
     /// Subscribes and asserts the broker granted `qos`.
     pub async fn subscribe(&mut self, filter: &str, qos: u8) {
-        self.client.subscribe(filter, qos5(qos)).await.expect("subscribe request queued");
+        self.subscribe_with(filter, qos, p5::SubscribeProperties { id: None, user_properties: Vec::new() }).await
+    }
+
+    /// Subscribes with a 5.0 Subscription Identifier.
+    pub async fn subscribe_with_id(&mut self, filter: &str, qos: u8, id: usize) {
+        self.subscribe_with(filter, qos, p5::SubscribeProperties { id: Some(id), user_properties: Vec::new() }).await
+    }
+
+    async fn subscribe_with(&mut self, filter: &str, qos: u8, props: p5::SubscribeProperties) {
+        self.client.subscribe_with_properties(filter, qos5(qos), props).await.expect("subscribe request queued");
         let what = format!("SUBACK for {filter:?}");
         let codes = self
             .ev
