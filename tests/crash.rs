@@ -250,3 +250,65 @@ async fn acknowledged_messages_survive_kill_9() {
         got.last(),
     );
 }
+
+/// Polls until `n` PUBLISHes arrived (bounded); their sequence numbers.
+async fn receive(el: &mut rumqttc::EventLoop, n: usize, who: &str) -> Vec<u64> {
+    let mut got = Vec::new();
+    for _ in 0..100_000 {
+        if got.len() >= n {
+            return got;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), el.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
+                got.push(u64::from_be_bytes(p.payload[..8].try_into().unwrap()))
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("{who}: {} of {n} messages, then {other:?}", got.len()),
+        }
+    }
+    panic!("{who}: only {} of {n} messages", got.len());
+}
+
+/// A session with expiry 0 that a clean_session=false connection takes over starts
+/// persisting at once: the messages it was sent and never acknowledged are on disk with
+/// it, and come again after a `kill -9` (before any periodic write of the session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_starts_persisting_keeps_what_it_holds_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut broker = start(dir.path(), port);
+    let id = "crash-switch";
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    o.set_clean_session(true);
+    o.set_manual_acks(true);
+    let (first, mut el) = rumqttc::AsyncClient::new(o, 100);
+    first.subscribe("crash/#", rumqttc::QoS::AtLeastOnce).await.unwrap();
+    for _ in 0..100 {
+        match tokio::time::timeout(Duration::from_secs(5), el.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            other => panic!("no SUBACK: {other:?}"),
+        }
+    }
+    let mut seq = 0;
+    let acked = tokio::task::spawn_blocking(move || publish_until_dead(addr, &mut seq, 20)).await.unwrap();
+    assert_eq!(acked.len(), 20);
+    // Received, never acknowledged.
+    receive(&mut el, 20, "expiry 0 connection").await;
+    // Taken over by a persistent connection: the 20 are resent to it, still unacknowledged.
+    let (_second, mut el2) = subscriber(addr, id, true).await;
+    let resent = receive(&mut el2, 20, "persistent connection").await;
+    assert_eq!(resent.iter().copied().collect::<BTreeSet<_>>(), acked.iter().copied().collect::<BTreeSet<_>>());
+    // SAFETY: kill(2) on our own child's pid (not yet reaped: we wait below).
+    unsafe { libc::kill(broker.0.id() as i32, libc::SIGKILL) };
+    broker.0.wait().unwrap();
+    drop(el);
+    drop(el2);
+
+    broker = start(dir.path(), port);
+    let (_client, mut el) = subscriber(addr, id, false).await;
+    let got: BTreeSet<u64> = drain(&mut el, Duration::from_secs(3), 10_000).await.into_iter().collect();
+    assert_eq!(got, acked.into_iter().collect::<BTreeSet<_>>(), "every unacknowledged message came back");
+    drop(broker);
+}

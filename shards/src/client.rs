@@ -337,30 +337,14 @@ fn attach(
     let was_persistent = s.persist;
     s.persist = expiry > 0 && st.store.persistent();
     let generation = s.generation;
-    // A kept session that starts persisting now: its subscriptions need cursors, which
-    // the owners give as for a new subscription (no interest added, no retained asked).
-    let needs_cursors: Vec<String> =
-        if s.persist && !was_persistent { s.subs.keys().cloned().collect() } else { Vec::new() };
-    let req = s.next_req;
-    s.next_req = s.next_req.wrapping_add(1);
+    if s.persist && !was_persistent {
+        // A kept session that starts persisting now (it had expiry 0): its cursors start
+        // at the logs' current ends, and what it already holds is tracked, so the image
+        // written at CONNACK covers everything from here on.
+        let offsets = shard.log_ends(s.subs.keys());
+        s.start_persisting(&offsets);
+    }
     drop(guard);
-    let from = SessionRef { shard: shard.id as u16, slot, generation };
-    let mut per_shard: HashMap<usize, Vec<InterestItem>> = HashMap::new();
-    for (i, filter) in needs_cursors.iter().enumerate() {
-        for t in shard.targets(filter) {
-            let item =
-                InterestItem { index: i as u16, filter: filter.clone(), add_interest: false, want_retained: false };
-            per_shard.entry(t).or_default().push(item);
-        }
-    }
-    for (t, items) in per_shard {
-        if t == shard.id {
-            let (_, offsets) = shard.serve_subscribe(t, &items);
-            shard.subscribe_answered(from, req, Vec::new(), offsets);
-        } else {
-            out.ingress(t, Ingress::Subscribe { from, req, items });
-        }
-    }
     for w in wills {
         shard.route(w, None, out);
     }

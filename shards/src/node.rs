@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::image::SessionImage;
 use crate::msg::{Egress, Ingress};
 use crate::partition::PartitionTable;
-use crate::shard::{NodeShared, Shard, SWEEP_EVERY, TICK};
+use crate::shard::{NextOffset, NodeShared, Shard, NO_LOG, SWEEP_EVERY, TICK};
 use crate::store::Store;
 
 /// Backlog of each listening socket.
@@ -138,6 +138,15 @@ impl Node {
         let recovered = crate::store::open(&cfg, &table, nshards)?;
         let lock = recovered.lock;
         let recovery = recovered.report;
+        let shared = NodeShared {
+            log_next: (0..cfg.partitions).map(|_| NextOffset(AtomicU64::new(NO_LOG))).collect(),
+            ..Default::default()
+        };
+        for (p, part) in recovered.parts.iter().flat_map(|m| m.iter()) {
+            if part.log.is_some() {
+                shared.log_next[*p as usize].0.store(part.recovered_next, Ordering::Relaxed);
+            }
+        }
         let mut interest: Vec<Vec<(String, usize)>> = vec![Vec::new(); nshards];
         for (origin, images) in recovered.sessions.iter().enumerate() {
             for (filter, _) in images.iter().flat_map(|i| i.subs.iter()) {
@@ -179,7 +188,7 @@ impl Node {
                 fds.push(unsafe { OwnedFd::from_raw_fd(sk.into_raw_fd()) });
             }
         }
-        let shared = Arc::new(NodeShared::default());
+        let shared = Arc::new(shared);
         shared.running.store(nshards, Ordering::Relaxed);
         let cfg = Arc::new(cfg);
         let capacity = cfg.channel_capacity.max(1);

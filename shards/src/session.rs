@@ -224,6 +224,25 @@ impl Session {
         self.dirty = true;
     }
 
+    /// The session persists from now on (it had expiry 0, so it was never offline and
+    /// parked nothing): cursors start at `offsets`, and the segment-log messages it
+    /// already holds (in flight, queued) are tracked as pending.
+    pub fn start_persisting(&mut self, offsets: &[(u32, u64)]) {
+        self.start_cursors(offsets);
+        let mut held: Vec<Queued> = self
+            .inflight
+            .values()
+            .filter_map(|i| match i {
+                Inflight::Publish(q) => Some(q.clone()),
+                Inflight::Release => None,
+            })
+            .collect();
+        held.extend(self.queue.iter().cloned());
+        for q in &held {
+            self.track(q);
+        }
+    }
+
     /// Cursors as read back at start; the partitions are replayed when the client returns.
     pub fn restore_cursors(&mut self, cursors: &[(u32, u64, Vec<u64>)]) {
         let mut plan = Vec::with_capacity(cursors.len());

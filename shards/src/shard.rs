@@ -34,12 +34,24 @@ pub struct NodeShared {
     pub connections: AtomicUsize,
     /// Shards still running.
     pub running: AtomicUsize,
+    /// Per partition, the next offset of its segment log ([`NO_LOG`] without one): written
+    /// by the owner at each append, read by a session that starts persisting.
+    pub log_next: Box<[NextOffset]>,
     /// Messages evicted from the memory rings (summed from the shards at each sweep).
     pub evicted: AtomicU64,
     /// Messages handed to offline sessions that were gone from their logs (evicted, or
     /// deleted by retention) when the session came back.
     pub lost: AtomicU64,
 }
+
+/// A partition's next segment-log offset, on a cache line of its own (each has one writer,
+/// its owner).
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct NextOffset(pub AtomicU64);
+
+/// [`NodeShared::log_next`] of a partition without a segment log.
+pub const NO_LOG: u64 = u64::MAX;
 
 /// Retained messages answering a subscription, each with the index of its filter.
 pub type Retained = Vec<(u16, Arc<Message>)>;
@@ -219,6 +231,26 @@ impl Shard {
         }
     }
 
+    /// Current next offsets of the segment logs that may hold topics matching `filters`
+    /// (every partition with a log, for a wildcard filter), as their owners last wrote them.
+    pub fn log_ends<'a>(&self, filters: impl Iterator<Item = &'a String>) -> Vec<(u32, u64)> {
+        let mut parts = std::collections::BTreeSet::new();
+        for f in filters {
+            if f.contains(['+', '#']) {
+                parts.extend(0..self.cfg.partitions);
+            } else {
+                parts.insert(self.table.partition_of(f.as_bytes()));
+            }
+        }
+        parts
+            .into_iter()
+            .filter_map(|p| {
+                let next = self.node.log_next.get(p as usize)?.0.load(Ordering::Relaxed);
+                (next != NO_LOG).then_some((p, next))
+            })
+            .collect()
+    }
+
     /// Routes a message to its topic's owner: in place when that is this shard. `ack` is
     /// the publisher's acknowledgement when it waits for the owner's append.
     pub fn route(&self, msg: Arc<Message>, ack: Option<AckTo>, out: &mut Outgoing) {
@@ -246,7 +278,12 @@ impl Shard {
                 pos = st.store.keep_in_memory(partition, &msg);
             } else if msg.durable {
                 match st.store.append(partition, &msg) {
-                    Ok(p) => pos = Some(p),
+                    Ok(p) => {
+                        if let Some(next) = self.node.log_next.get(partition as usize) {
+                            next.0.store(p.offset + 1, Ordering::Relaxed);
+                        }
+                        pos = Some(p)
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "append failed");
                         st.store.stats.write_errors += 1;
