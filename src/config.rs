@@ -83,6 +83,8 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     /// See [`EngineConfig::response_information`].
     pub response_information: Option<String>,
+    /// See [`EngineConfig::shared_strategy`]: `round_robin`, `hash_client_id`, `hash_topic`.
+    pub shared_subscription_strategy: Option<String>,
     /// Limits.
     #[serde(default)]
     pub limits: FileLimits,
@@ -290,6 +292,20 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
         }
         engine.response_information = Some(v.clone());
     }
+    if let Some(v) = &file.shared_subscription_strategy {
+        engine.shared_strategy = match v.as_str() {
+            "round_robin" => shards::config::SharedStrategy::RoundRobin,
+            "hash_client_id" => shards::config::SharedStrategy::HashClientId,
+            "hash_topic" => shards::config::SharedStrategy::HashTopic,
+            _ => {
+                return Err(bad(
+                    origin,
+                    "shared_subscription_strategy",
+                    format!("{v:?}: must be round_robin, hash_client_id or hash_topic"),
+                ))
+            }
+        };
+    }
     apply_limits(&mut engine.limits, &file.limits, origin)?;
     storage::apply_file(&mut engine.storage, &file.storage, origin)?;
     let mut log_level =
@@ -408,6 +424,16 @@ mod tests {
         assert!(st.engine.is_some() && st.data_dir.is_some() && st.fsync.is_some(), "{st:?}");
         assert!(st.persistence.is_some() && st.offline.is_some() && st.segment_bytes.is_some(), "{st:?}");
         assert!(st.retention_hours.is_some() && st.memory_bytes.is_some(), "{st:?}");
+    }
+
+    #[test]
+    fn shared_subscription_strategy_is_checked() {
+        let f = parse_file("shared_subscription_strategy = \"hash_topic\"\n", "f.toml").unwrap();
+        let s = settings_from(&f, "f.toml", &cli()).unwrap();
+        assert_eq!(s.engine.shared_strategy, shards::config::SharedStrategy::HashTopic);
+        let f = parse_file("shared_subscription_strategy = \"random\"\n", "g.toml").unwrap();
+        let e = settings_from(&f, "g.toml", &cli()).unwrap_err().to_string();
+        assert!(e.starts_with("g.toml: shared_subscription_strategy: \"random\""), "{e}");
     }
 
     #[test]

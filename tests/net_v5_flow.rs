@@ -21,7 +21,7 @@ async fn connack_announces_what_the_broker_supports() {
     assert_eq!(p.retain_available, Some(1));
     assert_eq!(p.wildcard_subscription_available, Some(1));
     assert_eq!(p.subscription_identifiers_available, Some(1));
-    assert_eq!(p.shared_subscription_available, Some(0));
+    assert_eq!(p.shared_subscription_available, Some(1));
     assert_eq!(p.max_qos, None, "absent: QoS 2 is supported");
 }
 

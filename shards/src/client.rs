@@ -209,7 +209,7 @@ pub async fn run_session(
         props.receive_maximum = Some(limits.max_inflight);
         props.maximum_packet_size = Some(limits.max_packet_size as u32);
         props.topic_alias_maximum = Some(limits.topic_alias_maximum);
-        props.shared_subscription_available = Some(0);
+        props.shared_subscription_available = Some(1);
         props.retain_available = Some(1);
         props.wildcard_subscription_available = Some(1);
         props.subscription_identifier_available = Some(1);
@@ -337,6 +337,9 @@ fn attach(
     let was_persistent = s.persist;
     s.persist = expiry > 0 && st.store.persistent();
     let generation = s.generation;
+    // Back online: a member of its shared groups again.
+    shard.join_groups(st, slot, out);
+    let Some(s) = st.slots[slot as usize].as_mut() else { unreachable!("slot just attached") };
     if s.persist && !was_persistent {
         // A kept session that starts persisting now (it had expiry 0): its cursors start
         // at the logs' current ends, and what it already holds is tracked, so the image
@@ -474,6 +477,10 @@ impl Client {
                 Ok(())
             }
             Packet::Subscribe(s) => {
+                // No Local on a shared subscription is a Protocol Error [MQTT-3.8.3-4].
+                if self.v5() && s.filters.iter().any(|f| f.no_local && crate::shared::is_shared(&f.filter)) {
+                    return Err(End::Violation(reason::PROTOCOL_ERROR));
+                }
                 self.on_subscribe(s);
                 Ok(())
             }
@@ -604,11 +611,6 @@ impl Client {
                 granted.push(None);
                 continue;
             }
-            if proto::topic::parse_shared(&f.filter).is_some() {
-                codes.push(if v5 { reason::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED } else { reason::V4_SUBACK_FAILURE });
-                granted.push(None);
-                continue;
-            }
             let opts = SubOptions {
                 qos: f.qos,
                 no_local: v5 && f.no_local,
@@ -622,18 +624,27 @@ impl Client {
                 continue;
             }
             let existed = session.subs.insert(f.filter.clone(), opts).is_some();
-            shard.add_local(st, self.slot, &f.filter, opts);
+            let shared = crate::shared::is_shared(&f.filter);
+            // A shared group's member: counted by the owners through this request, like
+            // a new subscription, so the SUBACK still means "from now on".
+            let new_member = shared && shard.add_member(st, self.slot, &f.filter, opts);
+            if !shared {
+                shard.add_local(st, self.slot, &f.filter, opts);
+            }
             let want_retained = match f.retain_handling {
+                // Retained messages are never sent to shared subscriptions.
+                _ if shared => false,
                 0 => true,
                 1 => !existed,
                 _ => false,
             };
-            if !existed || want_retained {
+            let add_interest = if shared { new_member } else { !existed };
+            if add_interest || want_retained {
                 for t in shard.targets(&f.filter) {
                     items[t].push(InterestItem {
                         index: i as u16,
                         filter: f.filter.clone(),
-                        add_interest: !existed,
+                        add_interest,
                         want_retained,
                     });
                 }
@@ -735,6 +746,8 @@ impl Client {
                 .session(self.slot, self.generation)
                 .is_some_and(|s| s.conn.as_ref().is_some_and(|c| c.id == self.conn.id));
             if owner {
+                // Gone from its shared groups; what it held of them goes to other members.
+                shard.leave_groups(st, self.slot, &mut self.out);
                 let Some(s) = st.session(self.slot, self.generation) else { return };
                 s.conn = None;
                 let expiry = s.expiry;

@@ -28,9 +28,23 @@ pub struct EngineConfig {
     /// Sent as Response Information in CONNACK to 5.0 clients that ask for it (Request
     /// Response Information = 1): the base of the response topics they may use.
     pub response_information: Option<String>,
+    /// How a shared subscription's group picks the member a message goes to.
+    pub shared_strategy: SharedStrategy,
     /// MQTT 5.0 enhanced authentication methods, by name (none by default: a CONNECT
     /// naming a method is refused with 0x8C).
     pub auth_methods: Vec<Arc<dyn AuthMethod>>,
+}
+
+/// How a shared subscription group (`$share/{group}/{filter}`) picks a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SharedStrategy {
+    /// Each member in turn (per topic owner).
+    #[default]
+    RoundRobin,
+    /// By a hash of the publisher's client id: one publisher's messages to one member.
+    HashClientId,
+    /// By a hash of the topic: one topic's messages to one member, in order.
+    HashTopic,
 }
 
 /// One step of an enhanced authentication exchange (MQTT 5.0, 4.12).
@@ -230,6 +244,7 @@ impl Default for EngineConfig {
             storage: StorageConfig::default(),
             auth_methods: Vec::new(),
             response_information: None,
+            shared_strategy: SharedStrategy::RoundRobin,
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod partition;
 pub mod persist;
 pub mod session;
 pub mod shard;
+pub mod shared;
 pub mod store;
 pub mod trie;
 

@@ -184,13 +184,19 @@ pub enum Ingress {
         /// The filters concerning the receiver.
         items: Vec<InterestItem>,
     },
-    /// A subscription of the origin shard to `filter` ended: subtract one from its count.
-    Unsubscribe {
+    /// The origin shard's count of subscriptions to `filter` (or of members of the shared
+    /// group `filter`) changes by `delta`: a subscription ended (-1), a shared group's
+    /// member left (-1) or came back online (+1).
+    Interest {
         /// The origin shard.
         origin: u16,
         /// The filter.
         filter: String,
+        /// +1 or -1.
+        delta: i64,
     },
+    /// A message of a shared group handed back by a member that left: pick another.
+    Reshare(crate::shared::Reshare),
     /// A connection for a session the receiver owns.
     Handoff(Handoff),
 }
@@ -200,6 +206,18 @@ pub enum Ingress {
 pub enum Egress {
     /// A message for the receiver's local subscribers, with its log position if stored.
     Deliver(Arc<Message>, Option<Pos>),
+    /// A message for members of shared groups on the receiver: per group, the index of
+    /// the member among the receiver's members.
+    DeliverShared {
+        /// The message.
+        msg: Arc<Message>,
+        /// Its log position.
+        pos: Option<Pos>,
+        /// (group key `$share/g/f`, member index).
+        picks: Vec<(Arc<str>, u32)>,
+        /// Times it was handed round already.
+        hops: u8,
+    },
     /// The reply to an [`Ingress::Subscribe`].
     SubscribeDone {
         /// The subscribing session.

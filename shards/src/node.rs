@@ -149,7 +149,9 @@ impl Node {
         }
         let mut interest: Vec<Vec<(String, usize)>> = vec![Vec::new(); nshards];
         for (origin, images) in recovered.sessions.iter().enumerate() {
-            for (filter, _) in images.iter().flat_map(|i| i.subs.iter()) {
+            // Shared groups count members online only: none at start.
+            let subs = images.iter().flat_map(|i| i.subs.iter()).filter(|(f, _)| !crate::shared::is_shared(f));
+            for (filter, _) in subs {
                 if filter.contains(['+', '#']) {
                     for list in interest.iter_mut() {
                         list.push((filter.clone(), origin));

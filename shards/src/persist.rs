@@ -257,7 +257,7 @@ impl Shard {
             if qos == QoS::AtMostOnce {
                 continue;
             }
-            older.push(Queued { msg, qos, retain, sub_ids, pos: Some(pos) });
+            older.push(Queued { msg, qos, retain, sub_ids, pos: Some(pos), shared: None });
         }
         session.requeue_older(older, max_queued);
         session.replay_answered(rest, lost);
@@ -327,7 +327,8 @@ impl Shard {
             };
             let client_id: Arc<str> = Arc::from(img.client_id.as_str());
             let slot = st.insert_session(client_id.clone(), protocol);
-            for (filter, opts) in &img.subs {
+            // Shared groups: a member only once its client is back.
+            for (filter, opts) in img.subs.iter().filter(|(f, _)| !crate::shared::is_shared(f)) {
                 self.add_local(st, slot, filter, *opts);
             }
             let Some(Some(s)) = st.slots.get_mut(slot as usize) else { continue };

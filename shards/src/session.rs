@@ -48,6 +48,9 @@ pub struct Queued {
     pub sub_ids: Vec<u32>,
     /// Where the message sits in its partition log, if stored there.
     pub pos: Option<Pos>,
+    /// The shared group (`$share/g/f`) it was given to this session by, if any: handed
+    /// back to the group if the client leaves before acknowledging it.
+    pub shared: Option<Arc<str>>,
 }
 
 /// A persistent session's progress through one partition log.
@@ -338,7 +341,8 @@ impl Session {
         let topic = std::str::from_utf8(&msg.topic).ok()?;
         let mut out: Option<(QoS, bool, Vec<u32>)> = None;
         for (f, o) in &self.subs {
-            if !proto::topic::matches(f, topic) {
+            // Shared groups are served to members online only, never read back.
+            if crate::shared::is_shared(f) || !proto::topic::matches(f, topic) {
                 continue;
             }
             let m = out.get_or_insert((o.qos, false, Vec::new()));
@@ -369,6 +373,33 @@ impl Session {
                 self.dirty = true;
             }
         }
+    }
+
+    /// Takes out the messages given by shared groups that are in flight or queued (their
+    /// packet ids freed, no longer pending), to hand them to other members.
+    pub fn take_shared(&mut self) -> Vec<Queued> {
+        let mut out = Vec::new();
+        let ids: Vec<u16> = self
+            .inflight
+            .iter()
+            .filter(|(_, i)| matches!(i, Inflight::Publish(q) if q.shared.is_some()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(Inflight::Publish(q)) = self.inflight.remove(&id) {
+                out.push(q);
+            }
+        }
+        self.inflight_order.retain(|id| self.inflight.contains_key(id));
+        let (shared, kept): (VecDeque<Queued>, VecDeque<Queued>) =
+            std::mem::take(&mut self.queue).into_iter().partition(|q| q.shared.is_some());
+        self.queue = kept;
+        self.replay_front = self.replay_front.min(self.queue.len());
+        out.extend(shared);
+        for q in &out {
+            self.untrack(q.pos);
+        }
+        out
     }
 
     /// The session's image, for the state store.

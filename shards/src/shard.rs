@@ -21,6 +21,7 @@ use crate::config::EngineConfig;
 use crate::msg::{AckTo, Egress, Ingress, InterestItem, Message, Pos, SessionRef};
 use crate::partition::PartitionTable;
 use crate::session::{EncodeCache, Queued, Session, SubOptions};
+use crate::shared::{Group, Reshare};
 use crate::store::{Deferred, Store};
 use crate::trie::TopicTrie;
 
@@ -74,11 +75,13 @@ pub struct Interest {
     /// Shards with a positive count.
     pub mask: u64,
     counts: Box<[i64]>,
+    /// Shared subscription groups over this filter, with their members per shard.
+    pub groups: Vec<Group>,
 }
 
 impl Interest {
     fn new(shards: usize) -> Self {
-        Interest { mask: 0, counts: vec![0; shards].into_boxed_slice() }
+        Interest { mask: 0, counts: vec![0; shards].into_boxed_slice(), groups: Vec::new() }
     }
 
     /// Adds `delta` to `origin`'s count. Returns true when the entry is now empty.
@@ -89,7 +92,28 @@ impl Interest {
         } else {
             self.mask &= !(1u64 << origin);
         }
-        self.counts.iter().all(|c| *c == 0)
+        self.is_empty()
+    }
+
+    /// Adds `delta` to `origin`'s member count of group `key`. Returns true when the
+    /// entry is now empty.
+    fn apply_shared(&mut self, key: &str, origin: usize, delta: i64) -> bool {
+        let shards = self.counts.len();
+        let at = match self.groups.iter().position(|g| &*g.key == key) {
+            Some(at) => at,
+            None => {
+                self.groups.push(Group::new(Arc::from(key), shards));
+                self.groups.len() - 1
+            }
+        };
+        if self.groups[at].apply(origin, delta) {
+            self.groups.swap_remove(at);
+        }
+        self.is_empty()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.counts.iter().all(|c| *c == 0)
     }
 }
 
@@ -104,6 +128,8 @@ pub struct ShardStats {
     pub protocol_errors: u64,
     /// Subscribers disconnected for not reading.
     pub slow_consumers: u64,
+    /// Messages of shared groups dropped: no member left, or handed round too often.
+    pub shared_dropped: u64,
 }
 
 /// The mutable state of a shard.
@@ -115,8 +141,12 @@ pub struct State {
     pub slots: Vec<Option<Session>>,
     free: Vec<u32>,
     next_generation: u64,
-    /// Local subscriptions.
+    /// Local subscriptions (not shared ones).
     pub local: TopicTrie<Vec<LocalSub>>,
+    /// Members on this shard of each shared group (`$share/g/f`), in joining order.
+    pub shared: HashMap<Arc<str>, Vec<LocalSub>>,
+    /// Messages of shared groups waiting to be handed back to their owners.
+    pub reshare: Vec<Reshare>,
     /// Interest: filter -> shards with subscribers.
     pub interest: TopicTrie<Interest>,
     /// Retained messages of the topics this shard owns.
@@ -224,6 +254,7 @@ impl Shard {
     /// Shards that may own topics matching `filter`: its owner for a plain filter,
     /// every shard for a wildcard one.
     pub fn targets(&self, filter: &str) -> Vec<usize> {
+        let filter = crate::shared::inner(filter);
         if filter.contains(['+', '#']) {
             (0..self.nshards).collect()
         } else {
@@ -266,7 +297,7 @@ impl Shard {
     /// of `memory` topics that offline sessions keep), retained store, then one copy to
     /// each shard with interest.
     pub fn accept_at_owner(&self, msg: Arc<Message>, ack: Option<AckTo>, out: &mut Outgoing) {
-        let (mask, pos) = {
+        let (mask, pos, picks) = {
             let st = &mut *self.st.borrow_mut();
             st.stats.published += 1;
             let in_ring = !msg.durable && msg.offline && msg.qos != QoS::AtMostOnce;
@@ -298,9 +329,21 @@ impl Shard {
                 self.store_retained(st, partition, &msg);
             }
             let mut mask = 0u64;
-            st.interest.matches(&msg.topic, |i| mask |= i.mask);
-            (mask, pos)
+            let mut picks: Vec<(usize, Arc<str>, u32)> = Vec::new();
+            let strategy = self.cfg.shared_strategy;
+            st.interest.matches(&msg.topic, |i| {
+                mask |= i.mask;
+                for g in &i.groups {
+                    if let Some((d, index)) = g.pick(strategy, &msg) {
+                        picks.push((d, g.key.clone(), index));
+                    }
+                }
+            });
+            (mask, pos, picks)
         };
+        if !picks.is_empty() {
+            self.send_picks(&msg, pos, picks, out);
+        }
         for d in 0..self.nshards {
             if mask & (1 << d) == 0 {
                 continue;
@@ -309,6 +352,29 @@ impl Shard {
                 self.deliver_local(&msg, pos);
             } else {
                 out.egress(d, Egress::Deliver(msg.clone(), pos));
+            }
+        }
+    }
+
+    /// Sends a message to the shards of the members its owner picked, one copy per shard.
+    fn send_picks(
+        &self,
+        msg: &Arc<Message>,
+        pos: Option<Pos>,
+        mut picks: Vec<(usize, Arc<str>, u32)>,
+        out: &mut Outgoing,
+    ) {
+        picks.sort_by_key(|p| p.0);
+        let mut it = picks.into_iter().peekable();
+        while let Some((d, key, index)) = it.next() {
+            let mut mine = vec![(key, index)];
+            while let Some((_, key, index)) = it.next_if(|p| p.0 == d) {
+                mine.push((key, index));
+            }
+            if d == self.id {
+                self.deliver_shared(msg, pos, mine, 0);
+            } else {
+                out.egress(d, Egress::DeliverShared { msg: msg.clone(), pos, picks: mine, hops: 0 });
             }
         }
     }
@@ -347,7 +413,14 @@ impl Shard {
                 continue;
             };
             st.stats.delivered += 1;
-            let q = Queued { msg: msg.clone(), qos: msg.qos.min(granted), retain: rap && msg.retain, sub_ids, pos };
+            let q = Queued {
+                msg: msg.clone(),
+                qos: msg.qos.min(granted),
+                retain: rap && msg.retain,
+                sub_ids,
+                pos,
+                shared: None,
+            };
             session.deliver(q, &mut cache, max_queued);
         }
         st.scratch = subs;
@@ -363,10 +436,11 @@ impl Shard {
         let mut parts = std::collections::BTreeSet::new();
         for item in items {
             if st.store.persistent() {
-                if item.filter.contains(['+', '#']) {
+                let filter = crate::shared::inner(&item.filter);
+                if filter.contains(['+', '#']) {
                     parts.extend(self.table.owned_by(self.id));
                 } else {
-                    parts.insert(self.table.partition_of(item.filter.as_bytes()));
+                    parts.insert(self.table.partition_of(filter.as_bytes()));
                 }
             }
             if item.add_interest {
@@ -391,11 +465,20 @@ impl Shard {
         (retained, offsets)
     }
 
-    /// Changes `origin`'s subscription count for `filter` by `delta`.
+    /// Changes `origin`'s subscription count for `filter` (member count, for a shared
+    /// group) by `delta`.
     pub fn apply_interest(&self, st: &mut State, origin: usize, filter: &str, delta: i64) {
         let n = self.nshards;
-        st.interest.entry(filter, || Interest::new(n));
-        st.interest.update(filter, |i| i.apply(origin, delta));
+        match proto::topic::parse_shared(filter) {
+            Some((_, inner)) => {
+                st.interest.entry(inner, || Interest::new(n));
+                st.interest.update(inner, |i| i.apply_shared(filter, origin, delta));
+            }
+            None => {
+                st.interest.entry(filter, || Interest::new(n));
+                st.interest.update(filter, |i| i.apply(origin, delta));
+            }
+        }
     }
 
     /// An owner answered a subscription request; the SUBACK goes out with the last answer.
@@ -451,6 +534,7 @@ impl Shard {
                 sub_ids: opts.sub_id.into_iter().collect(),
                 msg,
                 pos: None,
+                shared: None,
             };
             session.deliver(q, &mut cache, max_queued);
         }
@@ -468,6 +552,10 @@ impl Shard {
     /// Removes a local subscription and withdraws its count from the shards that may own
     /// matching topics.
     pub fn remove_local(&self, st: &mut State, slot: u32, filter: &str, out: &mut Outgoing) {
+        if crate::shared::is_shared(filter) {
+            self.leave_group(st, slot, filter, out);
+            return;
+        }
         st.local.update(filter, |subs| {
             subs.retain(|s| s.slot != slot);
             subs.is_empty()
@@ -476,7 +564,7 @@ impl Shard {
             if t == self.id {
                 self.apply_interest(st, self.id, filter, -1);
             } else {
-                out.ingress(t, Ingress::Unsubscribe { origin: self.id as u16, filter: filter.to_owned() });
+                out.ingress(t, Ingress::Interest { origin: self.id as u16, filter: filter.to_owned(), delta: -1 });
             }
         }
     }
@@ -515,9 +603,13 @@ impl Shard {
                         out.egress(usize::from(to.shard), Egress::Replayed { to, msgs, rest, lost });
                     }
                 }
-                Ingress::Unsubscribe { origin, filter } => {
+                Ingress::Interest { origin, filter, delta } => {
                     let st = &mut *self.st.borrow_mut();
-                    self.apply_interest(st, usize::from(origin), &filter, -1);
+                    self.apply_interest(st, usize::from(origin), &filter, delta);
+                }
+                Ingress::Reshare(r) => {
+                    let st = &mut *self.st.borrow_mut();
+                    self.pick_again(st, r, &mut out);
                 }
                 Ingress::Handoff(h) => {
                     glommio::spawn_local(crate::client::run_handed_off(self.clone(), h)).detach();
@@ -527,6 +619,7 @@ impl Shard {
                 out.flush(self).await;
             }
         }
+        self.flush_reshare(&mut out);
         crate::store::commit_inline(self, &mut out);
         out.flush(self).await;
     }
@@ -536,6 +629,7 @@ impl Shard {
         for m in batch {
             match m {
                 Egress::Deliver(msg, pos) => self.deliver_local(&msg, pos),
+                Egress::DeliverShared { msg, pos, picks, hops } => self.deliver_shared(&msg, pos, picks, hops),
                 Egress::SubscribeDone { to, req, retained, offsets } => {
                     self.subscribe_answered(to, req, retained, offsets)
                 }
@@ -595,6 +689,7 @@ impl Shard {
         for w in wills {
             self.route(w, None, out);
         }
+        self.flush_reshare(out);
     }
 }
 
