@@ -148,3 +148,71 @@ fn publish_rate_limits_disconnect_with_0x96() {
     node.stop();
     node.join().unwrap();
 }
+
+/// Subscribes (raw 5.0) to a filter past `max_topic_levels`; the SUBACK.
+fn refused_suback(c: &mut wire::Raw) -> proto::SubAck {
+    use proto::{Packet, Props, QoS, Subscribe, SubscribeFilter};
+    let filter = "a/".repeat(20) + "z";
+    let f = SubscribeFilter {
+        filter,
+        qos: QoS::AtLeastOnce,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: 0,
+    };
+    c.send(&Packet::Subscribe(Subscribe { pkid: 3, filters: vec![f], properties: Props::default() }));
+    match c.recv() {
+        Some(Packet::SubAck(a)) => a,
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}
+
+#[test]
+fn failures_carry_reason_strings_unless_the_client_declines() {
+    use proto::{Packet, Protocol};
+    let node = wire::broker(|c| c.limits.max_topic_levels = 8);
+    let addr = node.local_addrs()[0];
+    // Problem information requested (the default): the refused SUBACK explains itself.
+    let mut c = wire::Raw::connect(addr, Protocol::V5, "rs-yes");
+    let a = refused_suback(&mut c);
+    assert_eq!(a.codes, [0x8F]);
+    assert_eq!(a.properties.reason_string.as_deref(), Some("topic filter invalid or not allowed"));
+    // Request Problem Information = 0: no Reason String on the SUBACK [MQTT-3.1.2-29] ...
+    let mut quiet = wire::Raw::open(addr, Protocol::V5);
+    let Packet::Connect(mut connect) = wire::connect_packet(Protocol::V5, "rs-no", true) else { unreachable!() };
+    connect.properties.request_problem_information = Some(0);
+    quiet.send(&Packet::Connect(connect));
+    assert!(matches!(quiet.recv(), Some(Packet::ConnAck(a)) if a.code == 0));
+    let a = refused_suback(&mut quiet);
+    assert_eq!(a.codes, [0x8F]);
+    assert_eq!(a.properties.reason_string, None);
+    // ... but a server DISCONNECT always has one: here a PUBREL for an unknown packet id
+    // is fine (PUBCOMP 0x92), a second CONNECT is a protocol error.
+    quiet.send(&Packet::PubRel(proto::Ack { pkid: 9, reason: 0, properties: Default::default() }));
+    match quiet.recv() {
+        Some(Packet::PubComp(a)) => {
+            assert_eq!(a.reason, 0x92);
+            assert_eq!(a.properties.reason_string, None, "declined: no Reason String on PUBCOMP");
+        }
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+    quiet.send(&wire::connect_packet(Protocol::V5, "rs-no", true));
+    let seen = quiet.expect_closed();
+    let bye = seen.iter().find_map(|p| match p {
+        Packet::Disconnect(d) => Some(d.clone()),
+        _ => None,
+    });
+    let bye = bye.unwrap_or_else(|| panic!("DISCONNECT expected, saw {seen:?}"));
+    assert_eq!(bye.reason, 0x82);
+    assert_eq!(bye.properties.reason_string.as_deref(), Some("protocol error"));
+    // And with problem information, a PUBCOMP 0x92 names its reason.
+    c.send(&Packet::PubRel(proto::Ack { pkid: 9, reason: 0, properties: Default::default() }));
+    match c.recv() {
+        Some(Packet::PubComp(a)) => {
+            assert_eq!(a.properties.reason_string.as_deref(), Some("packet identifier not found"))
+        }
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+    node.stop();
+    node.join().unwrap();
+}

@@ -105,3 +105,58 @@ pub const V4_BAD_USER_NAME_OR_PASSWORD: u8 = 4;
 pub const V4_NOT_AUTHORIZED: u8 = 5;
 /// MQTT 3.1.1 SUBACK: failure.
 pub const V4_SUBACK_FAILURE: u8 = 0x80;
+
+/// A short English explanation of a 5.0 failure reason code (0x80 and up), for the Reason
+/// String property of acknowledgements and DISCONNECT; None below 0x80.
+pub fn describe(code: u8) -> Option<&'static str> {
+    Some(match code {
+        UNSPECIFIED_ERROR => "unspecified error (a storage write may have failed)",
+        MALFORMED_PACKET => "malformed packet",
+        PROTOCOL_ERROR => "protocol error",
+        IMPLEMENTATION_SPECIFIC_ERROR => "refused by the broker",
+        UNSUPPORTED_PROTOCOL_VERSION => "unsupported protocol version",
+        CLIENT_IDENTIFIER_NOT_VALID => "client identifier not valid",
+        BAD_USER_NAME_OR_PASSWORD => "bad user name or password",
+        NOT_AUTHORIZED => "not authorized",
+        SERVER_UNAVAILABLE => "server unavailable",
+        SERVER_BUSY => "server busy: connection limit reached",
+        BANNED => "banned",
+        SERVER_SHUTTING_DOWN => "server shutting down",
+        BAD_AUTHENTICATION_METHOD => "authentication method not supported",
+        KEEP_ALIVE_TIMEOUT => "keep alive timeout",
+        SESSION_TAKEN_OVER => "session taken over by another connection",
+        TOPIC_FILTER_INVALID => "topic filter invalid or not allowed",
+        TOPIC_NAME_INVALID => "topic name invalid or not allowed",
+        PACKET_IDENTIFIER_IN_USE => "packet identifier in use",
+        PACKET_IDENTIFIER_NOT_FOUND => "packet identifier not found",
+        RECEIVE_MAXIMUM_EXCEEDED => "receive maximum exceeded",
+        TOPIC_ALIAS_INVALID => "topic alias invalid",
+        PACKET_TOO_LARGE => "packet too large",
+        MESSAGE_RATE_TOO_HIGH => "message rate too high",
+        QUOTA_EXCEEDED => "quota exceeded",
+        ADMINISTRATIVE_ACTION => "administrative action",
+        PAYLOAD_FORMAT_INVALID => "payload format invalid: not UTF-8",
+        RETAIN_NOT_SUPPORTED => "retain not supported",
+        QOS_NOT_SUPPORTED => "QoS not supported",
+        USE_ANOTHER_SERVER => "use another server",
+        SERVER_MOVED => "server moved",
+        SHARED_SUBSCRIPTIONS_NOT_SUPPORTED => "shared subscriptions not supported",
+        CONNECTION_RATE_EXCEEDED => "connection rate exceeded",
+        MAXIMUM_CONNECT_TIME => "maximum connect time",
+        SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED => "subscription identifiers not supported",
+        WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED => "wildcard subscriptions not supported",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod describe_tests {
+    #[test]
+    fn failures_have_a_reason_string_successes_none() {
+        for code in 0x80..=0xA2u8 {
+            assert!(super::describe(code).is_some(), "0x{code:02X}");
+        }
+        assert_eq!(super::describe(0x00), None);
+        assert_eq!(super::describe(0x10), None);
+    }
+}

@@ -165,7 +165,8 @@ fn connect_level(buf: &[u8]) -> Option<u8> {
 async fn refuse(stream: &mut TcpStream, protocol: Protocol, code: u8) {
     use futures_lite::AsyncWriteExt;
     let mut out = BytesMut::new();
-    let ack = Packet::ConnAck(ConnAck { session_present: false, code, properties: Props::default() });
+    let properties = if protocol == Protocol::V5 { crate::conn::reason_props(code) } else { Props::default() };
+    let ack = Packet::ConnAck(ConnAck { session_present: false, code, properties });
     if ack.write(protocol, &mut out).is_ok() {
         let _ = stream.write_all(&out).await;
         let _ = stream.flush().await;

@@ -191,6 +191,7 @@ pub async fn run_session(
         _ => usize::MAX,
     };
     let conn = Rc::new(Conn::new(protocol, sock.clone(), limits.max_outbound_buffer, client_max, shard.conn_id()));
+    conn.problem_info.set(connect.properties.request_problem_information != Some(0));
     glommio::spawn_local(writer(conn.clone())).detach();
     shard.conns.set(shard.conns.get() + 1);
 
@@ -303,10 +304,7 @@ fn attach(
             if let Some(s) = st.slots[slot as usize].as_mut() {
                 if let Some(old) = s.conn.take() {
                     tracing::info!(client_id = %client_id, "session taken over");
-                    let bye = Packet::Disconnect(Disconnect {
-                        reason: reason::SESSION_TAKEN_OVER,
-                        properties: Props::default(),
-                    });
+                    let bye = Conn::disconnect(reason::SESSION_TAKEN_OVER);
                     old.close_with(CloseCause::TakenOver, (old.protocol == Protocol::V5).then_some(&bye));
                 }
             }
@@ -431,7 +429,7 @@ impl Client {
     }
 
     fn ack(&self, kind: fn(Ack) -> Packet, pkid: u16, code: u8) {
-        self.conn.send(&kind(Ack { pkid, reason: code, properties: Props::default() }));
+        self.conn.send(&kind(Ack { pkid, reason: code, properties: self.conn.ack_props(code) }));
     }
 
     /// Handles one packet; Err ends the connection.
@@ -458,7 +456,8 @@ impl Client {
                     })
                     .unwrap_or((false, false));
                 let code = if known || !self.v5() { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
-                let pubcomp = Packet::PubComp(Ack { pkid: a.pkid, reason: code, properties: Props::default() });
+                let pubcomp =
+                    Packet::PubComp(Ack { pkid: a.pkid, reason: code, properties: self.conn.ack_props(code) });
                 if known && persist {
                     // Forgotten on disk first: a restart must not take the next PUBLISH
                     // reusing this id for a resend.
@@ -654,7 +653,8 @@ impl Client {
         }
         let remaining = items.iter().filter(|i| !i.is_empty()).count();
         if remaining == 0 {
-            self.conn.send(&Packet::SubAck(SubAck { pkid: s.pkid, codes, properties: Props::default() }));
+            let properties = self.conn.suback_props(&codes);
+            self.conn.send(&Packet::SubAck(SubAck { pkid: s.pkid, codes, properties }));
             return;
         }
         let Some(session) = st.session(self.slot, self.generation) else { return };
@@ -720,7 +720,7 @@ impl Client {
         };
         match code {
             Some(c) if self.v5() => {
-                let bye = Packet::Disconnect(Disconnect { reason: c, properties: Props::default() });
+                let bye = Conn::disconnect(c);
                 self.conn.close_with(CloseCause::ReaderDone, Some(&bye));
             }
             _ => self.conn.close(CloseCause::ReaderDone),

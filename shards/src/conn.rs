@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_lite::{future::poll_fn, AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
-use proto::{Packet, Protocol, QoS};
+use proto::{Packet, Properties, Props, Protocol, QoS};
 
 /// How long a closing connection may take to flush its last packets to a client that does
 /// not read before the socket is shut down anyway.
@@ -102,9 +102,40 @@ pub struct Conn {
     /// arrived; an entry waits (false) until its message is as durable as its storage
     /// promises. Bounded by the packet id space: a client cannot have more in flight.
     acks: RefCell<VecDeque<(u16, QoS, Option<u8>)>>,
+    /// The 5.0 client accepts Reason Strings on acknowledgements (Request Problem
+    /// Information not 0).
+    pub problem_info: Cell<bool>,
+}
+
+/// Properties carrying the Reason String of a 5.0 failure `code` (none for success).
+pub fn reason_props(code: u8) -> Props {
+    match proto::reason::describe(code) {
+        Some(text) => Properties { reason_string: Some(text.to_owned()), ..Default::default() }.into(),
+        None => Props::default(),
+    }
 }
 
 impl Conn {
+    /// Properties of an acknowledgement with `code`: its Reason String when it is a 5.0
+    /// failure and the client accepts problem information.
+    pub fn ack_props(&self, code: u8) -> Props {
+        if self.protocol == Protocol::V5 && self.problem_info.get() {
+            reason_props(code)
+        } else {
+            Props::default()
+        }
+    }
+
+    /// A SUBACK's properties: the Reason String of its first refused filter (5.0).
+    pub fn suback_props(&self, codes: &[u8]) -> Props {
+        codes.iter().find(|c| **c >= 0x80).map_or_else(Props::default, |c| self.ack_props(*c))
+    }
+
+    /// A server DISCONNECT with `code` and its Reason String (always allowed on DISCONNECT).
+    pub fn disconnect(code: u8) -> Packet {
+        Packet::Disconnect(proto::Disconnect { reason: code, properties: reason_props(code) })
+    }
+
     /// A connection on socket `fd` whose outbox holds at most `cap` bytes.
     pub fn new(protocol: Protocol, sock: Socket, cap: usize, max_packet_size: usize, id: u64) -> Self {
         Conn {
@@ -117,6 +148,7 @@ impl Conn {
             // hold next to nothing.
             buf: RefCell::new(BytesMut::new()),
             waker: Cell::new(None),
+            problem_info: Cell::new(true),
             closing: Cell::new(None),
             acks: RefCell::new(VecDeque::new()),
         }
@@ -167,7 +199,7 @@ impl Conn {
             self.close(CloseCause::StoreFailed);
             return;
         }
-        let ack = proto::Ack { pkid, reason: code, properties: Default::default() };
+        let ack = proto::Ack { pkid, reason: code, properties: self.ack_props(code) };
         self.send(&if qos == QoS::ExactlyOnce { Packet::PubRec(ack) } else { Packet::PubAck(ack) });
     }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
-use proto::{reason, Disconnect, Packet, Props, Protocol};
+use proto::{reason, Protocol};
 use socket2::{Domain, Socket, Type};
 
 use crate::accept::accept_loop;
@@ -341,7 +341,7 @@ async fn shard_main(
     // Stop accepting: dropping the accept tasks closes the listeners.
     drop(accepts);
     let conns: Vec<_> = shard.st.borrow().slots.iter().flatten().filter_map(|s| s.conn.clone()).collect();
-    let bye = Packet::Disconnect(Disconnect { reason: reason::SERVER_SHUTTING_DOWN, properties: Props::default() });
+    let bye = crate::conn::Conn::disconnect(reason::SERVER_SHUTTING_DOWN);
     for c in conns {
         c.close_with(CloseCause::Shutdown, (c.protocol == Protocol::V5).then_some(&bye));
     }

@@ -503,8 +503,8 @@ impl Shard {
             return;
         }
         let Some(pending) = session.pending_subs.remove(&req) else { return };
-        let suback =
-            Packet::SubAck(SubAck { pkid: pending.pkid, codes: pending.codes, properties: Default::default() });
+        let properties = session.conn.as_ref().map_or_else(Default::default, |c| c.suback_props(&pending.codes));
+        let suback = Packet::SubAck(SubAck { pkid: pending.pkid, codes: pending.codes, properties });
         let conn_id = pending.conn_id;
         if session.persist {
             // The SUBACK waits until the subscription (and where its cursors start) is on
