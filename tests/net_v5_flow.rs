@@ -216,3 +216,98 @@ fn failures_carry_reason_strings_unless_the_client_declines() {
     node.stop();
     node.join().unwrap();
 }
+
+#[test]
+fn broker_assigns_topic_aliases_up_to_the_clients_maximum() {
+    use proto::{Packet, Protocol, QoS};
+    let node = wire::broker(|_| {});
+    let addr = node.local_addrs()[0];
+    let mut sub = wire::Raw::open(addr, Protocol::V5);
+    let Packet::Connect(mut connect) = wire::connect_packet(Protocol::V5, "ta-sub", true) else { unreachable!() };
+    connect.properties.topic_alias_maximum = Some(2);
+    sub.send(&Packet::Connect(connect));
+    assert!(matches!(sub.recv(), Some(Packet::ConnAck(a)) if a.code == 0));
+    sub.subscribe("ta/#", QoS::AtMostOnce);
+    // A subscriber that allows none gets full topics.
+    let mut plain = wire::Raw::connect(addr, Protocol::V5, "ta-plain");
+    plain.subscribe("ta/#", QoS::AtMostOnce);
+    let mut publ = wire::Raw::connect(addr, Protocol::V4, "ta-pub");
+    let topics = ["ta/1", "ta/1", "ta/2", "ta/3", "ta/1", "ta/2", "ta/3"];
+    for t in topics {
+        publ.publish(t, t.as_bytes(), QoS::AtMostOnce, 0);
+    }
+    let mut seen = Vec::new();
+    for _ in topics {
+        match sub.recv() {
+            Some(Packet::Publish(p)) => seen.push((
+                String::from_utf8(p.topic.to_vec()).unwrap(),
+                p.properties.topic_alias,
+                String::from_utf8(p.payload.to_vec()).unwrap(),
+            )),
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    // Topics on different owners may interleave: check what a client decoding them sees.
+    let mut map = std::collections::HashMap::new();
+    let mut alias_only = 0;
+    for (i, (topic, alias, payload)) in seen.iter().enumerate() {
+        let resolved = match (topic.is_empty(), alias) {
+            (false, Some(a)) => {
+                assert!(map.insert(*a, topic.clone()).is_none(), "publish {i}: alias {a} defined twice");
+                topic.clone()
+            }
+            (false, None) => topic.clone(),
+            (true, Some(a)) => {
+                alias_only += 1;
+                map.get(a).unwrap_or_else(|| panic!("publish {i}: alias {a} used before it was defined")).clone()
+            }
+            (true, None) => panic!("publish {i}: no topic and no alias"),
+        };
+        assert_eq!(&resolved, payload, "publish {i} resolves to its own topic");
+        assert!(alias.is_none_or(|a| (1..=2).contains(&a)), "publish {i}: alias {alias:?} past the maximum 2");
+    }
+    assert_eq!(map.len(), 2, "both aliases assigned: {seen:?}");
+    assert!(alias_only >= 2, "aliases were used: {seen:?}");
+    assert!(seen.iter().any(|(t, a, _)| !t.is_empty() && a.is_none()), "the third topic went in full: {seen:?}");
+    let mut plain_topics = Vec::new();
+    for _ in topics {
+        match plain.recv() {
+            Some(Packet::Publish(p)) => {
+                assert_eq!(p.properties.topic_alias, None);
+                plain_topics.push(String::from_utf8(p.topic.to_vec()).unwrap());
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    plain_topics.sort();
+    let mut want: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    want.sort();
+    assert_eq!(plain_topics, want);
+    node.stop();
+    node.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttc_resolves_the_brokers_topic_aliases() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("ta-rq");
+    let (mut sub, _) = Mqtt5::connect_with(&broker, &unique_id("ta-rq"), |o| {
+        o.set_topic_alias_max(Some(3));
+    })
+    .await;
+    sub.subscribe(&format!("{topic}/#"), 1).await;
+    let (mut publ, _) = Mqtt5::connect(&broker, &unique_id("ta-pub")).await;
+    for i in 0..40u32 {
+        publ.publish(&format!("{topic}/{}", i % 5), 1, false, i.to_string()).await;
+    }
+    publ.wait_acks(1, 40).await;
+    let got = sub.publishes(40).await;
+    let mut last = std::collections::HashMap::new();
+    for p in &got {
+        let i: u32 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+        assert_eq!(topic5(p), format!("{topic}/{}", i % 5), "message {i} on its own topic");
+        if let Some(prev) = last.insert(i % 5, i) {
+            assert!(prev < i, "per topic in order");
+        }
+    }
+}

@@ -192,6 +192,10 @@ pub async fn run_session(
     };
     let conn = Rc::new(Conn::new(protocol, sock.clone(), limits.max_outbound_buffer, client_max, shard.conn_id()));
     conn.problem_info.set(connect.properties.request_problem_information != Some(0));
+    if v5 {
+        let wanted = connect.properties.topic_alias_maximum.unwrap_or(0);
+        conn.alias_max.set(wanted.min(limits.topic_alias_maximum));
+    }
     glommio::spawn_local(writer(conn.clone())).detach();
     shard.conns.set(shard.conns.get() + 1);
 

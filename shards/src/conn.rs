@@ -17,7 +17,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
 use futures_lite::{future::poll_fn, AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 use proto::{Packet, Properties, Props, Protocol, QoS};
@@ -105,6 +107,12 @@ pub struct Conn {
     /// The 5.0 client accepts Reason Strings on acknowledgements (Request Problem
     /// Information not 0).
     pub problem_info: Cell<bool>,
+    /// Topic aliases the broker may assign on this connection (the client's Topic Alias
+    /// Maximum, capped by the broker's own); 0: none.
+    pub alias_max: Cell<u16>,
+    /// Aliases assigned, by topic: first come, first served until `alias_max` are taken;
+    /// later topics go out in full.
+    aliases: RefCell<HashMap<Bytes, u16>>,
 }
 
 /// Properties carrying the Reason String of a 5.0 failure `code` (none for success).
@@ -124,6 +132,23 @@ impl Conn {
         } else {
             Props::default()
         }
+    }
+
+    /// The alias of `topic` on this connection: (alias, already known to the client), or
+    /// None when none is assigned and none is free. A new alias is only proposed:
+    /// [`alias_sent`](Conn::alias_sent) records it once the PUBLISH defining it is out.
+    pub fn alias_for(&self, topic: &Bytes) -> Option<(u16, bool)> {
+        let aliases = self.aliases.borrow();
+        if let Some(a) = aliases.get(topic) {
+            return Some((*a, true));
+        }
+        let next = aliases.len() + 1;
+        (next <= usize::from(self.alias_max.get())).then_some((next as u16, false))
+    }
+
+    /// The PUBLISH defining `alias` for `topic` was written.
+    pub fn alias_sent(&self, topic: &Bytes, alias: u16) {
+        self.aliases.borrow_mut().insert(topic.clone(), alias);
     }
 
     /// A SUBACK's properties: the Reason String of its first refused filter (5.0).
@@ -149,6 +174,8 @@ impl Conn {
             buf: RefCell::new(BytesMut::new()),
             waker: Cell::new(None),
             problem_info: Cell::new(true),
+            alias_max: Cell::new(0),
+            aliases: RefCell::new(HashMap::new()),
             closing: Cell::new(None),
             acks: RefCell::new(VecDeque::new()),
         }

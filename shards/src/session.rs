@@ -655,11 +655,22 @@ impl Session {
 /// cannot be encoded): it is not sent, and the caller drops and counts it.
 fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache: &mut EncodeCache) -> bool {
     let limit = conn.max_packet_size;
-    if !q.sub_ids.is_empty() && conn.protocol == Protocol::V5 {
+    if conn.protocol == Protocol::V5 && (!q.sub_ids.is_empty() || conn.alias_max.get() > 0) {
+        // Encoded for this connection alone: its subscription ids, its topic alias.
         let mut out = BytesMut::new();
-        let p = publish_packet(&q.msg, q.qos, q.retain, pkid, dup, Protocol::V5, &q.sub_ids);
+        let mut p = publish_packet(&q.msg, q.qos, q.retain, pkid, dup, Protocol::V5, &q.sub_ids);
+        let alias = conn.alias_for(&q.msg.topic);
+        if let Some((a, known)) = alias {
+            p.properties.topic_alias = Some(a);
+            if known {
+                p.topic = bytes::Bytes::new();
+            }
+        }
         if Packet::Publish(p).write(Protocol::V5, &mut out).is_err() || out.len() > limit {
             return false;
+        }
+        if let Some((a, false)) = alias {
+            conn.alias_sent(&q.msg.topic, a);
         }
         conn.push_bytes(&out);
         return true;
