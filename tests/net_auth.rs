@@ -144,3 +144,83 @@ fn wrong_answer_or_missing_data_is_not_authorized() {
     node.stop();
     node.join().unwrap();
 }
+
+/// Connects through the challenge-response exchange; the authenticated connection.
+fn authenticated(addr: std::net::SocketAddr, id: &str) -> wire::Raw {
+    let mut c = wire::Raw::open(addr, Protocol::V5);
+    c.send(&connect_with_method(id, "x-reverse", b"hello"));
+    let mut nonce = challenge(&mut c);
+    nonce.reverse();
+    c.send(&answer("x-reverse", &nonce));
+    assert!(matches!(c.recv(), Some(Packet::ConnAck(a)) if a.code == 0));
+    c
+}
+
+fn reauth(method: &str, data: &[u8]) -> Packet {
+    let Packet::Auth(mut a) = answer(method, data) else { unreachable!() };
+    a.reason = 0x19;
+    Packet::Auth(a)
+}
+
+fn disconnect_reason(c: &mut wire::Raw) -> u8 {
+    let seen = c.expect_closed();
+    seen.iter()
+        .find_map(|p| match p {
+            Packet::Disconnect(d) => Some(d.reason),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("DISCONNECT expected, saw {seen:?}"))
+}
+
+#[test]
+fn reauthentication_runs_the_method_again_while_the_session_goes_on() {
+    let node = broker();
+    let addr = node.local_addrs()[0];
+    let mut c = authenticated(addr, "reauth-ok");
+    c.subscribe("reauth/t", QoS::AtLeastOnce);
+    c.send(&reauth("x-reverse", b"hello"));
+    let mut nonce = challenge(&mut c);
+    assert_eq!(nonce, b"nonce-reauth-ok");
+    // Traffic goes on in the middle of the exchange.
+    c.publish("reauth/t", b"during", QoS::AtMostOnce, 0);
+    match c.recv() {
+        Some(Packet::Publish(p)) => assert_eq!(&p.payload[..], b"during"),
+        other => panic!("expected the PUBLISH, got {other:?}"),
+    }
+    nonce.reverse();
+    c.send(&answer("x-reverse", &nonce));
+    match c.recv() {
+        Some(Packet::Auth(a)) => {
+            assert_eq!(a.reason, 0x00, "re-authenticated");
+            assert_eq!(a.properties.authentication_data.as_deref(), Some(b"welcome".as_slice()));
+        }
+        other => panic!("expected AUTH success, got {other:?}"),
+    }
+    // And again, failing this time: DISCONNECT with the method's reason code.
+    c.send(&reauth("x-reverse", b"hello"));
+    challenge(&mut c);
+    c.send(&answer("x-reverse", b"wrong"));
+    assert_eq!(disconnect_reason(&mut c), 0x87);
+    node.stop();
+    node.join().unwrap();
+}
+
+#[test]
+fn reauthentication_without_the_connect_method_is_a_protocol_error() {
+    let node = broker();
+    let addr = node.local_addrs()[0];
+    // No method at CONNECT: any AUTH is out of place.
+    let mut plain = wire::Raw::connect(addr, Protocol::V5, "reauth-none");
+    plain.send(&reauth("x-reverse", b"hello"));
+    assert_eq!(disconnect_reason(&mut plain), 0x82);
+    // Another method than the CONNECT's.
+    let mut c = authenticated(addr, "reauth-other");
+    c.send(&reauth("SCRAM-SHA-1", b"hello"));
+    assert_eq!(disconnect_reason(&mut c), 0x82);
+    // Continue without a re-authentication started.
+    let mut c = authenticated(addr, "reauth-cont");
+    c.send(&answer("x-reverse", b"x"));
+    assert_eq!(disconnect_reason(&mut c), 0x82);
+    node.stop();
+    node.join().unwrap();
+}

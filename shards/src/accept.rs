@@ -80,7 +80,7 @@ async fn read_connect(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) ->
 }
 
 /// Most challenge rounds of one enhanced authentication exchange.
-const MAX_AUTH_ROUNDS: usize = 8;
+pub const MAX_AUTH_ROUNDS: usize = 8;
 
 /// Runs an enhanced authentication exchange after a CONNECT that names a registered
 /// method: AUTH 0x18 challenges and the client's AUTH 0x18 answers, until the method

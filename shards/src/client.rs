@@ -6,6 +6,8 @@
 //! (routing PUBLISHes through an [`Outgoing`] batch), flushes the batch once, then reads
 //! again. Its writer task (see [`crate::conn`]) runs beside it.
 
+mod reauth;
+
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -129,6 +131,10 @@ struct Client {
     now: Instant,
     /// Publish rate limits, when configured.
     rate: RateLimit,
+    /// The 5.0 enhanced authentication method of the CONNECT, if any.
+    auth: Option<Arc<dyn crate::config::AuthMethod>>,
+    /// A re-authentication in progress.
+    reauth: Option<reauth::Reauth>,
 }
 
 /// Token buckets for `max_publish_rate` and `max_publish_bytes_rate`: each holds up to one
@@ -273,6 +279,12 @@ pub async fn run_session(
         out,
         now: Instant::now(),
         rate: RateLimit::new(&shard.cfg.limits, Instant::now()),
+        auth: connect
+            .properties
+            .authentication_method
+            .as_deref()
+            .and_then(|name| shard.cfg.auth_methods.iter().find(|m| m.name() == name).cloned()),
+        reauth: None,
     };
     drop(connect);
     client.out.flush(&shard).await;
@@ -497,8 +509,8 @@ impl Client {
             }
             Packet::Disconnect(d) => self.on_disconnect(d),
             Packet::Connect(_) => Err(End::Violation(reason::PROTOCOL_ERROR)),
-            // No authentication method is in use, so AUTH is out of place; a server never
-            // receives the other packets.
+            Packet::Auth(a) => self.on_auth(a),
+            // A server never receives the other packets.
             _ => Err(End::Violation(reason::PROTOCOL_ERROR)),
         }
     }
