@@ -311,3 +311,60 @@ async fn rumqttc_resolves_the_brokers_topic_aliases() {
         }
     }
 }
+
+#[test]
+fn payload_said_to_be_utf8_is_checked() {
+    use proto::{Packet, Properties, Protocol, Publish, QoS};
+    let node = wire::broker(|_| {});
+    let addr = node.local_addrs()[0];
+    let mut sub = wire::Raw::connect(addr, Protocol::V5, "pfi-sub");
+    sub.subscribe("pfi/t", QoS::AtLeastOnce);
+    let mut publ = wire::Raw::connect(addr, Protocol::V5, "pfi-pub");
+    let publish = |qos: QoS, pkid: u16, payload: &'static [u8]| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: "pfi/t".into(),
+            pkid,
+            properties: Properties { payload_format_indicator: Some(1), ..Default::default() }.into(),
+            payload: bytes::Bytes::from_static(payload),
+        })
+    };
+    publ.send(&publish(QoS::AtLeastOnce, 1, b"\xff\xfe not UTF-8"));
+    match publ.recv() {
+        Some(Packet::PubAck(a)) => {
+            assert_eq!(a.reason, 0x99);
+            assert_eq!(a.properties.reason_string.as_deref(), Some("payload format invalid: not UTF-8"));
+        }
+        other => panic!("expected PUBACK 0x99, got {other:?}"),
+    }
+    publ.send(&publish(QoS::AtLeastOnce, 2, "grüße".as_bytes()));
+    assert!(matches!(publ.recv(), Some(Packet::PubAck(a)) if a.reason == 0));
+    match sub.recv() {
+        Some(Packet::Publish(p)) => {
+            assert_eq!(&p.payload[..], "grüße".as_bytes(), "only the valid one is forwarded");
+            assert_eq!(p.properties.payload_format_indicator, Some(1), "the indicator passes through");
+        }
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+    // QoS 0 has no acknowledgement to refuse with: DISCONNECT 0x99.
+    publ.send(&publish(QoS::AtMostOnce, 0, b"\xc3\x28"));
+    let seen = publ.expect_closed();
+    assert!(seen.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason == 0x99)), "{seen:?}");
+    assert_eq!(sub.recv_within(std::time::Duration::from_millis(300)), None, "nothing else forwarded");
+    // A will said to be UTF-8 that is not: CONNACK 0x99.
+    let Packet::Connect(mut connect) = wire::connect_packet(Protocol::V5, "pfi-will", true) else { unreachable!() };
+    connect.will = Some(proto::LastWill {
+        topic: "pfi/will".into(),
+        payload: bytes::Bytes::from_static(b"\xff"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties { payload_format_indicator: Some(1), ..Default::default() }.into(),
+    });
+    let mut w = wire::Raw::open(addr, Protocol::V5);
+    w.send(&Packet::Connect(connect));
+    assert!(matches!(w.recv(), Some(Packet::ConnAck(a)) if a.code == 0x99));
+    node.stop();
+    node.join().unwrap();
+}

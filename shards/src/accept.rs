@@ -279,6 +279,10 @@ fn refusal(shard: &Shard, c: &Connect) -> Option<u8> {
         if !topic_ok {
             return Some(if v5 { reason::TOPIC_NAME_INVALID } else { reason::V4_NOT_AUTHORIZED });
         }
+        // A will said to be UTF-8 that is not (5.0, 3.1.3.2.3).
+        if v5 && w.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&w.payload).is_err() {
+            return Some(reason::PAYLOAD_FORMAT_INVALID);
+        }
     }
     None
 }

@@ -548,6 +548,17 @@ impl Client {
         if !topic_within_limits(limits, &p.topic) {
             return Err(End::Violation(reason::TOPIC_NAME_INVALID));
         }
+        if p.properties.payload_format_indicator == Some(1) && std::str::from_utf8(&p.payload).is_err() {
+            // Said to be UTF-8 and is not: refused, never forwarded (5.0, 3.3.2.3.2).
+            if p.qos == QoS::AtMostOnce {
+                return Err(End::Violation(reason::PAYLOAD_FORMAT_INVALID));
+            }
+            let code = Some(reason::PAYLOAD_FORMAT_INVALID);
+            if !self.conn.ack_in_order(p.pkid, p.qos, code, self.max_pending_acks()) {
+                return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
+            }
+            return Ok(());
+        }
         if p.qos == QoS::ExactlyOnce {
             let max = usize::from(limits.max_inflight);
             let state = self.with_session(|s| {
