@@ -368,3 +368,55 @@ fn payload_said_to_be_utf8_is_checked() {
     node.stop();
     node.join().unwrap();
 }
+
+/// A raw 5.0 CONNECT with `clean_start` and Session Expiry Interval `expiry`; the CONNACK.
+fn connect_with_expiry(addr: std::net::SocketAddr, id: &str, clean: bool, expiry: u32) -> (wire::Raw, proto::ConnAck) {
+    use proto::{Packet, Protocol};
+    let mut c = wire::Raw::open(addr, Protocol::V5);
+    let Packet::Connect(mut connect) = wire::connect_packet(Protocol::V5, id, clean) else { unreachable!() };
+    connect.properties.session_expiry_interval = Some(expiry);
+    c.send(&Packet::Connect(connect));
+    match c.recv() {
+        Some(Packet::ConnAck(a)) if a.code == 0 => (c, a),
+        other => panic!("{id}: expected CONNACK, got {other:?}"),
+    }
+}
+
+fn disconnect_with_expiry(c: &mut wire::Raw, expiry: u32) -> Vec<proto::Packet> {
+    use proto::{Disconnect, Packet, Properties};
+    let properties = Properties { session_expiry_interval: Some(expiry), ..Default::default() }.into();
+    c.send(&Packet::Disconnect(Disconnect { reason: 0, properties }));
+    c.expect_closed()
+}
+
+#[test]
+fn session_expiry_set_on_disconnect_and_never_expiring() {
+    use proto::Packet;
+    let node = wire::broker(|_| {});
+    let addr = node.local_addrs()[0];
+    // 60 s at CONNECT, 0 on DISCONNECT: the session ends with the connection.
+    let (mut c, _) = connect_with_expiry(addr, "se-zero", true, 60);
+    disconnect_with_expiry(&mut c, 0);
+    let (_c, ack) = connect_with_expiry(addr, "se-zero", false, 60);
+    assert!(!ack.session_present, "expiry 0 on DISCONNECT ended the session");
+    // 0 at CONNECT, then a non-zero one on DISCONNECT: a Protocol Error, session gone.
+    let (mut c, _) = connect_with_expiry(addr, "se-raise", true, 0);
+    let seen = disconnect_with_expiry(&mut c, 30);
+    assert!(seen.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason == 0x82)), "{seen:?}");
+    let (_c, ack) = connect_with_expiry(addr, "se-raise", false, 60);
+    assert!(!ack.session_present);
+    // 0xFFFFFFFF: never expires, accepted as asked (no Session Expiry Interval in CONNACK).
+    let (mut c, ack) = connect_with_expiry(addr, "se-never", true, u32::MAX);
+    assert_eq!(ack.properties.session_expiry_interval, None);
+    c.subscribe("se/t", proto::QoS::AtLeastOnce);
+    disconnect_with_expiry(&mut c, u32::MAX);
+    // Past two sweeps, the session and its subscription are still there.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let (mut c, ack) = connect_with_expiry(addr, "se-never", false, u32::MAX);
+    assert!(ack.session_present);
+    let mut publ = wire::Raw::connect(addr, proto::Protocol::V4, "se-pub");
+    publ.publish("se/t", b"still", proto::QoS::AtMostOnce, 0);
+    assert!(matches!(c.recv(), Some(Packet::Publish(p)) if &p.payload[..] == b"still"));
+    node.stop();
+    node.join().unwrap();
+}
