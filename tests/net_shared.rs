@@ -232,3 +232,29 @@ async fn shared_and_plain_subscriptions_of_one_session_each_get_the_message() {
     assert_eq!(c.collect_publishes(QUIET, 10).await.len(), 1, "the group is gone");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_session_is_replaced_hands_its_messages_on() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("sh-take");
+    let filter = format!("$share/g/{topic}");
+    let ids = ids_across_shards("sh-t", 2);
+    let (mut lazy, _) = Mqtt4::connect_with(&broker, &ids[0], |o| {
+        o.set_manual_acks(true);
+    })
+    .await;
+    lazy.subscribe(&filter, 1).await;
+    let (mut busy, _) = Mqtt4::connect(&broker, &ids[1]).await;
+    busy.subscribe(&filter, 1).await;
+    let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("sh-pub")).await;
+    for i in 0..30u32 {
+        publ.publish_acked(&topic, 1, false, i.to_string()).await;
+    }
+    let held = lazy.collect_publishes(QUIET, 100).await.len();
+    assert!(held > 0);
+    // A clean-session connection with the same id takes over: the old session ends.
+    let (_fresh, ack) = Mqtt4::connect(&broker, &ids[0]).await;
+    assert!(!ack.session_present);
+    let got: BTreeSet<u32> = busy.collect_publishes(QUIET, 100).await.iter().map(|p| seq(&p.payload)).collect();
+    assert_eq!(got, (0..30).collect(), "the ended session's messages went to the other member");
+}

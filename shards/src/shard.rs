@@ -569,8 +569,10 @@ impl Shard {
         }
     }
 
-    /// Ends a session: its subscriptions go, its slot is freed.
+    /// Ends a session: its subscriptions go (what it held of shared groups goes to other
+    /// members), its slot is freed.
     pub fn end_session(&self, st: &mut State, slot: u32, out: &mut Outgoing) -> Option<Session> {
+        self.leave_groups(st, slot, out);
         let session = st.slots.get_mut(slot as usize)?.take()?;
         for filter in session.subs.keys() {
             self.remove_local(st, slot, filter, out);
