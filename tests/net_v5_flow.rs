@@ -420,3 +420,54 @@ fn session_expiry_set_on_disconnect_and_never_expiring() {
     node.stop();
     node.join().unwrap();
 }
+
+#[test]
+fn client_topic_aliases_are_honoured_up_to_the_maximum() {
+    use proto::{Packet, Properties, Protocol, Publish, QoS};
+    let node = wire::broker(|c| c.limits.topic_alias_maximum = 4);
+    let addr = node.local_addrs()[0];
+    let mut sub = wire::Raw::connect(addr, Protocol::V4, "ca-sub");
+    sub.subscribe("ca/#", QoS::AtMostOnce);
+    let aliased = |topic: &'static str, alias: u16, payload: &'static [u8]| {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: topic.into(),
+            pkid: 0,
+            properties: Properties { topic_alias: Some(alias), ..Default::default() }.into(),
+            payload: bytes::Bytes::from_static(payload),
+        })
+    };
+    let mut publ = wire::Raw::connect(addr, Protocol::V5, "ca-pub");
+    publ.send(&aliased("ca/x", 4, b"define"));
+    publ.send(&aliased("", 4, b"use"));
+    publ.send(&aliased("ca/y", 4, b"redefine"));
+    publ.send(&aliased("", 4, b"use again"));
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        match sub.recv() {
+            Some(Packet::Publish(p)) => got.push((String::from_utf8(p.topic.to_vec()).unwrap(), p.payload.to_vec())),
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    got.sort();
+    let mut want = vec![
+        ("ca/x".to_string(), b"define".to_vec()),
+        ("ca/x".to_string(), b"use".to_vec()),
+        ("ca/y".to_string(), b"redefine".to_vec()),
+        ("ca/y".to_string(), b"use again".to_vec()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // Past the maximum: DISCONNECT 0x94; an alias never defined: 0x82.
+    publ.send(&aliased("ca/z", 5, b"too high"));
+    let seen = publ.expect_closed();
+    assert!(seen.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason == 0x94)), "{seen:?}");
+    let mut publ = wire::Raw::connect(addr, Protocol::V5, "ca-pub2");
+    publ.send(&aliased("", 2, b"unknown"));
+    let seen = publ.expect_closed();
+    assert!(seen.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason == 0x82)), "{seen:?}");
+    node.stop();
+    node.join().unwrap();
+}
