@@ -471,3 +471,28 @@ fn client_topic_aliases_are_honoured_up_to_the_maximum() {
     node.stop();
     node.join().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_response_properties_pass_through_unchanged() {
+    let broker = TestBroker::start();
+    let topic = unique_topic("rr");
+    let (mut sub, _) = Mqtt5::connect(&broker, &unique_id("rr-sub")).await;
+    sub.subscribe(&topic, 1).await;
+    let (publ, _) = Mqtt5::connect(&broker, &unique_id("rr-pub")).await;
+    let props = p5::PublishProperties {
+        payload_format_indicator: Some(1),
+        content_type: Some("application/json".into()),
+        response_topic: Some(format!("{topic}/reply")),
+        correlation_data: Some(bytes::Bytes::from_static(b"\x00\x01req-42")),
+        user_properties: vec![("a".into(), "1".into()), ("a".into(), "2".into()), ("b".into(), "".into())],
+        ..Default::default()
+    };
+    publ.client.publish_with_properties(&topic, qos5(1), false, "{}", props.clone()).await.expect("publish queued");
+    let p = sub.next_publish().await;
+    let got = p.properties.expect("properties forwarded");
+    assert_eq!(got.payload_format_indicator, props.payload_format_indicator);
+    assert_eq!(got.content_type, props.content_type);
+    assert_eq!(got.response_topic, props.response_topic);
+    assert_eq!(got.correlation_data, props.correlation_data);
+    assert_eq!(got.user_properties, props.user_properties, "in order, duplicates kept");
+}
