@@ -21,5 +21,5 @@ fn paho_interoperability_checks_pass() {
     let out = Command::new("python3").arg(script).arg(&port).output().expect("python3 runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "paho checks failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("10 passed, 0 failed"), "{text}");
+    assert!(text.contains("11 passed, 0 failed"), "{text}");
 }
