@@ -295,6 +295,9 @@ async fn shard_main(
     }
     shard.restore(start.sessions, start.retained);
     let commit = glommio::spawn_local(crate::store::commit_loop(shard.clone(), wake_rx));
+    let (kick_tx, kick_rx) = glommio::channels::local_channel::new_bounded(1);
+    shard.st.borrow_mut().set_kick(kick_tx);
+    let deferred = glommio::spawn_local(crate::shard::deferred_sends(shard.clone(), kick_rx));
     let interval = match shard.cfg.storage.fsync {
         crate::config::Fsync::Interval(every) if shard.st.borrow().store.persistent() => {
             Some(glommio::spawn_local(crate::store::interval_sync_loop(shard.clone(), every)))
@@ -357,6 +360,7 @@ async fn shard_main(
     drop(tasks);
     drop(interval);
     drop(commit);
+    drop(deferred);
     shard.st.borrow_mut().store.sync_all();
     tracing::debug!(shard = id, "shard stopped");
 }

@@ -261,6 +261,10 @@ impl Shard {
         }
         session.requeue_older(older, max_queued);
         session.replay_answered(rest, lost);
+        if session.wants_replay_page() {
+            st.replay_now.push(to.slot);
+            st.kick();
+        }
         self.node.lost.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
     }
 

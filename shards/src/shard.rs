@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use glommio::channels::channel_mesh::Senders;
+use glommio::channels::local_channel::{LocalReceiver, LocalSender};
 use proto::{Packet, Protocol, QoS, SubAck};
 
 use crate::batch::Outgoing;
@@ -147,6 +148,10 @@ pub struct State {
     pub shared: HashMap<Arc<str>, Vec<LocalSub>>,
     /// Messages of shared groups waiting to be handed back to their owners.
     pub reshare: Vec<Reshare>,
+    /// Sessions whose next replay page can be asked for now.
+    pub replay_now: Vec<u32>,
+    /// Wakes [`deferred_sends`] (a pending wake-up covers every later one).
+    kick: Option<LocalSender<()>>,
     /// Interest: filter -> shards with subscribers.
     pub interest: TopicTrie<Interest>,
     /// Retained messages of the topics this shard owns.
@@ -163,6 +168,18 @@ pub struct State {
 }
 
 impl State {
+    /// Installs the wake-up channel of [`deferred_sends`].
+    pub fn set_kick(&mut self, kick: LocalSender<()>) {
+        self.kick = Some(kick);
+    }
+
+    /// Wakes [`deferred_sends`]: never blocks, so handlers that must not send use it.
+    pub fn kick(&self) {
+        if let Some(k) = &self.kick {
+            let _ = k.try_send(());
+        }
+    }
+
     /// The session in `slot` if it is still generation `generation`.
     pub fn session(&mut self, slot: u32, generation: u64) -> Option<&mut Session> {
         self.slots.get_mut(slot as usize)?.as_mut().filter(|s| s.generation == generation)
@@ -692,6 +709,30 @@ impl Shard {
             self.route(w, None, out);
         }
         self.flush_reshare(out);
+    }
+}
+
+/// Sends what handlers that must not send (the egress handler) left to do: shared-group
+/// messages to hand back, and the next replay page of sessions whose last page came back
+/// with nothing left to send (so a replay that scans past records of other topics moves on
+/// at once instead of a page per sweep).
+pub async fn deferred_sends(shard: Rc<Shard>, wake: LocalReceiver<()>) {
+    while wake.recv().await.is_some() {
+        let mut out = shard.outgoing();
+        shard.flush_reshare(&mut out);
+        let slots = std::mem::take(&mut shard.st.borrow_mut().replay_now);
+        for slot in slots {
+            let wants = shard
+                .st
+                .borrow()
+                .slots
+                .get(slot as usize)
+                .is_some_and(|s| s.as_ref().is_some_and(|s| s.wants_replay_page()));
+            if wants {
+                shard.request_replay(slot, &mut out);
+            }
+        }
+        out.flush(&shard).await;
     }
 }
 

@@ -246,6 +246,7 @@ impl Shard {
             let Some((opts, session)) = session.filter(|(_, s)| s.conn.is_some()) else {
                 if st.reshare.len() < MAX_RESHARE {
                     st.reshare.push(Reshare { msg: msg.clone(), pos, key, hops });
+                    st.kick();
                 } else {
                     st.stats.shared_dropped += 1;
                 }
