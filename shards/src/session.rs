@@ -232,17 +232,13 @@ impl Session {
     /// already holds (in flight, queued) are tracked as pending.
     pub fn start_persisting(&mut self, offsets: &[(u32, u64)]) {
         self.start_cursors(offsets);
-        let mut held: Vec<Queued> = self
-            .inflight
-            .values()
-            .filter_map(|i| match i {
-                Inflight::Publish(q) => Some(q.clone()),
-                Inflight::Release => None,
-            })
-            .collect();
-        held.extend(self.queue.iter().cloned());
-        for q in &held {
-            self.track(q);
+        let in_flight = self.inflight.values().filter_map(|i| match i {
+            Inflight::Publish(q) => Some(q),
+            Inflight::Release => None,
+        });
+        let held: Vec<(Option<Pos>, QoS)> = in_flight.chain(&self.queue).map(|q| (q.pos, q.qos)).collect();
+        for (pos, qos) in held {
+            self.track_at(pos, qos);
         }
     }
 
@@ -354,13 +350,19 @@ impl Session {
     }
 
     fn track(&mut self, q: &Queued) {
-        let (true, Some(pos)) = (self.persist, q.pos) else { return };
+        self.track_at(q.pos, q.qos);
+    }
+
+    /// A segment-log message at `pos` reached the session: the cursor moves past it, and
+    /// (QoS 1/2) it is pending until acknowledged.
+    fn track_at(&mut self, pos: Option<Pos>, qos: QoS) {
+        let (true, Some(pos)) = (self.persist, pos) else { return };
         if pos.engine != Engine::Segment {
             return;
         }
         let c = self.cursors.entry(pos.partition).or_insert(PartCursor { seen: pos.offset, ..Default::default() });
         c.seen = c.seen.max(pos.offset + 1);
-        if q.qos != QoS::AtMostOnce {
+        if qos != QoS::AtMostOnce {
             c.pending.insert(pos.offset);
         }
         self.dirty = true;
@@ -466,7 +468,7 @@ impl Session {
             (None, _) if !q.msg.offline => self.stats.dropped += 1,
             (None, _) if q.pos.is_some() && max_queued > 0 => {
                 self.track(&q);
-                self.make_room(max_queued);
+                self.trim_to(max_queued - 1);
                 self.parked.extend(q.pos);
             }
             (Some(_), _)
@@ -490,17 +492,14 @@ impl Session {
             self.untrack(q.pos);
             return;
         }
-        self.make_room(max_queued);
+        self.trim_to(max_queued - 1);
         self.queue.push_back(q);
     }
 
-    /// Drops the oldest waiting message (queued ones are older than parked ones) while
-    /// queue and parked hold `max_queued` or more; counted.
-    fn make_room(&mut self, max_queued: usize) {
-        while !self.queue.is_empty() || !self.parked.is_empty() {
-            if self.queue.len() + self.parked.len() < max_queued {
-                break;
-            }
+    /// Drops the oldest waiting messages (queued ones are older than parked ones) while
+    /// queue and parked hold more than `max`; counted.
+    fn trim_to(&mut self, max: usize) {
+        while self.queue.len() + self.parked.len() > max {
             if let Some(old) = self.queue.pop_front() {
                 self.replay_front = self.replay_front.saturating_sub(1);
                 self.untrack(old.pos);
@@ -538,13 +537,7 @@ impl Session {
             self.queue.insert(at, q);
             self.replay_front += 1;
         }
-        while self.queue.len() > max_queued {
-            if let Some(old) = self.queue.pop_front() {
-                self.replay_front = self.replay_front.saturating_sub(1);
-                self.untrack(old.pos);
-                self.stats.dropped += 1;
-            }
-        }
+        self.trim_to(max_queued);
         self.pump();
     }
 

@@ -67,6 +67,22 @@ pub struct LocalSub {
     pub opts: SubOptions,
 }
 
+impl LocalSub {
+    /// Sets the options of `slot`'s entry in `subs`, adding it if absent; true if added.
+    pub fn upsert(subs: &mut Vec<LocalSub>, slot: u32, opts: SubOptions) -> bool {
+        match subs.iter_mut().find(|s| s.slot == slot) {
+            Some(s) => {
+                s.opts = opts;
+                false
+            }
+            None => {
+                subs.push(LocalSub { slot, opts });
+                true
+            }
+        }
+    }
+}
+
 /// Interest in one filter, as seen by a shard that may own matching topics: how many
 /// subscriptions each origin shard holds. Updates are +1/-1 per subscription, so they
 /// commute: batches from different connections of one origin may arrive in any order and
@@ -268,14 +284,19 @@ impl Shard {
         self.table.shard_of(topic)
     }
 
+    /// The one partition whose topics can match `filter` (its inner filter, for a shared
+    /// one), or None for a wildcard filter, which may match topics of every partition.
+    pub fn plain_partition(&self, filter: &str) -> Option<u32> {
+        let filter = crate::shared::inner(filter);
+        (!filter.contains(['+', '#'])).then(|| self.table.partition_of(filter.as_bytes()))
+    }
+
     /// Shards that may own topics matching `filter`: its owner for a plain filter,
     /// every shard for a wildcard one.
     pub fn targets(&self, filter: &str) -> Vec<usize> {
-        let filter = crate::shared::inner(filter);
-        if filter.contains(['+', '#']) {
-            (0..self.nshards).collect()
-        } else {
-            vec![self.owner(filter.as_bytes())]
+        match self.plain_partition(filter) {
+            Some(p) => vec![self.table.shard_of_partition(p)],
+            None => (0..self.nshards).collect(),
         }
     }
 
@@ -284,10 +305,11 @@ impl Shard {
     pub fn log_ends<'a>(&self, filters: impl Iterator<Item = &'a String>) -> Vec<(u32, u64)> {
         let mut parts = std::collections::BTreeSet::new();
         for f in filters {
-            if f.contains(['+', '#']) {
-                parts.extend(0..self.cfg.partitions);
-            } else {
-                parts.insert(self.table.partition_of(f.as_bytes()));
+            match self.plain_partition(f) {
+                Some(p) => {
+                    parts.insert(p);
+                }
+                None => parts.extend(0..self.cfg.partitions),
             }
         }
         parts
@@ -453,11 +475,11 @@ impl Shard {
         let mut parts = std::collections::BTreeSet::new();
         for item in items {
             if st.store.persistent() {
-                let filter = crate::shared::inner(&item.filter);
-                if filter.contains(['+', '#']) {
-                    parts.extend(self.table.owned_by(self.id));
-                } else {
-                    parts.insert(self.table.partition_of(filter.as_bytes()));
+                match self.plain_partition(&item.filter) {
+                    Some(p) => {
+                        parts.insert(p);
+                    }
+                    None => parts.extend(self.table.owned_by(self.id)),
                 }
             }
             if item.add_interest {
@@ -510,9 +532,6 @@ impl Shard {
         let max_queued = self.cfg.limits.max_queued_messages;
         let Some(session) = st.session(to.slot, to.generation) else { return };
         session.start_cursors(&offsets);
-        if !session.pending_subs.contains_key(&req) {
-            return;
-        }
         let Some(pending) = session.pending_subs.get_mut(&req) else { return };
         pending.retained.extend(retained);
         pending.remaining = pending.remaining.saturating_sub(1);
@@ -559,11 +578,7 @@ impl Shard {
 
     /// Adds (or updates the options of) a local subscription.
     pub fn add_local(&self, st: &mut State, slot: u32, filter: &str, opts: SubOptions) {
-        let subs = st.local.entry(filter, Vec::new);
-        match subs.iter_mut().find(|s| s.slot == slot) {
-            Some(s) => s.opts = opts,
-            None => subs.push(LocalSub { slot, opts }),
-        }
+        LocalSub::upsert(st.local.entry(filter, Vec::new), slot, opts);
     }
 
     /// Removes a local subscription and withdraws its count from the shards that may own
@@ -577,11 +592,17 @@ impl Shard {
             subs.retain(|s| s.slot != slot);
             subs.is_empty()
         });
+        self.send_interest(st, filter, -1, out);
+    }
+
+    /// Adds `delta` to this shard's count for `filter` (its member count, for a shared
+    /// group) at every shard that may own matching topics.
+    pub fn send_interest(&self, st: &mut State, filter: &str, delta: i64, out: &mut Outgoing) {
         for t in self.targets(filter) {
             if t == self.id {
-                self.apply_interest(st, self.id, filter, -1);
+                self.apply_interest(st, self.id, filter, delta);
             } else {
-                out.ingress(t, Ingress::Interest { origin: self.id as u16, filter: filter.to_owned(), delta: -1 });
+                out.ingress(t, Ingress::Interest { origin: self.id as u16, filter: filter.to_owned(), delta });
             }
         }
     }
@@ -638,7 +659,6 @@ impl Shard {
                 out.flush(self).await;
             }
         }
-        self.flush_reshare(&mut out);
         crate::store::commit_inline(self, &mut out);
         out.flush(self).await;
     }
@@ -708,7 +728,6 @@ impl Shard {
         for w in wills {
             self.route(w, None, out);
         }
-        self.flush_reshare(out);
     }
 }
 

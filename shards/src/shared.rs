@@ -120,17 +120,7 @@ impl Shard {
     /// Makes the session in `slot` a member of group `key` here (or updates its options).
     /// Returns true when it is new: the owners must then count one more member here.
     pub fn add_member(&self, st: &mut State, slot: u32, key: &str, opts: SubOptions) -> bool {
-        let members = st.shared.entry(Arc::from(key)).or_default();
-        match members.iter_mut().find(|m| m.slot == slot) {
-            Some(m) => {
-                m.opts = opts;
-                false
-            }
-            None => {
-                members.push(LocalSub { slot, opts });
-                true
-            }
-        }
+        LocalSub::upsert(st.shared.entry(Arc::from(key)).or_default(), slot, opts)
     }
 
     /// Adds the session in `slot` to the groups of its shared subscriptions it is not a
@@ -173,18 +163,6 @@ impl Shard {
         for q in s.take_shared() {
             let Some(key) = q.shared else { continue };
             self.reshare(st, Reshare { msg: q.msg, pos: q.pos, key, hops: 0 }, out);
-        }
-    }
-
-    /// Adds `delta` to this shard's member count of group `key` at every shard that may
-    /// own matching topics.
-    fn send_interest(&self, st: &mut State, key: &str, delta: i64, out: &mut Outgoing) {
-        for t in self.targets(key) {
-            if t == self.id {
-                self.apply_interest(st, self.id, key, delta);
-            } else {
-                out.ingress(t, Ingress::Interest { origin: self.id as u16, filter: key.to_owned(), delta });
-            }
         }
     }
 
