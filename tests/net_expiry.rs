@@ -29,6 +29,17 @@ async fn publish_expiring(c: &mut Mqtt5, topic: &str, retain: bool, payload: &st
     c.wait_acks(1, 1).await;
 }
 
+/// A persistent session `id` subscribes to `topic` and leaves; then "short" (expiry 1 s)
+/// and "long" (60 s) are published to it.
+async fn subscribe_leave_then_two_expiring(broker: &TestBroker, id: &str, topic: &str) {
+    let (mut sub, _) = Mqtt5::connect_with(broker, id, persistent).await;
+    sub.subscribe(topic, 1).await;
+    sub.disconnect().await;
+    let (mut publ, _) = Mqtt5::connect(broker, &unique_id("exp-pub")).await;
+    publish_expiring(&mut publ, topic, false, "short", 1).await;
+    publish_expiring(&mut publ, topic, false, "long", 60).await;
+}
+
 fn persistent(o: &mut rumqttc::v5::MqttOptions) {
     o.set_clean_start(false);
     set_expiry5(o, 3600);
@@ -39,12 +50,7 @@ async fn expired_offline_messages_are_dropped_and_the_rest_carry_less_time() {
     let broker = TestBroker::start();
     let topic = unique_topic("exp");
     let id = unique_id("exp-sub");
-    let (mut sub, _) = Mqtt5::connect_with(&broker, &id, persistent).await;
-    sub.subscribe(&topic, 1).await;
-    sub.disconnect().await;
-    let (mut publ, _) = Mqtt5::connect(&broker, &unique_id("exp-pub")).await;
-    publish_expiring(&mut publ, &topic, false, "short", 1).await;
-    publish_expiring(&mut publ, &topic, false, "long", 60).await;
+    subscribe_leave_then_two_expiring(&broker, &id, &topic).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (mut sub, ack) = Mqtt5::connect_with(&broker, &id, persistent).await;
     assert!(ack.session_present);
@@ -83,12 +89,7 @@ async fn expiry_keeps_counting_across_a_restart() {
     };
     {
         let broker = start(dir.path());
-        let (mut sub, _) = Mqtt5::connect_with(&broker, &id, persistent).await;
-        sub.subscribe(&topic, 1).await;
-        sub.disconnect().await;
-        let (mut publ, _) = Mqtt5::connect(&broker, &unique_id("exp-pub")).await;
-        publish_expiring(&mut publ, &topic, false, "short", 1).await;
-        publish_expiring(&mut publ, &topic, false, "long", 60).await;
+        subscribe_leave_then_two_expiring(&broker, &id, &topic).await;
     }
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let broker = start(dir.path());

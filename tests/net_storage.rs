@@ -204,16 +204,7 @@ async fn delayed_will_survives_a_restart() {
         let (c, _) = Mqtt5::connect_with(&broker, &id, |o| {
             o.set_clean_start(false);
             set_expiry5(o, 3600);
-            let props = p5::LastWillProperties {
-                delay_interval: Some(2),
-                payload_format_indicator: None,
-                message_expiry_interval: None,
-                content_type: None,
-                response_topic: None,
-                correlation_data: None,
-                user_properties: Vec::new(),
-            };
-            o.set_last_will(p5::LastWill::new(&will_topic, "went away", qos5(1), false, Some(props)));
+            o.set_last_will(will5(&will_topic, "went away", Some(2)));
         })
         .await;
         // Dropped without DISCONNECT: the will waits for its delay, then the broker stops.

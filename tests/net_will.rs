@@ -12,19 +12,6 @@ fn will4(topic: &str, payload: &str) -> rumqttc::LastWill {
     rumqttc::LastWill::new(topic, payload, rumqttc::QoS::AtLeastOnce, false)
 }
 
-fn will5(topic: &str, payload: &str, delay: Option<u32>) -> p5::LastWill {
-    let props = delay.map(|d| p5::LastWillProperties {
-        delay_interval: Some(d),
-        payload_format_indicator: None,
-        message_expiry_interval: None,
-        content_type: None,
-        response_topic: None,
-        correlation_data: None,
-        user_properties: Vec::new(),
-    });
-    p5::LastWill::new(topic, payload, qos5(1), false, props)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v4_will_published_on_abnormal_close() {
     let broker = TestBroker::start();

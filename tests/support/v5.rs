@@ -18,6 +18,20 @@ pub fn opts5(broker: &TestBroker, id: &str) -> rumqttc::v5::MqttOptions {
     o
 }
 
+/// A QoS 1 will for 5.0 options, with a Will Delay Interval when `delay` is set.
+pub fn will5(topic: &str, payload: &str, delay: Option<u32>) -> p5::LastWill {
+    let props = delay.map(|d| p5::LastWillProperties {
+        delay_interval: Some(d),
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+    });
+    p5::LastWill::new(topic, payload, qos5(1), false, props)
+}
+
 /// Sets the 5.0 session expiry interval in the options' CONNECT properties.
 pub fn set_expiry5(o: &mut rumqttc::v5::MqttOptions, secs: u32) {
     let mut props = o.connect_properties().unwrap_or_default();
