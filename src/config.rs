@@ -111,6 +111,10 @@ pub struct FileLimits {
     pub max_topic_levels: Option<usize>,
     /// See [`Limits::max_outbound_buffer`].
     pub max_outbound_buffer: Option<usize>,
+    /// See [`Limits::max_outbound_total`].
+    pub max_outbound_total: Option<usize>,
+    /// See [`Limits::stuck_timeout`], in milliseconds.
+    pub stuck_timeout_ms: Option<u64>,
     /// See [`Limits::topic_alias_maximum`].
     pub topic_alias_maximum: Option<u32>,
     /// See [`Limits::connect_timeout`], in milliseconds.
@@ -214,6 +218,19 @@ fn apply_limits(l: &mut Limits, f: &FileLimits, origin: &str) -> Result<(), Conf
             return Err(bad(origin, "limits.max_outbound_buffer", "must be at least 1024 bytes"));
         }
         l.max_outbound_buffer = v;
+    }
+    if let Some(v) = f.max_outbound_total {
+        if v < l.max_outbound_buffer {
+            let m = format!("must be at least limits.max_outbound_buffer ({})", l.max_outbound_buffer);
+            return Err(bad(origin, "limits.max_outbound_total", m));
+        }
+        l.max_outbound_total = v;
+    }
+    if let Some(v) = f.stuck_timeout_ms {
+        if v < 100 {
+            return Err(bad(origin, "limits.stuck_timeout_ms", "must be at least 100"));
+        }
+        l.stuck_timeout = Duration::from_millis(v);
     }
     if let Some(v) = f.topic_alias_maximum {
         if v > 65535 {

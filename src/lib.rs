@@ -19,5 +19,6 @@ pub mod config;
 
 pub use shards::store::RecoveryReport;
 pub use shards::{
-    check_io_uring, AuthMethod, AuthStep, Engine, EngineConfig, Fsync, Limits, Node, StorageConfig, StorageRule,
+    check_io_uring, AuthMethod, AuthStep, Drops, Engine, EngineConfig, Fsync, FullPolicy, Limits, Node, StorageConfig,
+    StorageRule,
 };

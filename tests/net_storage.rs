@@ -229,6 +229,7 @@ async fn memory_and_segment_topics_side_by_side() {
             filter: format!("{base}/seg/#"),
             engine: Some(ringmq::Engine::Segment),
             offline: None,
+            when_full: None,
         }];
     };
     {
@@ -248,8 +249,12 @@ async fn memory_and_segment_topics_side_by_side() {
 async fn offline_messages_switched_off_per_topic() {
     let base = unique_topic("st-live");
     let broker = TestBroker::start_with(|c| {
-        c.storage.rules =
-            vec![ringmq::StorageRule { filter: format!("{base}/live/#"), engine: None, offline: Some(false) }];
+        c.storage.rules = vec![ringmq::StorageRule {
+            filter: format!("{base}/live/#"),
+            engine: None,
+            offline: Some(false),
+            when_full: None,
+        }];
     });
     let id = unique_id("st-live");
     subscribe_then_leave(&broker, &id, &format!("{base}/#")).await;

@@ -73,6 +73,7 @@ fn message(read_buffer: &Bytes, publisher: &Arc<str>) -> Arc<Message> {
         received: Instant::now(),
         durable: false,
         offline: true,
+        backpressure: true,
     })
 }
 

@@ -109,6 +109,7 @@ fn will_message(c: &Connect, client_id: &Arc<str>) -> Option<(Arc<Message>, u32)
         received: Instant::now(),
         durable: false,
         offline: true,
+        backpressure: true,
     };
     Some((Arc::new(msg), delay))
 }
@@ -196,7 +197,15 @@ pub async fn run_session(
         (true, Some(m)) => m as usize,
         _ => usize::MAX,
     };
-    let conn = Rc::new(Conn::new(protocol, sock.clone(), limits.max_outbound_buffer, client_max, shard.conn_id()));
+    let conn = Rc::new(Conn::new(
+        protocol,
+        sock.clone(),
+        limits.max_outbound_buffer,
+        shard.outbox.clone(),
+        limits.stuck_timeout,
+        client_max,
+        shard.conn_id(),
+    ));
     conn.problem_info.set(connect.properties.request_problem_information != Some(0));
     if v5 {
         let wanted = connect.properties.topic_alias_maximum.unwrap_or(0);
@@ -453,11 +462,11 @@ impl Client {
         match packet {
             Packet::Publish(p) => self.on_publish(p),
             Packet::PubAck(a) => {
-                self.with_session(|s| s.finish(a.pkid, false));
+                self.acked_out(|s| s.finish(a.pkid, false));
                 Ok(())
             }
             Packet::PubRec(a) => {
-                let known = self.with_session(|s| s.received(a.pkid, a.reason >= 0x80)).unwrap_or(false);
+                let known = self.acked_out(|s| s.received(a.pkid, a.reason >= 0x80)).unwrap_or(false);
                 if a.reason < 0x80 || !known {
                     let code = if known { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
                     self.ack(Packet::PubRel, a.pkid, if self.v5() { code } else { 0 });
@@ -488,7 +497,7 @@ impl Client {
                 Ok(())
             }
             Packet::PubComp(a) => {
-                self.with_session(|s| s.finish(a.pkid, true));
+                self.acked_out(|s| s.finish(a.pkid, true));
                 Ok(())
             }
             Packet::Subscribe(s) => {
@@ -518,6 +527,19 @@ impl Client {
     fn with_session<R>(&self, f: impl FnOnce(&mut crate::session::Session) -> R) -> Option<R> {
         let mut st = self.shard.st.borrow_mut();
         st.session(self.slot, self.generation).map(f)
+    }
+
+    /// Applies the client's acknowledgement of an outbound message; when that leaves the
+    /// queue short and positions parked in segment logs, the next page is asked for.
+    fn acked_out<R>(&self, f: impl FnOnce(&mut crate::session::Session) -> R) -> Option<R> {
+        let st = &mut *self.shard.st.borrow_mut();
+        let s = st.session(self.slot, self.generation)?;
+        let r = f(s);
+        if s.wants_replay_page() && !st.replay_now.contains(&self.slot) {
+            st.replay_now.push(self.slot);
+            st.kick();
+        }
+        Some(r)
     }
 
     fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
@@ -597,10 +619,13 @@ impl Client {
             received: self.now,
             durable: false,
             offline: true,
+            backpressure: true,
         }));
         let ack = match p.qos {
             QoS::AtMostOnce => None,
-            _ if msg.durable => {
+            // A segment topic, or a memory topic whose ring is full under backpressure:
+            // acknowledged by the owner once it has taken the message.
+            _ if msg.durable || (msg.offline && msg.backpressure && self.shard.must_wait(&msg.topic)) => {
                 if !self.conn.ack_in_order(p.pkid, p.qos, None, self.max_pending_acks()) {
                     return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
                 }
@@ -647,9 +672,17 @@ impl Client {
         if matches!(end, End::Violation(_)) {
             self.shard.st.borrow_mut().stats.protocol_errors += 1;
         }
-        if self.conn.close_cause() == Some(CloseCause::SlowConsumer) {
-            self.shard.st.borrow_mut().stats.slow_consumers += 1;
-            tracing::info!(client_id = %self.client_id, "slow subscriber disconnected: outbound buffer full");
+        match self.conn.close_cause() {
+            Some(CloseCause::SlowConsumer) => {
+                self.shard.st.borrow_mut().stats.slow_consumers += 1;
+                tracing::info!(client_id = %self.client_id, "subscriber disconnected: outbound buffer past twice its bound");
+            }
+            Some(CloseCause::Stuck) => {
+                self.shard.st.borrow_mut().stats.stuck += 1;
+                let secs = self.shard.cfg.limits.stuck_timeout.as_secs_f64();
+                tracing::info!(client_id = %self.client_id, secs, "stuck client disconnected: no progress");
+            }
+            _ => {}
         }
         let publish_will = match end {
             End::Disconnect(r) => r == reason::DISCONNECT_WITH_WILL,
@@ -669,6 +702,7 @@ impl Client {
                 shard.leave_groups(st, self.slot, &mut self.out);
                 let Some(s) = st.session(self.slot, self.generation) else { return };
                 s.conn = None;
+                s.went_offline();
                 let expiry = s.expiry;
                 if expiry == 0 {
                     wills.extend(will.map(|w| w.0));

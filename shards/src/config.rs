@@ -93,8 +93,32 @@ pub enum Fsync {
     Never,
 }
 
-/// One `[[storage.rule]]`: topics matching `filter` use `engine` and `offline` (each
-/// unset means the broker-wide setting). The first matching rule wins.
+/// What a partition's memory ring does when a new message would not fit and the oldest
+/// one is still needed by a connected subscriber that has not read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FullPolicy {
+    /// The publishers wait: their acknowledgements are held and the broker stops reading
+    /// from them until the slowest connected subscriber moves on. Nothing acknowledged is
+    /// dropped. (Offline sessions never hold publishers back: for them the oldest go.)
+    #[default]
+    Backpressure,
+    /// The oldest message is given up for every session that had not read it, and counted.
+    DropOldest,
+}
+
+/// Where the messages of one topic go, from the storage rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Kept in the partition's segment log.
+    pub durable: bool,
+    /// Kept for offline persistent sessions (QoS 1/2).
+    pub offline: bool,
+    /// The memory ring's policy when full.
+    pub when_full: FullPolicy,
+}
+
+/// One `[[storage.rule]]`: topics matching `filter` use `engine`, `offline` and
+/// `when_full` (each unset means the broker-wide setting). The first matching rule wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageRule {
     /// Topic filter (wildcards allowed).
@@ -103,6 +127,8 @@ pub struct StorageRule {
     pub engine: Option<Engine>,
     /// Whether matching messages are kept for offline persistent sessions.
     pub offline: Option<bool>,
+    /// The memory ring's policy when full, for matching topics.
+    pub when_full: Option<FullPolicy>,
 }
 
 /// Storage: engines, durability, persistence, offline messages.
@@ -127,18 +153,23 @@ pub struct StorageConfig {
     pub retention_bytes: Option<u64>,
     /// Segments whose newest record is older than this are deleted.
     pub retention: Option<Duration>,
-    /// Bytes of the in-memory log of one partition; the oldest records are evicted.
+    /// Bytes of the in-memory log of one partition: what it holds of messages some
+    /// subscriber still needs (what every subscriber has is released at once).
     pub memory_bytes: usize,
+    /// What a full memory ring does (broker-wide; rules override).
+    pub when_full: FullPolicy,
 }
 
 impl StorageConfig {
-    /// (stored in a segment log, kept for offline sessions) for a topic: the first
-    /// matching rule decides, each unset part falling back to the broker-wide setting.
-    pub fn placement(&self, topic: &str) -> (bool, bool) {
+    /// Where a topic's messages go: the first matching rule decides, each unset part
+    /// falling back to the broker-wide setting.
+    pub fn placement(&self, topic: &str) -> Placement {
         let rule = self.rules.iter().find(|r| proto::topic::matches(&r.filter, topic));
-        let engine = rule.and_then(|r| r.engine).unwrap_or(self.engine);
-        let offline = rule.and_then(|r| r.offline).unwrap_or(self.offline);
-        (engine == Engine::Segment, offline)
+        Placement {
+            durable: rule.and_then(|r| r.engine).unwrap_or(self.engine) == Engine::Segment,
+            offline: rule.and_then(|r| r.offline).unwrap_or(self.offline),
+            when_full: rule.and_then(|r| r.when_full).unwrap_or(self.when_full),
+        }
     }
 
     /// True when anything is written to the data directory.
@@ -164,8 +195,12 @@ impl Default for StorageConfig {
             retention_bytes: None,
             // 7 days.
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
-            // 4 MiB x 64 partitions bounds the memory logs at 256 MiB.
-            memory_bytes: 4 * 1024 * 1024,
+            // 64 MiB: a 1 -> 1 flood of 200 000 small QoS 1 messages behind a slow
+            // subscriber fits several times over. Used only while a subscriber lags (what
+            // everyone has is released), so the bound is 64 MiB per lagging partition.
+            memory_bytes: 64 * 1024 * 1024,
+            // Nothing acknowledged is dropped unless a rule says so.
+            when_full: FullPolicy::Backpressure,
         }
     }
 }
@@ -180,15 +215,27 @@ pub struct Limits {
     /// Unacknowledged QoS 1/2 messages the broker has out to one client (5.0: capped further
     /// by the client's Receive Maximum) and the Receive Maximum it announces to clients.
     pub max_inflight: u16,
-    /// Messages queued per session while offline or while its in-flight window is full;
-    /// the oldest is dropped (and counted) when full.
+    /// An optional cap on the messages waiting for one session (queued, or parked by log
+    /// position); past it the oldest is given up and counted. 0: no cap (the default): the
+    /// logs' retention is the bound.
     pub max_queued_messages: usize,
     /// Longest topic name or filter, in bytes.
     pub max_topic_length: usize,
     /// Most levels in a topic name or filter.
     pub max_topic_levels: usize,
-    /// Bytes waiting to be written to one connection; a subscriber past it is disconnected.
+    /// Bytes waiting to be written to one connection. Past it, QoS 0 messages are dropped
+    /// for that subscriber alone (counted); everything else is still queued up to twice
+    /// the bound (QoS 1/2 are bounded by the in-flight window anyway), then the connection
+    /// is closed.
     pub max_outbound_buffer: usize,
+    /// Bytes waiting in all the outboxes of the node together (each shard has an equal
+    /// share); past it, QoS 0 messages are dropped for the connections that still have
+    /// bytes waiting.
+    pub max_outbound_total: usize,
+    /// A connection that makes no progress for this long (its socket accepts no byte while
+    /// the outbox holds some, or it acknowledges none of its in-flight messages) is
+    /// disconnected. Being slow is not being stuck: any progress restarts the clock.
+    pub stuck_timeout: Duration,
     /// Topic aliases a 5.0 client may use towards the broker.
     pub topic_alias_maximum: u16,
     /// How long a new connection may take to send CONNECT.
@@ -212,12 +259,17 @@ impl Default for Limits {
             max_packet_size: 1024 * 1024,
             // 64 matches common client defaults and keeps resend-on-reconnect short.
             max_inflight: 64,
-            // 1000 messages per offline session bounds memory at ~1000 x message size.
-            max_queued_messages: 1000,
+            // No cap: a session keeps positions in the logs, whose retention bounds them.
+            max_queued_messages: 0,
             max_topic_length: 1024,
             max_topic_levels: 32,
-            // 4 MiB: several max-size packets; beyond that the subscriber is not keeping up.
-            max_outbound_buffer: 4 * 1024 * 1024,
+            // 64 MiB (nats-server's slow-consumer bound): a burst of 10 publishers to one
+            // subscriber fits. Allocated only while used, given back when it drains.
+            max_outbound_buffer: 64 * 1024 * 1024,
+            // 1 GiB: sixteen full outboxes; bounds what many slow readers hold together.
+            max_outbound_total: 1024 * 1024 * 1024,
+            // Generous for slow links; a client that reads nothing for 30 s is stuck.
+            stuck_timeout: Duration::from_secs(30),
             topic_alias_maximum: 64,
             connect_timeout: Duration::from_secs(10),
             max_session_expiry: u32::MAX,

@@ -4,9 +4,14 @@
 //! Runs on the shard that owns the connection's session. Anything on that shard may append
 //! packets to the outbox (acknowledgements from the reader, deliveries from the router);
 //! the writer task wakes once, swaps the whole outbox out and writes it with one call, so a
-//! connection is flushed once per executor tick however many messages arrived for it. A
-//! subscriber whose outbox passes `max_outbound_buffer` is disconnected: it is not keeping
-//! up, and nothing else waits for it.
+//! connection is flushed once per executor tick however many messages arrived for it.
+//!
+//! Slow readers: past `max_outbound_buffer` (or when the shard's outboxes together pass
+//! their share of `max_outbound_total`) QoS 0 messages are dropped for that connection
+//! alone and counted; everything else is still queued up to twice the bound (QoS 1/2 are
+//! bounded by the window), past which the connection is closed. A connection is closed
+//! for slowness only when its socket accepts no byte for `stuck_timeout`. The outbox is
+//! allocated while used and given back after a burst.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -27,6 +32,29 @@ use proto::{Packet, Properties, Props, Protocol, QoS};
 /// How long a closing connection may take to flush its last packets to a client that does
 /// not read before the socket is shut down anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// An outbox buffer larger than this is given back once written, not kept for the next
+/// burst: idle connections hold next to nothing.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// The bytes waiting in all the outboxes of one shard, against its share of
+/// `max_outbound_total`: one per shard, shared by its connections (never across shards).
+#[derive(Debug)]
+pub struct OutboxBudget {
+    used: Cell<usize>,
+    cap: usize,
+}
+
+impl OutboxBudget {
+    /// A budget of `cap` bytes.
+    pub fn new(cap: usize) -> Rc<Self> {
+        Rc::new(OutboxBudget { used: Cell::new(0), cap })
+    }
+
+    /// Bytes waiting in this shard's outboxes.
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+}
 
 /// One socket shared by the reader and writer tasks of a connection (one descriptor per
 /// connection). Each poll borrows it only for the duration of the call; glommio keeps
@@ -75,8 +103,10 @@ impl AsyncWrite for Socket {
 /// Why a connection is being closed by the broker side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseCause {
-    /// Its outbox passed the limit.
+    /// Its outbox passed twice the limit with packets that cannot be dropped.
     SlowConsumer,
+    /// Its socket accepted nothing, or it acknowledged nothing, for `stuck_timeout`.
+    Stuck,
     /// Another connection took its session over.
     TakenOver,
     /// The broker is shutting down.
@@ -97,6 +127,8 @@ pub struct Conn {
     pub id: u64,
     sock: Socket,
     cap: usize,
+    budget: Rc<OutboxBudget>,
+    stuck_after: Duration,
     buf: RefCell<BytesMut>,
     waker: Cell<Option<Waker>>,
     closing: Cell<Option<CloseCause>>,
@@ -161,14 +193,25 @@ impl Conn {
         Packet::Disconnect(proto::Disconnect { reason: code, properties: reason_props(code) })
     }
 
-    /// A connection on socket `fd` whose outbox holds at most `cap` bytes.
-    pub fn new(protocol: Protocol, sock: Socket, cap: usize, max_packet_size: usize, id: u64) -> Self {
+    /// A connection on socket `fd` whose outbox drops QoS 0 past `cap` bytes (or past the
+    /// shard's `budget`), and that is stuck when its socket takes nothing for `stuck_after`.
+    pub fn new(
+        protocol: Protocol,
+        sock: Socket,
+        cap: usize,
+        budget: Rc<OutboxBudget>,
+        stuck_after: Duration,
+        max_packet_size: usize,
+        id: u64,
+    ) -> Self {
         Conn {
             protocol,
             max_packet_size,
             id,
             sock,
             cap,
+            budget,
+            stuck_after,
             // Allocated on first use and grown to the connection's needs: idle connections
             // hold next to nothing.
             buf: RefCell::new(BytesMut::new()),
@@ -268,7 +311,8 @@ impl Conn {
         let mut b = self.buf.borrow_mut();
         let before = b.len();
         match packet.write(self.protocol, &mut b) {
-            Ok(_) if b.len() <= self.cap => {
+            Ok(_) if b.len() <= self.hard_cap() => {
+                self.budget.used.set(self.budget.used.get() + (b.len() - before));
                 drop(b);
                 self.wake();
                 true
@@ -292,15 +336,28 @@ impl Conn {
             return false;
         }
         let mut b = self.buf.borrow_mut();
-        if b.len() + len > self.cap {
+        if b.len() + len > self.hard_cap() {
             drop(b);
             self.close(CloseCause::SlowConsumer);
             return false;
         }
         fill(&mut b);
         drop(b);
+        self.budget.used.set(self.budget.used.get() + len);
         self.wake();
         true
+    }
+
+    /// What the outbox may hold of packets that cannot be dropped (QoS 1/2 within the
+    /// window, acknowledgements): twice the bound, then the connection is closed.
+    fn hard_cap(&self) -> usize {
+        self.cap.saturating_mul(2)
+    }
+
+    /// True when QoS 0 messages are dropped for this connection now: its outbox, or the
+    /// shard's outboxes together, are at their bound.
+    pub fn is_full(&self) -> bool {
+        self.buf.borrow().len() >= self.cap || self.budget.used.get() >= self.budget.cap
     }
 
     /// Bytes waiting in the outbox.
@@ -322,12 +379,12 @@ impl Conn {
     }
 
     /// Stops queueing; the writer flushes what is queued (for at most [`CLOSE_GRACE`])
-    /// and shuts the socket down, which ends the reader too. A slow consumer's socket is
-    /// shut down at once: what is queued for it is dropped.
+    /// and shuts the socket down, which ends the reader too. A slow or stuck consumer's
+    /// socket is shut down at once: what is queued for it is dropped.
     pub fn close(&self, cause: CloseCause) {
         if self.closing.get().is_none() {
             self.closing.set(Some(cause));
-            if cause == CloseCause::SlowConsumer {
+            if matches!(cause, CloseCause::SlowConsumer | CloseCause::Stuck) {
                 self.sock.shutdown();
             }
         }
@@ -359,7 +416,12 @@ impl Conn {
             let mut b = self.buf.borrow_mut();
             if !b.is_empty() {
                 spare.clear();
+                if spare.capacity() > KEEP_BUFFER {
+                    // After a burst: the next one grows a buffer again.
+                    *spare = BytesMut::new();
+                }
                 std::mem::swap(&mut *b, spare);
+                self.budget.used.set(self.budget.used.get().saturating_sub(spare.len()));
                 return Poll::Ready(true);
             }
             if self.closing.get().is_some() {
@@ -372,6 +434,13 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let left = self.buf.get_mut().len();
+        self.budget.used.set(self.budget.used.get().saturating_sub(left));
+    }
+}
+
 /// Shuts a socket down in both directions so a blocked read returns.
 pub fn shutdown_socket(fd: RawFd) {
     // SAFETY: shutdown(2) on a descriptor this process owns; an error (already closed or
@@ -381,20 +450,54 @@ pub fn shutdown_socket(fd: RawFd) {
     }
 }
 
-/// The writer task: drains the outbox into the socket until the connection closes.
+/// How one write of the writer ended.
+enum WriteEnd {
+    Done,
+    Failed,
+    /// Not one byte taken for the stuck timeout.
+    Stuck,
+}
+
+/// The writer task: drains the outbox into the socket until the connection closes. A
+/// socket that takes no byte for the stuck timeout closes the connection.
 pub async fn writer(conn: Rc<Conn>) {
     let mut stream = conn.sock.clone();
     let mut spare = BytesMut::new();
     while conn.take(&mut spare).await {
-        let write = async { stream.write_all(&spare).await.is_ok() };
+        let write = async {
+            let mut at = 0;
+            while at < spare.len() {
+                let step = async { Some(stream.write(&spare[at..]).await) };
+                let stall = async {
+                    glommio::timer::sleep(conn.stuck_after).await;
+                    None
+                };
+                match futures_lite::future::or(step, stall).await {
+                    Some(Ok(n)) if n > 0 => at += n,
+                    Some(_) => return WriteEnd::Failed,
+                    None => return WriteEnd::Stuck,
+                }
+            }
+            WriteEnd::Done
+        };
         let give_up = async {
             conn.closed().await;
             glommio::timer::sleep(CLOSE_GRACE).await;
-            false
+            WriteEnd::Failed
         };
-        if !futures_lite::future::or(write, give_up).await {
-            conn.close(CloseCause::ReaderDone);
-            break;
+        match futures_lite::future::or(write, give_up).await {
+            WriteEnd::Done => {}
+            WriteEnd::Failed => {
+                conn.close(CloseCause::ReaderDone);
+                break;
+            }
+            WriteEnd::Stuck => {
+                conn.close(CloseCause::Stuck);
+                break;
+            }
+        }
+        if spare.capacity() > KEEP_BUFFER {
+            spare = BytesMut::new();
         }
     }
     conn.sock.shutdown();

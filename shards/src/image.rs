@@ -250,17 +250,17 @@ pub fn encode_retained(msg: &Message, now_ms: u64) -> Result<Vec<u8>, proto::Err
 }
 
 /// Builds a message from a stored record (a retained value or a log record).
-/// `placement` is (durable, offline) of the topic, per the storage rules.
+/// `placement` is where the topic's messages go, per the storage rules.
 pub fn message_from_record(
     r: &storage::Record,
     publisher: &Arc<str>,
     retain: bool,
-    placement: (bool, bool),
+    placement: crate::config::Placement,
 ) -> Option<Arc<Message>> {
     let qos = QoS::from_u8(r.qos())?;
     let properties = Props::from_publish_block(r.properties.clone()).ok()?;
     std::str::from_utf8(&r.topic).ok()?;
-    Some(Arc::new(Message {
+    let mut msg = Message {
         topic: r.topic.clone(),
         payload: r.payload.clone(),
         qos,
@@ -273,15 +273,20 @@ pub fn message_from_record(
             let now = Instant::now();
             now.checked_sub(std::time::Duration::from_millis(age)).unwrap_or(now)
         },
-        durable: placement.0,
-        offline: placement.1,
-    }))
+        durable: false,
+        offline: true,
+        backpressure: true,
+    };
+    msg.place(placement);
+    Some(Arc::new(msg))
 }
 
 /// Reads back a value written by [`encode_retained`].
 pub fn decode_retained(value: &[u8], publisher: &Arc<str>) -> Option<Arc<Message>> {
     let view = storage::record::decode(value).ok()?;
-    message_from_record(&view.to_record(), publisher, true, (false, true))
+    let placement =
+        crate::config::Placement { durable: false, offline: true, when_full: crate::config::FullPolicy::Backpressure };
+    message_from_record(&view.to_record(), publisher, true, placement)
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@ pub mod shared;
 pub mod store;
 pub mod trie;
 
-pub use config::{AuthMethod, AuthStep, Engine, EngineConfig, Fsync, Limits, StorageConfig, StorageRule};
+pub use config::{
+    AuthMethod, AuthStep, Engine, EngineConfig, Fsync, FullPolicy, Limits, Placement, StorageConfig, StorageRule,
+};
 pub use error::Error;
 pub use node::{check_io_uring, Node};
+pub use shard::Drops;

@@ -40,6 +40,36 @@ pub struct Message {
     pub durable: bool,
     /// Kept for offline persistent sessions (QoS 1/2), per the storage rules.
     pub offline: bool,
+    /// Its memory ring, when full, holds the publishers back rather than drop what a
+    /// connected subscriber has not read (`when_full = "backpressure"`).
+    pub backpressure: bool,
+}
+
+impl Message {
+    /// Placement as the storage rules decide it.
+    pub fn place(&mut self, p: crate::config::Placement) {
+        self.durable = p.durable;
+        self.offline = p.offline;
+        self.backpressure = p.when_full == crate::config::FullPolicy::Backpressure;
+    }
+
+    /// A copy of its own (the bytes stay shared): a holder that must not count as a
+    /// reader of the original in its memory ring (a retained message, a message in flight
+    /// to a session that went offline).
+    pub fn detached(&self) -> Arc<Message> {
+        Arc::new(Message {
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties.clone(),
+            publisher: self.publisher.clone(),
+            received: self.received,
+            durable: self.durable,
+            offline: self.offline,
+            backpressure: self.backpressure,
+        })
+    }
 }
 
 /// Names a session on its shard; `generation` tells a reused slot from the session a

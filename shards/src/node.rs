@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::image::SessionImage;
 use crate::msg::{Egress, Ingress};
 use crate::partition::PartitionTable;
-use crate::shard::{NextOffset, NodeShared, Shard, NO_LOG, SWEEP_EVERY, TICK};
+use crate::shard::{Flag, NextOffset, NodeShared, Shard, NO_LOG, SWEEP_EVERY, TICK};
 use crate::store::Store;
 
 /// Backlog of each listening socket.
@@ -37,6 +37,10 @@ const LISTEN_BACKLOG: i32 = 4096;
 const IO_MEMORY: usize = 512 * 1024;
 /// How long a stopping shard waits for its connections to flush their goodbyes.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long the shards may take to start and meet each other before the start fails.
+const START_LIMIT: Duration = Duration::from_secs(20);
+/// How often a shard wakes while it waits for its peers at start (see `shard_main`).
+const JOIN_HEARTBEAT: Duration = Duration::from_millis(25);
 
 /// A running node.
 pub struct Node {
@@ -140,6 +144,7 @@ impl Node {
         let recovery = recovered.report;
         let shared = NodeShared {
             log_next: (0..cfg.partitions).map(|_| NextOffset(AtomicU64::new(NO_LOG))).collect(),
+            pressure: (0..cfg.partitions).map(|_| Flag::default()).collect(),
             ..Default::default()
         };
         for (p, part) in recovered.parts.iter().flat_map(|m| m.iter()) {
@@ -198,21 +203,42 @@ impl Node {
         let egress = MeshBuilder::<Vec<Egress>, _>::full(nshards, capacity);
         let cpus = allowed_cpus();
         let mut handles = Vec::with_capacity(nshards);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         for (i, fds) in per_shard.into_iter().enumerate() {
             let placement = match (cfg.pin, cpus.is_empty()) {
                 (true, false) => Placement::Fixed(cpus[i % cpus.len()]),
                 _ => Placement::Unbound,
             };
-            let (cfg, shared, ingress, egress) = (cfg.clone(), shared.clone(), ingress.clone(), egress.clone());
+            let (cfg, node_shared, ingress, egress) = (cfg.clone(), shared.clone(), ingress.clone(), egress.clone());
             let start = starts[i].take().expect("one start per shard");
-            let handle = LocalExecutorBuilder::new(placement)
+            let ready = ready_tx.clone();
+            let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("ringmq-shard-{i}"))
                 .io_memory(IO_MEMORY)
-                .spawn(move || shard_main(cfg, shared, fds, ingress, egress, start))
-                .map_err(|e| Error::Executor { shard: i, message: e.to_string() })?;
-            handles.push(handle);
+                .spawn(move || shard_main(cfg, node_shared, fds, ingress, egress, start, ready));
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    shared.shutdown.store(true, Ordering::Relaxed);
+                    return Err(Error::Executor { shard: i, message: e.to_string() });
+                }
+            }
         }
-        Ok(Node { handles, shared, addrs, shards: nshards, _lock: lock, recovery })
+        drop(ready_tx);
+        let node = Node { handles, shared, addrs, shards: nshards, _lock: lock, recovery };
+        // Every shard says it joined the meshes and accepts; one that cannot (its executor
+        // failed to start, a peer never joined) stops the node instead of leaving it half up.
+        for _ in 0..nshards {
+            let why = match ready_rx.recv_timeout(START_LIMIT) {
+                Ok(Ok(())) => continue,
+                Ok(Err(why)) => why,
+                Err(_) => format!("a shard did not start within {START_LIMIT:?}"),
+            };
+            node.stop();
+            let _ = node.join();
+            return Err(Error::Executor { shard: 0, message: why });
+        }
+        Ok(node)
     }
 
     /// The bound listen addresses (port 0 resolved), in configuration order.
@@ -234,6 +260,12 @@ impl Node {
     /// retention before their session came back (counted each sweep, 500 ms).
     pub fn offline_counters(&self) -> (u64, u64) {
         (self.shared.evicted.load(Ordering::Relaxed), self.shared.lost.load(Ordering::Relaxed))
+    }
+
+    /// Messages given up by the node, by reason, and the flow-control events beside them
+    /// (summed from the shards each sweep, 500 ms).
+    pub fn drops(&self) -> crate::shard::Drops {
+        self.shared.drops()
     }
 
     /// Open client connections on the node.
@@ -277,9 +309,36 @@ async fn shard_main(
     ingress: MeshBuilder<Vec<Ingress>, glommio::channels::channel_mesh::Full>,
     egress: MeshBuilder<Vec<Egress>, glommio::channels::channel_mesh::Full>,
     start: Start,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
-    let Ok((itx, mut irx)) = ingress.join().await else { return };
-    let Ok((etx, mut erx)) = egress.join().await else { return };
+    // While the shards rendezvous, a timer keeps this executor waking: a wake-up from a
+    // peer thread that the reactor misses would otherwise leave it parked for good (no
+    // other timer is armed yet). The rendezvous is bounded and gives up when stopped.
+    let heartbeat = glommio::spawn_local(async {
+        loop {
+            glommio::timer::sleep(JOIN_HEARTBEAT).await;
+        }
+    });
+    let joined = futures_lite::future::or(async { Some((ingress.join().await, egress.join().await)) }, async {
+        let deadline = Instant::now() + START_LIMIT;
+        while !node.stopping() && Instant::now() < deadline {
+            glommio::timer::sleep(JOIN_HEARTBEAT).await;
+        }
+        None
+    })
+    .await;
+    drop(heartbeat);
+    let ((itx, mut irx), (etx, mut erx)) = match joined {
+        Some((Ok(i), Ok(e))) => (i, e),
+        Some((Err(e), _)) | Some((_, Err(e))) => {
+            let _ = ready.send(Err(format!("shard could not join the mesh: {e}")));
+            return;
+        }
+        None => {
+            let _ = ready.send(Err(format!("the shards did not meet within {START_LIMIT:?}")));
+            return;
+        }
+    };
     let id = itx.peer_id();
     debug_assert_eq!(id, etx.peer_id(), "both meshes order peers by executor id");
     let shard = Rc::new(Shard::new(id, cfg, node.clone(), itx, etx));
@@ -298,6 +357,9 @@ async fn shard_main(
     let (kick_tx, kick_rx) = glommio::channels::local_channel::new_bounded(1);
     shard.st.borrow_mut().set_kick(kick_tx);
     let deferred = glommio::spawn_local(crate::shard::deferred_sends(shard.clone(), kick_rx));
+    let (relieve_tx, relieve_rx) = glommio::channels::local_channel::new_bounded(1);
+    shard.st.borrow_mut().pressure_kick = Some(relieve_tx);
+    let relieve = glommio::spawn_local(crate::shard::relieve_loop(shard.clone(), relieve_rx));
     let interval = match shard.cfg.storage.fsync {
         crate::config::Fsync::Interval(every) if shard.st.borrow().store.persistent() => {
             Some(glommio::spawn_local(crate::store::interval_sync_loop(shard.clone(), every)))
@@ -330,6 +392,8 @@ async fn shard_main(
         })
         .collect();
     tracing::debug!(shard = id, "shard running");
+    let _ = ready.send(Ok(()));
+    drop(ready);
     let mut last_sweep = Instant::now();
     while !node.stopping() {
         glommio::timer::sleep(TICK).await;
@@ -361,6 +425,7 @@ async fn shard_main(
     drop(interval);
     drop(commit);
     drop(deferred);
+    drop(relieve);
     shard.st.borrow_mut().store.sync_all();
     tracing::debug!(shard = id, "shard stopped");
 }

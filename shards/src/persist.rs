@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use proto::{Protocol, QoS};
 
-use crate::config::Engine;
+use crate::config::FullPolicy;
 use crate::image::{message_from_record, SessionImage};
 use crate::msg::{AckTo, Ingress, Message, Pos, ReplayItem, ReplayPart, SessionRef};
 use crate::session::{PendingWill, Queued};
@@ -22,8 +22,9 @@ use crate::shard::{Shard, State};
 use crate::store::{now_ms, retained_key, session_key};
 
 /// Most matching records one replay answer carries per partition (and at most the
-/// session queue's bound); the rest is asked for as the session's queue drains.
-const REPLAY_PAGE_RECORDS: usize = 10_000;
+/// `max_queued_messages` cap): as many as a session holds as copies; the rest is asked for
+/// as the session's queue drains.
+const REPLAY_PAGE_RECORDS: usize = crate::session::HOLD;
 /// Most bytes read per partition per replay answer, so one answer never stalls the owner.
 const REPLAY_PAGE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -35,13 +36,16 @@ impl Shard {
     /// offline or not), per the rules; the common all-memory setup skips the matching.
     pub fn placed(&self, mut msg: Arc<Message>) -> Arc<Message> {
         let cfg = &self.cfg.storage;
-        if cfg.rules.is_empty() && cfg.engine == crate::config::Engine::Memory && cfg.offline {
+        if cfg.rules.is_empty()
+            && cfg.engine == crate::config::Engine::Memory
+            && cfg.offline
+            && cfg.when_full == FullPolicy::Backpressure
+        {
             return msg;
         }
-        let (durable, offline) = std::str::from_utf8(&msg.topic).map_or((false, cfg.offline), |t| cfg.placement(t));
+        let placement = std::str::from_utf8(&msg.topic).map_or_else(|_| cfg.placement(""), |t| cfg.placement(t));
         if let Some(m) = Arc::get_mut(&mut msg) {
-            m.durable = durable;
-            m.offline = offline;
+            m.place(placement);
         }
         msg
     }
@@ -87,7 +91,8 @@ impl Shard {
             }
             return;
         }
-        st.retained.insert(msg.topic.clone(), msg.clone());
+        // A copy of its own: the retained store is no reader of the memory ring's message.
+        st.retained.insert(msg.topic.clone(), msg.detached());
         if st.store.persistent() {
             match crate::image::encode_retained(msg, now_ms()) {
                 Ok(v) => st.store.put(partition, &key, Some(&v)),
@@ -140,7 +145,10 @@ impl Shard {
     /// next. Also returns how many records asked for by offset the logs no longer hold.
     pub fn serve_replay(&self, parts: &[ReplayPart], filters: &[(String, QoS)]) -> (Replay, Vec<ReplayPart>, u64) {
         let st = &mut *self.st.borrow_mut();
-        let page = self.cfg.limits.max_queued_messages.clamp(1, REPLAY_PAGE_RECORDS);
+        let page = match self.cfg.limits.max_queued_messages {
+            0 => REPLAY_PAGE_RECORDS,
+            cap => cap.clamp(1, REPLAY_PAGE_RECORDS),
+        };
         let mut out = Vec::new();
         let mut rest = Vec::new();
         let mut lost = 0u64;
@@ -148,15 +156,6 @@ impl Shard {
             let (now, later) = rp.pending.split_at(rp.pending.len().min(page));
             if !later.is_empty() {
                 rest.push(ReplayPart { pending: later.to_vec(), ..rp.clone() });
-            }
-            if rp.engine == Engine::Memory {
-                for &off in now {
-                    match st.store.read_memory(rp.partition, off) {
-                        Some(msg) => out.push(ReplayItem { msg, pos: Pos::memory(rp.partition, off), scanned: false }),
-                        None => lost += 1,
-                    }
-                }
-                continue;
             }
             let Some(part) = st.store.parts.get_mut(&rp.partition) else {
                 lost += now.len() as u64;
@@ -174,11 +173,11 @@ impl Shard {
                 if r.qos() == 0 || !filters.iter().any(|(f, _)| proto::topic::matches(f, topic)) {
                     return false;
                 }
-                let (durable, offline) = cfg.placement(topic);
-                if !offline {
+                let placement = cfg.placement(topic);
+                if !placement.offline {
                     return false;
                 }
-                let Some(msg) = message_from_record(r, &publisher, r.retain(), (durable, offline)) else {
+                let Some(msg) = message_from_record(r, &publisher, r.retain(), placement) else {
                     return false;
                 };
                 out.push(ReplayItem { msg, pos: Pos::segment(rp.partition, r.offset), scanned });
@@ -245,9 +244,6 @@ impl Shard {
         let st = &mut *self.st.borrow_mut();
         let max_queued = self.cfg.limits.max_queued_messages;
         let Some(session) = st.session(to.slot, to.generation) else { return };
-        if lost > 0 {
-            tracing::info!(client_id = %session.client_id, lost, "offline messages gone from their logs before delivery");
-        }
         let mut older = Vec::with_capacity(msgs.len());
         for ReplayItem { msg, pos, scanned } in msgs {
             if scanned && session.has_pending(pos) {
@@ -265,7 +261,6 @@ impl Shard {
             st.replay_now.push(to.slot);
             st.kick();
         }
-        self.node.lost.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A returning session asks the owners for its parked messages (and, restored at
@@ -352,7 +347,8 @@ impl Shard {
                     properties: w.properties.clone(),
                     payload: w.payload.clone(),
                 };
-                let placement = std::str::from_utf8(&w.topic).map_or((false, true), |t| st.store.cfg.placement(t));
+                let cfg = &st.store.cfg;
+                let placement = std::str::from_utf8(&w.topic).map_or_else(|_| cfg.placement(""), |t| cfg.placement(t));
                 if let Some(msg) = message_from_record(&record, &client_id, w.retain, placement) {
                     let at = now + Duration::from_secs(u64::from(w.delay)).saturating_sub(away);
                     s.will = Some(PendingWill { msg, at });

@@ -8,10 +8,17 @@
 //! pending will.
 //! Delivery encodes a PUBLISH once per (protocol, QoS, retain) per fan-out through
 //! [`EncodeCache`] and copies the shared bytes into each connection's outbox.
+//!
+//! Flow control: the log is the buffer. A session keeps at most [`HOLD`] waiting messages
+//! as shared copies; past that (and while offline) a message stored in a log is *parked*
+//! by its position and read back as the window frees: from the memory ring through the
+//! parked handle itself, from a segment log through its owner (the replay path). So a
+//! subscriber slower than its publishers costs a few bytes per message, and the logs'
+//! bounds (see `Store::admit`) decide what happens when they are full.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -51,6 +58,58 @@ pub struct Queued {
     /// The shared group (`$share/g/f`) it was given to this session by, if any: handed
     /// back to the group if the client leaves before acknowledging it.
     pub shared: Option<Arc<str>>,
+}
+
+/// Waiting messages a session keeps as shared copies (queued) before it parks the rest by
+/// position: enough to keep a window of 64..1000 busy while the next page is read back.
+pub const HOLD: usize = 1024;
+/// Waiting messages that no log keeps (topics with `offline = false`, shared-group
+/// messages, retained messages) a session holds at most; past it the new one is dropped and
+/// counted (`unstored`).
+pub const HOLD_UNSTORED: usize = 16 * 1024;
+
+/// A message parked by position, oldest first.
+#[derive(Debug, Clone)]
+pub enum Parked {
+    /// In a segment log: read back through the partition's owner.
+    Log(Pos),
+    /// In a memory ring: the handle keeps it (a connected subscriber under `backpressure`:
+    /// the ring cannot give it up) or only watches it (offline, or `drop_oldest`: gone
+    /// when the ring evicts it, then counted as lost).
+    Ring(Pin, Pos),
+}
+
+impl Parked {
+    /// Its position.
+    pub fn pos(&self) -> Pos {
+        match self {
+            Parked::Log(p) | Parked::Ring(_, p) => *p,
+        }
+    }
+}
+
+/// How a parked memory-ring message is held.
+#[derive(Debug, Clone)]
+pub enum Pin {
+    /// Kept alive: the ring sees a reader and does not evict it.
+    Strong(Arc<Message>),
+    /// Watched: the ring may evict it.
+    Weak(Weak<Message>),
+}
+
+impl Pin {
+    fn get(&self) -> Option<Arc<Message>> {
+        match self {
+            Pin::Strong(m) => Some(m.clone()),
+            Pin::Weak(w) => w.upgrade(),
+        }
+    }
+
+    fn weaken(&mut self) {
+        if let Pin::Strong(m) = self {
+            *self = Pin::Weak(Arc::downgrade(m));
+        }
+    }
 }
 
 /// A persistent session's progress through one partition log.
@@ -113,11 +172,16 @@ pub struct PendingSubscribe {
     pub conn_id: u64,
 }
 
-/// Per-session counters.
-#[derive(Debug, Default, Clone, Copy)]
+/// Per-session counters: every message given up, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SessionStats {
-    /// Messages dropped because the queue was full.
+    /// Messages given up at the `max_queued_messages` cap (or kept for offline sessions
+    /// by no rule: `offline = false`).
     pub dropped: u64,
+    /// Messages no log keeps, dropped past [`HOLD_UNSTORED`] waiting.
+    pub unstored: u64,
+    /// QoS 0 messages dropped because the connection's outbox was full.
+    pub outbox_full: u64,
     /// Messages dropped because their Message Expiry Interval passed before delivery.
     pub expired: u64,
     /// Messages dropped because they were larger than the client's Maximum Packet Size.
@@ -149,9 +213,9 @@ pub struct Session {
     pub window: u16,
     /// Messages waiting for the window or the client.
     pub queue: VecDeque<Queued>,
-    /// Messages handed to it while offline, by position, oldest first; read back from
-    /// their logs when the client returns. With `queue`, bounded by `max_queued_messages`.
-    pub parked: VecDeque<Pos>,
+    /// Messages waiting by position, oldest first (past [`HOLD`], or while offline); read
+    /// back as the window frees. With `queue`, capped by `max_queued_messages` when set.
+    pub parked: VecDeque<Parked>,
     /// Inbound QoS 2 packet ids received and not yet released.
     pub incoming_qos2: HashSet<u16>,
     /// A will waiting for its delay.
@@ -181,6 +245,16 @@ pub struct Session {
     /// How many messages at the front of the queue came from a replay (they keep their
     /// place ahead of live ones, and later pages go behind them).
     replay_front: usize,
+    /// When the client last acknowledged an in-flight message, or the window last went
+    /// from empty to busy: with messages in flight and no acknowledgement for the stuck
+    /// timeout, the client makes no progress.
+    pub last_ack: Instant,
+    /// Counters as last added to the node's.
+    pub reported: SessionStats,
+    /// Counters as last logged, and when.
+    pub logged: SessionStats,
+    /// When the drops were last logged.
+    pub logged_at: Option<Instant>,
 }
 
 impl Session {
@@ -212,6 +286,10 @@ impl Session {
             replay_plan: None,
             replay_waiting: 0,
             replay_front: 0,
+            last_ack: Instant::now(),
+            reported: SessionStats::default(),
+            logged: SessionStats::default(),
+            logged_at: None,
         }
     }
 
@@ -268,12 +346,17 @@ impl Session {
         }
     }
 
-    /// The replay to ask for now: what was planned, plus the messages parked while
-    /// offline (which go after what is still queued, ahead of anything live).
+    /// The replay to ask the owners for now: what was planned (restored cursors, later
+    /// pages), else the next run of parked segment-log positions (at most [`HOLD`]; they
+    /// go after what is still queued from earlier pages, ahead of anything live).
     pub fn take_replay(&mut self) -> Option<Vec<ReplayPart>> {
-        if !self.parked.is_empty() {
+        if self.replay_plan.is_none() && self.replay_waiting == 0 {
+            self.unpark_ring();
             let mut parts: Vec<ReplayPart> = Vec::new();
-            for pos in std::mem::take(&mut self.parked) {
+            while parts.iter().map(|p| p.pending.len()).sum::<usize>() < HOLD {
+                let Some(Parked::Log(pos)) = self.parked.front() else { break };
+                let pos = *pos;
+                self.parked.pop_front();
                 match parts.iter_mut().find(|p| p.partition == pos.partition && p.engine == pos.engine) {
                     Some(p) => p.pending.push(pos.offset),
                     None => parts.push(ReplayPart {
@@ -284,12 +367,33 @@ impl Session {
                     }),
                 }
             }
-            if self.replay_plan.is_none() && self.replay_waiting == 0 {
-                self.replay_front = self.queue.len();
+            if !parts.is_empty() {
+                self.replay_front = self.replay_front.min(self.queue.len());
+                self.replay_plan = Some(parts);
             }
-            self.replay_plan.get_or_insert_with(Vec::new).extend(parts);
         }
         self.replay_plan.take()
+    }
+
+    /// Moves parked memory-ring messages at the front of `parked` to the back of the queue
+    /// (everything queued is older: a message is parked only behind a long queue or other
+    /// parked ones), while the queue has room: no owner needs asking, the handle holds
+    /// them. One the ring gave up meanwhile is counted as lost.
+    fn unpark_ring(&mut self) {
+        while self.queue.len() < HOLD {
+            let Some(Parked::Ring(pin, pos)) = self.parked.front() else { break };
+            let (msg, pos) = (pin.get(), *pos);
+            self.parked.pop_front();
+            let Some(msg) = msg else {
+                self.stats.lost += 1;
+                continue;
+            };
+            let Some((qos, retain, sub_ids)) = self.matching(&msg) else { continue };
+            if qos == QoS::AtMostOnce {
+                continue;
+            }
+            self.queue.push_back(Queued { msg, qos, retain, sub_ids, pos: Some(pos), shared: None });
+        }
     }
 
     /// The replay was asked of `owners` shards.
@@ -319,9 +423,53 @@ impl Session {
         self.replay_plan.is_some() || self.replay_waiting > 0
     }
 
-    /// Online, with replay pages left, no answer awaited, and the previous page sent out.
+    /// Online, with replay pages or parked segment-log positions left, no answer awaited,
+    /// and the queue short enough for another page.
     pub fn wants_replay_page(&self) -> bool {
-        self.conn.is_some() && self.replay_plan.is_some() && self.replay_waiting == 0 && self.replay_front == 0
+        self.conn.is_some()
+            && self.replay_waiting == 0
+            && self.replay_front < HOLD / 2
+            && (self.replay_plan.is_some() || matches!(self.parked.front(), Some(Parked::Log(_))))
+    }
+
+    /// The client went away (the session stays): what it waited for and held no longer
+    /// holds the memory rings' publishers back. Queued messages kept in a log are parked
+    /// (a ring's as watched handles), in-flight ones from a ring become copies of their own.
+    pub fn went_offline(&mut self) {
+        let mut back = VecDeque::new();
+        let mut kept = VecDeque::new();
+        for q in std::mem::take(&mut self.queue) {
+            match q.pos {
+                Some(pos) if q.shared.is_none() => back.push_back(match pos.engine {
+                    Engine::Memory => Parked::Ring(Pin::Weak(Arc::downgrade(&q.msg)), pos),
+                    Engine::Segment => Parked::Log(pos),
+                }),
+                _ => kept.push_back(q),
+            }
+        }
+        self.queue = kept;
+        self.replay_front = 0;
+        for p in self.parked.iter_mut() {
+            if let Parked::Ring(pin, _) = p {
+                pin.weaken();
+            }
+        }
+        while let Some(p) = back.pop_back() {
+            self.parked.push_front(p);
+        }
+        for i in self.inflight.values_mut() {
+            if let Inflight::Publish(q) = i {
+                if q.pos.is_some_and(|p| p.engine == Engine::Memory) {
+                    q.msg = q.msg.detached();
+                }
+            }
+        }
+    }
+
+    /// True when the client has had messages in flight for `timeout` without
+    /// acknowledging any.
+    pub fn stuck(&self, now: Instant, timeout: std::time::Duration) -> bool {
+        !self.inflight.is_empty() && now.saturating_duration_since(self.last_ack) >= timeout
     }
 
     /// True when the segment-log message at `pos` is already queued or in flight.
@@ -447,9 +595,10 @@ impl Session {
     }
 
     /// Hands a message to the session: written to the connection when online (QoS 0 at
-    /// once, QoS 1/2 while the in-flight window has room), otherwise queued (QoS 1/2 only,
-    /// bounded by `max_queued`, the oldest dropped and counted). Offline, a message kept
-    /// in a log is parked by position instead of held.
+    /// once, QoS 1/2 while the in-flight window has room), otherwise it waits (QoS 1/2
+    /// only): queued as a copy while fewer than [`HOLD`] are queued and nothing is parked,
+    /// else parked by its log position (see the module docs). `max_queued` (0: none) caps
+    /// everything waiting, the oldest given up and counted.
     pub fn deliver(&mut self, q: Queued, cache: &mut EncodeCache, max_queued: usize) {
         if q.msg.properties.message_expiry_interval.is_some() && q.msg.expired(Instant::now()) {
             self.stats.expired += 1;
@@ -458,21 +607,15 @@ impl Session {
         match (&self.conn, q.qos) {
             (Some(conn), QoS::AtMostOnce) => {
                 let conn = conn.clone();
-                if !write_publish(&conn, &q, 0, false, cache) {
-                    self.stats.oversize += 1;
-                }
+                self.count(write_publish(&conn, &q, 0, false, cache));
                 self.track(&q);
             }
             (None, QoS::AtMostOnce) => {}
             // Offline messages switched off for this topic (storage rules).
             (None, _) if !q.msg.offline => self.stats.dropped += 1,
-            (None, _) if q.pos.is_some() && max_queued > 0 => {
-                self.track(&q);
-                self.trim_to(max_queued - 1);
-                self.parked.extend(q.pos);
-            }
             (Some(_), _)
                 if self.queue.is_empty()
+                    && self.parked.is_empty()
                     && self.inflight.len() < usize::from(self.window)
                     && !self.replay_incomplete() =>
             {
@@ -481,19 +624,47 @@ impl Session {
             }
             _ => {
                 self.track(&q);
-                self.enqueue(q, max_queued);
+                self.wait(q, max_queued);
             }
         }
     }
 
-    fn enqueue(&mut self, q: Queued, max_queued: usize) {
-        if max_queued == 0 {
-            self.stats.dropped += 1;
-            self.untrack(q.pos);
-            return;
+    /// Counts a delivery that did not reach the outbox.
+    fn count(&mut self, w: Written) {
+        match w {
+            Written::Yes => {}
+            Written::TooLarge => self.stats.oversize += 1,
+            Written::OutboxFull => self.stats.outbox_full += 1,
         }
-        self.trim_to(max_queued - 1);
-        self.queue.push_back(q);
+    }
+
+    /// A QoS 1/2 message that cannot go out now waits: parked by position when it is in
+    /// a log and the queue is long (or the client away, or others are parked before it:
+    /// order), queued as a copy otherwise.
+    fn wait(&mut self, q: Queued, max_queued: usize) {
+        if max_queued > 0 {
+            self.trim_to(max_queued - 1);
+        }
+        let park = q.shared.is_none() && (self.conn.is_none() || !self.parked.is_empty() || self.queue.len() >= HOLD);
+        match q.pos {
+            Some(pos) if park => {
+                let p = match pos.engine {
+                    Engine::Segment => Parked::Log(pos),
+                    // Held by a connected subscriber whose ring holds publishers back;
+                    // only watched otherwise.
+                    Engine::Memory if self.conn.is_some() && q.msg.backpressure => {
+                        Parked::Ring(Pin::Strong(q.msg), pos)
+                    }
+                    Engine::Memory => Parked::Ring(Pin::Weak(Arc::downgrade(&q.msg)), pos),
+                };
+                self.parked.push_back(p);
+            }
+            _ if self.queue.len() >= HOLD_UNSTORED => {
+                self.stats.unstored += 1;
+                self.untrack(q.pos);
+            }
+            _ => self.queue.push_back(q),
+        }
     }
 
     /// Drops the oldest waiting messages (queued ones are older than parked ones) while
@@ -503,8 +674,8 @@ impl Session {
             if let Some(old) = self.queue.pop_front() {
                 self.replay_front = self.replay_front.saturating_sub(1);
                 self.untrack(old.pos);
-            } else if let Some(pos) = self.parked.pop_front() {
-                self.untrack(Some(pos));
+            } else if let Some(p) = self.parked.pop_front() {
+                self.untrack(Some(p.pos()));
             }
             self.stats.dropped += 1;
         }
@@ -517,12 +688,16 @@ impl Session {
         };
         if let Some(conn) = &self.conn {
             let conn = conn.clone();
-            if !write_publish(&conn, &q, pkid, false, cache) {
+            let w = write_publish(&conn, &q, pkid, false, cache);
+            if w != Written::Yes {
                 // Too large for this client: dropped and counted, not left in the window.
-                self.stats.oversize += 1;
+                self.count(w);
                 self.untrack(q.pos);
                 return;
             }
+        }
+        if self.inflight.is_empty() {
+            self.last_ack = Instant::now();
         }
         self.inflight.insert(pkid, Inflight::Publish(q));
         self.inflight_order.push_back(pkid);
@@ -535,16 +710,22 @@ impl Session {
         for (at, q) in (start..).zip(items) {
             self.track(&q);
             self.queue.insert(at, q);
-            self.replay_front += 1;
+            self.replay_front = at + 1;
         }
-        self.trim_to(max_queued);
+        if max_queued > 0 {
+            self.trim_to(max_queued);
+        }
         self.pump();
     }
 
-    /// Moves queued messages into the window while it has room and the client is online.
+    /// Moves queued messages into the window while it has room and the client is online,
+    /// taking parked memory-ring messages back into the queue as it drains.
     pub fn pump(&mut self) {
         let mut cache = EncodeCache::default();
         while self.conn.is_some() && self.inflight.len() < usize::from(self.window) {
+            if self.queue.len() < HOLD / 2 && self.replay_plan.is_none() && self.replay_waiting == 0 {
+                self.unpark_ring();
+            }
             // While a replay is incomplete, newer (live) messages wait behind it.
             if self.replay_front == 0 && self.replay_incomplete() {
                 break;
@@ -561,9 +742,8 @@ impl Session {
                 if let Some(conn) = &self.conn {
                     let conn = conn.clone();
                     cache.reset();
-                    if !write_publish(&conn, &q, 0, false, &mut cache) {
-                        self.stats.oversize += 1;
-                    }
+                    let w = write_publish(&conn, &q, 0, false, &mut cache);
+                    self.count(w);
                 }
                 continue;
             }
@@ -612,6 +792,7 @@ impl Session {
             if let Some(Inflight::Publish(q)) = self.inflight.remove(&pkid) {
                 self.untrack(q.pos);
             }
+            self.last_ack = Instant::now();
             self.dirty = true;
             self.forget_order(pkid);
             self.pump();
@@ -624,6 +805,7 @@ impl Session {
     pub fn received(&mut self, pkid: u16, failed: bool) -> bool {
         match self.inflight.get(&pkid) {
             Some(Inflight::Publish(Queued { qos: QoS::ExactlyOnce, .. })) => {
+                self.last_ack = Instant::now();
                 // The client has the message either way: it no longer holds the cursor back.
                 if let Some(Inflight::Publish(q)) = self.inflight.remove(&pkid) {
                     self.untrack(q.pos);
@@ -643,10 +825,21 @@ impl Session {
     }
 }
 
-/// Writes one PUBLISH to a connection, from the shared encoding where possible.
-/// Returns false when the PUBLISH is larger than the client's Maximum Packet Size (or
-/// cannot be encoded): it is not sent, and the caller drops and counts it.
-fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache: &mut EncodeCache) -> bool {
+/// What became of a PUBLISH written to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// In the outbox.
+    Yes,
+    /// Larger than the client's Maximum Packet Size (or not encodable): not sent.
+    TooLarge,
+    /// A QoS 0 message and the outbox is full: dropped for this client.
+    OutboxFull,
+}
+
+/// Writes one PUBLISH to a connection, from the shared encoding where possible; the
+/// caller drops and counts what was not written.
+fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache: &mut EncodeCache) -> Written {
+    let droppable = q.qos == QoS::AtMostOnce;
     let limit = conn.max_packet_size;
     if conn.protocol == Protocol::V5 && (!q.sub_ids.is_empty() || conn.alias_max.get() > 0) {
         // Encoded for this connection alone: its subscription ids, its topic alias.
@@ -660,20 +853,26 @@ fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache: &mut Enco
             }
         }
         if Packet::Publish(p).write(Protocol::V5, &mut out).is_err() || out.len() > limit {
-            return false;
+            return Written::TooLarge;
+        }
+        if droppable && conn.is_full() {
+            return Written::OutboxFull;
         }
         if let Some((a, false)) = alias {
             conn.alias_sent(&q.msg.topic, a);
         }
         conn.push_bytes(&out);
-        return true;
+        return Written::Yes;
     }
     let (bytes, at) = cache.get(&q.msg, conn.protocol, q.qos, q.retain);
     if bytes.is_empty() || bytes.len() > limit {
-        return false;
+        return Written::TooLarge;
+    }
+    if droppable && conn.is_full() {
+        return Written::OutboxFull;
     }
     conn.push_publish(bytes, at, pkid, dup);
-    true
+    Written::Yes
 }
 
 /// Builds the PUBLISH sent to a subscriber.

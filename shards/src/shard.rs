@@ -19,11 +19,12 @@ use proto::{Packet, Protocol, QoS, SubAck};
 
 use crate::batch::Outgoing;
 use crate::config::EngineConfig;
+use crate::conn::OutboxBudget;
 use crate::msg::{AckTo, Egress, Ingress, InterestItem, Message, Pos, SessionRef};
 use crate::partition::PartitionTable;
-use crate::session::{EncodeCache, Queued, Session, SubOptions};
+use crate::session::{EncodeCache, Queued, Session, SessionStats, SubOptions};
 use crate::shared::{Group, Reshare};
-use crate::store::{Deferred, Store};
+use crate::store::{Admit, Deferred, Store};
 use crate::trie::TopicTrie;
 
 /// State shared by all shards of a node: touched per connection or per tick, never per
@@ -44,7 +45,105 @@ pub struct NodeShared {
     /// Messages handed to offline sessions that were gone from their logs (evicted, or
     /// deleted by retention) when the session came back.
     pub lost: AtomicU64,
+    /// Per partition: its memory ring is full under `backpressure`, so publishes to it
+    /// wait for their owner's acknowledgement. Written by the owner when that changes.
+    pub pressure: Box<[Flag]>,
+    /// How many partitions are under pressure (the publishers' cheap first check).
+    pub pressured: AtomicUsize,
+    /// Messages given up, by reason, summed from the shards at each sweep.
+    pub drops: DropCounters,
 }
+
+/// Messages given up by the node, by reason, and the flow-control events beside them
+/// (see the README's flow control section); summed from the shards at each sweep.
+#[derive(Debug, Default)]
+pub struct DropCounters {
+    /// At the `max_queued_messages` cap, or for an offline session by `offline = false`.
+    pub queue_cap: AtomicU64,
+    /// Not kept by any log, past the session's hold of such messages.
+    pub unstored: AtomicU64,
+    /// QoS 0, for a connection whose outbox was full.
+    pub outbox_full: AtomicU64,
+    /// Message Expiry Interval passed before delivery.
+    pub expired: AtomicU64,
+    /// Larger than the client's Maximum Packet Size.
+    pub oversize: AtomicU64,
+    /// Clients disconnected for making no progress for `stuck_timeout`.
+    pub stuck: AtomicU64,
+    /// Clients disconnected for an outbox past twice its bound.
+    pub slow_consumers: AtomicU64,
+    /// Messages that waited at a full memory ring (`backpressure`): not drops.
+    pub held_back: AtomicU64,
+}
+
+/// A reading of the node's counters of messages given up, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    /// Evicted from a memory ring under `drop_oldest` (or watched by offline sessions only).
+    pub evicted: u64,
+    /// Waited for by a session and gone from its log when it was read back.
+    pub lost: u64,
+    /// Given up at the `max_queued_messages` cap, or offline under `offline = false`.
+    pub queue_cap: u64,
+    /// Kept by no log, past a session's hold of such messages.
+    pub unstored: u64,
+    /// QoS 0 dropped for a connection whose outbox was full.
+    pub outbox_full: u64,
+    /// Expired before delivery.
+    pub expired: u64,
+    /// Larger than the client's Maximum Packet Size.
+    pub oversize: u64,
+    /// Clients disconnected as stuck.
+    pub stuck: u64,
+    /// Clients disconnected for an outbox past twice its bound.
+    pub slow_consumers: u64,
+    /// Messages that waited at a full memory ring (publishers held back, nothing dropped).
+    pub held_back: u64,
+}
+
+impl NodeShared {
+    /// The counters now.
+    pub fn drops(&self) -> Drops {
+        let d = &self.drops;
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Drops {
+            evicted: r(&self.evicted),
+            lost: r(&self.lost),
+            queue_cap: r(&d.queue_cap),
+            unstored: r(&d.unstored),
+            outbox_full: r(&d.outbox_full),
+            expired: r(&d.expired),
+            oversize: r(&d.oversize),
+            stuck: r(&d.stuck),
+            slow_consumers: r(&d.slow_consumers),
+            held_back: r(&d.held_back),
+        }
+    }
+
+    /// Adds what a session gave up since it was last reported.
+    fn add_session_drops(&self, now: &SessionStats, before: &SessionStats) {
+        let d = &self.drops;
+        let add = |a: &AtomicU64, n: u64, b: u64| {
+            if n > b {
+                a.fetch_add(n - b, Ordering::Relaxed);
+            }
+        };
+        add(&d.queue_cap, now.dropped, before.dropped);
+        add(&d.unstored, now.unstored, before.unstored);
+        add(&d.outbox_full, now.outbox_full, before.outbox_full);
+        add(&d.expired, now.expired, before.expired);
+        add(&d.oversize, now.oversize, before.oversize);
+        add(&self.lost, now.lost, before.lost);
+    }
+}
+
+/// How often one session's drops are logged at most.
+pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A flag on a cache line of its own (one writer: the partition's owner).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct Flag(pub AtomicBool);
 
 /// A partition's next segment-log offset, on a cache line of its own (each has one writer,
 /// its owner).
@@ -54,6 +153,10 @@ pub struct NextOffset(pub AtomicU64);
 
 /// [`NodeShared::log_next`] of a partition without a segment log.
 pub const NO_LOG: u64 = u64::MAX;
+
+/// A message waiting at a full memory ring, with its publisher's acknowledgement if that
+/// waits too.
+pub type Waiting = (Arc<Message>, Option<AckTo>);
 
 /// Retained messages answering a subscription, each with the index of its filter.
 pub type Retained = Vec<(u16, Arc<Message>)>;
@@ -143,10 +246,14 @@ pub struct ShardStats {
     pub delivered: u64,
     /// Connections closed for protocol errors.
     pub protocol_errors: u64,
-    /// Subscribers disconnected for not reading.
+    /// Subscribers disconnected for an outbox past twice its bound.
     pub slow_consumers: u64,
+    /// Clients disconnected for making no progress for the stuck timeout.
+    pub stuck: u64,
     /// Messages of shared groups dropped: no member left, or handed round too often.
     pub shared_dropped: u64,
+    /// Messages that waited at a full memory ring (`backpressure`).
+    pub held_back: u64,
 }
 
 /// The mutable state of a shard.
@@ -168,6 +275,13 @@ pub struct State {
     pub replay_now: Vec<u32>,
     /// Wakes [`deferred_sends`] (a pending wake-up covers every later one).
     kick: Option<LocalSender<()>>,
+    /// Messages waiting at full memory rings (`backpressure`), per partition, in arrival
+    /// order, each with its publisher's acknowledgement if that waits too. Bounded by what
+    /// publishers may have unacknowledged (their Receive Maximum) plus what was on its
+    /// way when the ring filled.
+    pub waiting: HashMap<u32, std::collections::VecDeque<Waiting>>,
+    /// Wakes [`relieve_loop`].
+    pub pressure_kick: Option<LocalSender<()>>,
     /// Interest: filter -> shards with subscribers.
     pub interest: TopicTrie<Interest>,
     /// Retained messages of the topics this shard owns.
@@ -179,6 +293,8 @@ pub struct State {
     pub store: Store,
     /// Counters.
     pub stats: ShardStats,
+    /// Counters as last added to the node's.
+    reported: ShardStats,
     /// Evictions already added to the node's count.
     evicted_reported: u64,
 }
@@ -240,6 +356,8 @@ pub struct Shard {
     pub st: RefCell<State>,
     /// Live connections on this shard.
     pub conns: Cell<usize>,
+    /// Bytes waiting in this shard's outboxes, against its share of `max_outbound_total`.
+    pub outbox: Rc<OutboxBudget>,
     next_conn_id: Cell<u64>,
 }
 
@@ -253,6 +371,7 @@ impl Shard {
         egress_tx: Senders<Vec<Egress>>,
     ) -> Self {
         let nshards = ingress_tx.nr_consumers();
+        let outbox = OutboxBudget::new(cfg.limits.max_outbound_total / nshards.max(1));
         Shard {
             id,
             nshards,
@@ -263,6 +382,7 @@ impl Shard {
             egress_tx,
             st: RefCell::new(State::default()),
             conns: Cell::new(0),
+            outbox,
             next_conn_id: Cell::new(0),
         }
     }
@@ -336,17 +456,107 @@ impl Shard {
     /// of `memory` topics that offline sessions keep), retained store, then one copy to
     /// each shard with interest.
     pub fn accept_at_owner(&self, msg: Arc<Message>, ack: Option<AckTo>, out: &mut Outgoing) {
+        let in_ring = !msg.durable && msg.offline && msg.qos != QoS::AtMostOnce;
+        // Hashed again only when storage needs it: the QoS 0 path skips it.
+        let partition = if msg.durable || msg.retain || in_ring { self.table.partition_of(&msg.topic) } else { 0 };
+        let mut pos = None;
+        if in_ring {
+            let st = &mut *self.st.borrow_mut();
+            if let Some(w) = st.waiting.get_mut(&partition) {
+                // Others wait before it: behind them, in order.
+                w.push_back((msg, ack));
+                return;
+            }
+            match st.store.admit(partition, &msg) {
+                Admit::Kept(p) => pos = Some(p),
+                Admit::NotKept => {}
+                Admit::Full => {
+                    self.hold_back(st, partition, msg, ack);
+                    return;
+                }
+            }
+        }
+        self.publish_at_owner(msg, ack, partition, pos, out);
+    }
+
+    /// A full ring under `backpressure`: the message waits at its owner (its publisher's
+    /// acknowledgement with it, if it was not sent yet), and publishers to the partition
+    /// are told to wait for their acknowledgements from now on, until the slowest
+    /// connected subscriber moves on ([`relieve`](Shard::relieve)).
+    fn hold_back(&self, st: &mut State, partition: u32, msg: Arc<Message>, ack: Option<AckTo>) {
+        st.waiting.entry(partition).or_default().push_back((msg, ack));
+        if let Some(flag) = self.node.pressure.get(partition as usize) {
+            if !flag.0.swap(true, Ordering::Relaxed) {
+                self.node.pressured.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(partition, "memory ring full: publishers wait");
+            }
+        }
+        st.stats.held_back += 1;
+        if let Some(k) = &st.pressure_kick {
+            let _ = k.try_send(());
+        }
+    }
+
+    /// Admits what waits at full rings as they free up, in order; a partition whose
+    /// queue empties lets its publishers go. Returns true while anything still waits.
+    pub fn relieve(&self, out: &mut Outgoing) -> bool {
+        let parts: Vec<u32> = self.st.borrow().waiting.keys().copied().collect();
+        for partition in parts {
+            loop {
+                let next = {
+                    let st = &mut *self.st.borrow_mut();
+                    let Some(w) = st.waiting.get_mut(&partition) else { break };
+                    let Some((msg, _)) = w.front() else {
+                        st.waiting.remove(&partition);
+                        if let Some(flag) = self.node.pressure.get(partition as usize) {
+                            flag.0.store(false, Ordering::Relaxed);
+                            self.node.pressured.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        break;
+                    };
+                    let pos = match st.store.admit(partition, msg) {
+                        Admit::Full => break,
+                        Admit::Kept(p) => Some(p),
+                        Admit::NotKept => None,
+                    };
+                    let Some((msg, ack)) = st.waiting.get_mut(&partition).and_then(|w| w.pop_front()) else { break };
+                    (msg, ack, pos)
+                };
+                let (msg, ack, pos) = next;
+                self.publish_at_owner(msg, ack, partition, pos, out);
+            }
+        }
+        !self.st.borrow().waiting.is_empty()
+    }
+
+    /// True when publishes to `topic` must wait for their owner to acknowledge them: its
+    /// partition's memory ring is full under `backpressure` (one relaxed load when no
+    /// ring anywhere is).
+    pub fn must_wait(&self, topic: &[u8]) -> bool {
+        self.node.pressured.load(Ordering::Relaxed) > 0
+            && self
+                .node
+                .pressure
+                .get(self.table.partition_of(topic) as usize)
+                .is_some_and(|f| f.0.load(Ordering::Relaxed))
+    }
+
+    /// The owner's part of a PUBLISH once its ring has taken it (or it needs none): log
+    /// append (segment topics), acknowledgement, retained store, then one copy to each
+    /// shard with interest.
+    fn publish_at_owner(
+        &self,
+        msg: Arc<Message>,
+        ack: Option<AckTo>,
+        partition: u32,
+        mut pos: Option<Pos>,
+        out: &mut Outgoing,
+    ) {
         let (mask, pos, picks) = {
             let st = &mut *self.st.borrow_mut();
             st.stats.published += 1;
-            let in_ring = !msg.durable && msg.offline && msg.qos != QoS::AtMostOnce;
-            // Hashed again only when storage needs it: the QoS 0 path skips it.
-            let partition = if msg.durable || msg.retain || in_ring { self.table.partition_of(&msg.topic) } else { 0 };
-            let mut pos = None;
             let mut code = proto::reason::SUCCESS;
-            if in_ring {
-                pos = st.store.keep_in_memory(partition, &msg);
-            } else if msg.durable {
+            if msg.durable {
                 match st.store.append(partition, &msg) {
                     Ok(p) => {
                         if let Some(next) = self.node.log_next.get(partition as usize) {
@@ -611,7 +821,8 @@ impl Shard {
     /// members), its slot is freed.
     pub fn end_session(&self, st: &mut State, slot: u32, out: &mut Outgoing) -> Option<Session> {
         self.leave_groups(st, slot, out);
-        let session = st.slots.get_mut(slot as usize)?.take()?;
+        let mut session = st.slots.get_mut(slot as usize)?.take()?;
+        self.report_drops(&mut session, Instant::now());
         for filter in session.subs.keys() {
             self.remove_local(st, slot, filter, out);
         }
@@ -682,15 +893,48 @@ impl Shard {
         }
     }
 
+    /// Adds what `s` gave up since the last report to the node's counters, and logs it,
+    /// once per [`DROP_LOG_EVERY`] at most (never per message).
+    pub fn report_drops(&self, s: &mut Session, now: Instant) {
+        if s.stats == s.reported {
+            return;
+        }
+        self.node.add_session_drops(&s.stats, &s.reported);
+        s.reported = s.stats;
+        if s.logged_at.is_some_and(|t| now.saturating_duration_since(t) < DROP_LOG_EVERY) {
+            // Counted now, logged with the next interval's line.
+            return;
+        }
+        let (n, b) = (s.stats, s.logged);
+        if n.dropped + n.unstored + n.outbox_full + n.lost > b.dropped + b.unstored + b.outbox_full + b.lost {
+            tracing::info!(
+                client_id = %s.client_id,
+                queue_cap = n.dropped - b.dropped,
+                unstored = n.unstored - b.unstored,
+                outbox_full = n.outbox_full - b.outbox_full,
+                lost = n.lost - b.lost,
+                "messages given up for this session"
+            );
+        }
+        s.logged_at = Some(now);
+        s.logged = s.stats;
+    }
+
     /// Periodic work: expired sessions end, delayed wills are published.
     pub fn sweep(&self, now: Instant, out: &mut Outgoing) {
         let mut wills = Vec::new();
         {
             let st = &mut *self.st.borrow_mut();
             let mut ended = Vec::new();
+            let stuck_after = self.cfg.limits.stuck_timeout;
             for (slot, s) in st.slots.iter_mut().enumerate() {
                 let Some(s) = s else { continue };
-                if s.conn.is_some() {
+                self.report_drops(s, now);
+                if let Some(c) = &s.conn {
+                    if s.stuck(now, stuck_after) {
+                        // Messages in flight and not one acknowledged for the stuck timeout.
+                        c.close(crate::conn::CloseCause::Stuck);
+                    }
                     continue;
                 }
                 if s.will.as_ref().is_some_and(|w| w.at <= now) {
@@ -709,9 +953,16 @@ impl Shard {
                 }
             }
             self.persist_dirty(st);
+            st.store.release_rings();
             let evicted = st.store.evicted();
             self.node.evicted.fetch_add(evicted - st.evicted_reported, Ordering::Relaxed);
             st.evicted_reported = evicted;
+            let (now_s, before) = (st.stats, st.reported);
+            let d = &self.node.drops;
+            d.stuck.fetch_add(now_s.stuck - before.stuck, Ordering::Relaxed);
+            d.slow_consumers.fetch_add(now_s.slow_consumers - before.slow_consumers, Ordering::Relaxed);
+            d.held_back.fetch_add(now_s.held_back - before.held_back, Ordering::Relaxed);
+            st.reported = now_s;
         }
         // Next pages of replays, for online sessions that sent the previous page out.
         let more: Vec<u32> = {
@@ -752,6 +1003,27 @@ pub async fn deferred_sends(shard: Rc<Shard>, wake: LocalReceiver<()>) {
             }
         }
         out.flush(&shard).await;
+    }
+}
+
+/// How often an owner with messages waiting at full memory rings looks again: the
+/// subscribers that free the rings run anywhere and nothing wakes the owner for it.
+const RELIEVE_EVERY: Duration = Duration::from_millis(1);
+
+/// Admits the messages waiting at this shard's full memory rings as the rings free up
+/// (see [`Shard::relieve`]); asleep while nothing waits.
+pub async fn relieve_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
+    while wake.recv().await.is_some() {
+        loop {
+            glommio::timer::sleep(RELIEVE_EVERY).await;
+            let mut out = shard.outgoing();
+            let more = shard.relieve(&mut out);
+            crate::store::commit_inline(&shard, &mut out);
+            out.flush(&shard).await;
+            if !more || shard.stopping() {
+                break;
+            }
+        }
     }
 }
 

@@ -85,9 +85,36 @@ pub struct Part {
 }
 
 /// A message held in a partition's memory ring: the same shared message the sessions hold,
-/// charged its topic, payload and a fixed overhead.
+/// charged its topic, payload and a fixed overhead. The ring reads the handle's counts:
+/// another strong holder is a connected subscriber that has not finished with it (or a
+/// copy on its way to one), a weak one an offline session that may come back for it.
 #[derive(Debug, Clone)]
 pub struct Held(pub Arc<Message>);
+
+impl Held {
+    /// Who needs it besides the ring, read once: (held by another, watched by a weak
+    /// handle). Either may drop at any time on another shard; never the other way round,
+    /// since only the ring's owner hands out new handles to it.
+    fn readers(&self) -> (bool, bool) {
+        (Arc::strong_count(&self.0) > 1, Arc::weak_count(&self.0) > 0)
+    }
+
+    /// Somebody holds or watches it.
+    fn needed(&self) -> bool {
+        self.readers() != (false, false)
+    }
+}
+
+/// What a memory ring did with a message.
+#[derive(Debug)]
+pub enum Admit {
+    /// Kept at this position.
+    Kept(Pos),
+    /// Full of what connected subscribers still hold, under `backpressure`: wait.
+    Full,
+    /// Not kept (larger than the whole ring): delivered without a position.
+    NotKept,
+}
 
 /// Bytes charged per message in a memory ring on top of topic and payload (the message
 /// record and its properties).
@@ -180,21 +207,55 @@ impl Store {
         Ok(Pos::segment(partition, offset))
     }
 
-    /// Keeps a message of a `memory` topic in its partition's ring (the oldest evicted
-    /// past `memory_bytes`); None when it is larger than the whole ring.
-    pub fn keep_in_memory(&mut self, partition: u32, msg: &Arc<Message>) -> Option<Pos> {
+    /// Keeps a message of a `memory` topic in its partition's ring. What no session needs
+    /// any more is released first; if the message still does not fit, the oldest entry
+    /// goes (evicted, counted) unless a connected subscriber holds it and its policy is
+    /// `backpressure`: then the ring is [`Admit::Full`] and the message must wait.
+    pub fn admit(&mut self, partition: u32, msg: &Arc<Message>) -> Admit {
         let cap = self.cfg.memory_bytes;
         let ring = match self.rings.entry(partition) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(MemoryLog::new(cap, cap).ok()?),
+            std::collections::hash_map::Entry::Vacant(e) => match MemoryLog::new(cap, cap) {
+                Ok(r) => e.insert(r),
+                Err(_) => return Admit::NotKept,
+            },
         };
-        let offset = ring.push_entry(Held(msg.clone())).ok()?;
-        Some(Pos::memory(partition, offset))
+        let held = Held(msg.clone());
+        let size = storage::Entry::charge(&held);
+        if size > cap {
+            return Admit::NotKept;
+        }
+        loop {
+            ring.release_while(|h| !h.needed());
+            if ring.fits(size) {
+                break;
+            }
+            let Some(front) = ring.front() else { break };
+            match front.readers() {
+                // Its last reader let go since the release above (on another shard).
+                (false, false) => {}
+                (true, _) if front.0.backpressure => return Admit::Full,
+                _ => {
+                    ring.evict_oldest();
+                }
+            }
+        }
+        match ring.push_entry(held) {
+            Ok(offset) => Admit::Kept(Pos::memory(partition, offset)),
+            Err(_) => Admit::NotKept,
+        }
     }
 
-    /// A message of a partition's memory ring, unless it was evicted.
-    pub fn read_memory(&self, partition: u32, offset: u64) -> Option<Arc<Message>> {
-        Some(self.rings.get(&partition)?.read(offset)?.0)
+    /// Releases what no session needs any more from every memory ring.
+    pub fn release_rings(&mut self) {
+        for ring in self.rings.values_mut() {
+            ring.release_while(|h| !h.needed());
+        }
+    }
+
+    /// Bytes the memory rings of this shard hold.
+    pub fn ring_bytes(&self) -> usize {
+        self.rings.values().map(|r| r.bytes()).sum()
     }
 
     /// Messages evicted from this shard's memory rings, since start.

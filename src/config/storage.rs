@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use shards::{Engine, Fsync, StorageConfig, StorageRule};
+use shards::{Engine, Fsync, FullPolicy, StorageConfig, StorageRule};
 
 use super::{bad, Cli, ConfigError};
 
@@ -46,6 +46,8 @@ pub struct FileStorage {
     pub retention_hours: Option<u64>,
     /// Bytes of the in-memory log of one partition.
     pub memory_bytes: Option<usize>,
+    /// `"backpressure"` or `"drop_oldest"`: what a full memory ring does.
+    pub when_full: Option<String>,
     /// `[[storage.rule]]` tables, first match wins.
     #[serde(default, rename = "rule")]
     pub rules: Vec<FileRule>,
@@ -61,6 +63,17 @@ pub struct FileRule {
     pub engine: Option<String>,
     /// Keep matching QoS 1/2 messages for offline persistent sessions.
     pub offline: Option<bool>,
+    /// `"backpressure"` or `"drop_oldest"` for matching topics' memory ring.
+    pub when_full: Option<String>,
+}
+
+/// The memory ring policy named `s`, or what is wrong with it.
+fn parse_when_full(s: &str) -> Result<FullPolicy, String> {
+    match s {
+        "backpressure" => Ok(FullPolicy::Backpressure),
+        "drop_oldest" => Ok(FullPolicy::DropOldest),
+        _ => Err(format!("{s:?} is not backpressure or drop_oldest")),
+    }
 }
 
 /// The engine named `s`, or what is wrong with it.
@@ -154,6 +167,9 @@ pub(super) fn apply_file(s: &mut StorageConfig, f: &FileStorage, origin: &str) -
         }
         s.memory_bytes = v;
     }
+    if let Some(v) = &f.when_full {
+        s.when_full = parse_when_full(v).map_err(|m| bad(origin, "storage.when_full", m))?;
+    }
     let mut rules = Vec::with_capacity(f.rules.len());
     for (i, r) in f.rules.iter().enumerate() {
         check_filter(&r.filter).map_err(|m| bad(origin, format!("storage.rule[{i}].filter"), m))?;
@@ -161,10 +177,14 @@ pub(super) fn apply_file(s: &mut StorageConfig, f: &FileStorage, origin: &str) -
             Some(e) => Some(parse_engine(e).map_err(|m| bad(origin, format!("storage.rule[{i}].engine"), m))?),
             None => None,
         };
-        if engine.is_none() && r.offline.is_none() {
-            return Err(bad(origin, format!("storage.rule[{i}]"), "sets neither engine nor offline"));
+        let when_full = match &r.when_full {
+            Some(w) => Some(parse_when_full(w).map_err(|m| bad(origin, format!("storage.rule[{i}].when_full"), m))?),
+            None => None,
+        };
+        if engine.is_none() && r.offline.is_none() && when_full.is_none() {
+            return Err(bad(origin, format!("storage.rule[{i}]"), "sets none of engine, offline and when_full"));
         }
-        rules.push(StorageRule { filter: r.filter.clone(), engine, offline: r.offline });
+        rules.push(StorageRule { filter: r.filter.clone(), engine, offline: r.offline, when_full });
     }
     s.rules = rules;
     Ok(())
@@ -264,7 +284,8 @@ mod tests {
                     offline = false\n[[storage.rule]]\nfilter = \"cmd/#\"\noffline = true\n\
                     [[storage.rule]]\nfilter = \"#\"\nengine = \"memory\"\n";
         let s = storage(toml, "s.toml", &[]).unwrap();
-        let rule = |filter: &str, engine, offline| StorageRule { filter: filter.to_owned(), engine, offline };
+        let rule =
+            |filter: &str, engine, offline| StorageRule { filter: filter.to_owned(), engine, offline, when_full: None };
         assert_eq!(
             s.rules,
             vec![
@@ -320,7 +341,7 @@ mod tests {
         assert!(refused(&format!("{rules}filter = \"\"\noffline = false\n")).contains("storage.rule[1].filter"));
         assert_eq!(
             refused(&format!("{rules}filter = \"a/c\"\n")),
-            "s.toml: storage.rule[1]: sets neither engine nor offline"
+            "s.toml: storage.rule[1]: sets none of engine, offline and when_full"
         );
         assert_eq!(
             refused(&format!("{rules}filter = \"a/c\"\nengine = \"tape\"\n")),

@@ -65,16 +65,50 @@ impl<T: Entry> MemoryLog<T> {
         if size > self.max_record_bytes {
             return Err(Error::RecordTooLarge { size, max: self.max_record_bytes });
         }
-        while self.bytes + size > self.max_bytes {
-            let Some(old) = self.records.pop_front() else { break };
-            self.bytes -= old.charge();
-            self.first += 1;
-            self.evicted += 1;
-        }
+        while !self.fits(size) && self.evict_oldest() {}
         let offset = self.next_offset();
         self.bytes += size;
         self.records.push_back(entry);
         Ok(offset)
+    }
+
+    /// Drops entries from the front while `free` says nobody needs them any more (not
+    /// counted as evicted: they were consumed). Returns how many were dropped.
+    pub fn release_while(&mut self, mut free: impl FnMut(&T) -> bool) -> usize {
+        let mut n = 0;
+        while let Some(front) = self.records.front() {
+            if !free(front) {
+                break;
+            }
+            self.bytes -= front.charge();
+            self.records.pop_front();
+            self.first += 1;
+            n += 1;
+        }
+        if self.records.is_empty() && self.records.capacity() > 1024 {
+            // A burst is over: its slots go back too.
+            self.records = VecDeque::new();
+        }
+        n
+    }
+
+    /// True when an entry charged `size` fits without evicting anything.
+    pub fn fits(&self, size: usize) -> bool {
+        self.bytes + size <= self.max_bytes
+    }
+
+    /// The oldest entry, if any.
+    pub fn front(&self) -> Option<&T> {
+        self.records.front()
+    }
+
+    /// Evicts the oldest entry (counted by [`evicted`](MemoryLog::evicted)); false when empty.
+    pub fn evict_oldest(&mut self) -> bool {
+        let Some(old) = self.records.pop_front() else { return false };
+        self.bytes -= old.charge();
+        self.first += 1;
+        self.evicted += 1;
+        true
     }
 
     /// Oldest offset still held.
@@ -205,5 +239,20 @@ mod tests {
         assert!(log.read(1).is_none());
         assert_eq!(&log.read(2).unwrap().payload[..], b"payload-2");
         assert!(log.read(5).is_none());
+    }
+
+    #[test]
+    fn released_entries_are_not_counted_as_evicted() {
+        let mut log = MemoryLog::new(130, 64).unwrap();
+        for i in 0..3u64 {
+            log.append(i, 0, b"t", b"", format!("payload-{i}").as_bytes()).unwrap();
+        }
+        assert!(!log.fits(41));
+        assert_eq!(log.release_while(|r| r.timestamp_ms < 2), 2);
+        assert_eq!((log.first_offset(), log.len(), log.evicted(), log.bytes()), (2, 1, 0, 41));
+        assert!(log.fits(41));
+        assert!(log.evict_oldest());
+        assert_eq!((log.first_offset(), log.evicted(), log.bytes()), (3, 1, 0));
+        assert!(!log.evict_oldest());
     }
 }

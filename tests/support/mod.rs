@@ -36,10 +36,31 @@ const MAX_EVENTS: usize = 10_000_000;
 /// Bound on the events a client keeps aside while waiting for another kind.
 const MAX_BACKLOG: usize = 1_000_000;
 
+/// How long one in-process broker may live: a backstop for a test that hangs where no
+/// helper's bounded wait catches it (each of those fails within a minute on its own).
+/// Past it the test process says which test and aborts, instead of eating CI's limit.
+pub const BROKER_LIFETIME: Duration = Duration::from_secs(150);
+/// How long a stopping broker may take to join its shards.
+const STOP_LIMIT: Duration = Duration::from_secs(20);
+
 /// A broker running in this process on 127.0.0.1 with an ephemeral port; stops on drop.
 pub struct TestBroker {
     node: Option<ringmq::Node>,
     addr: SocketAddr,
+    /// Dropped with the broker: tells its watchdog the test is done.
+    _alive: std::sync::mpsc::Sender<()>,
+}
+
+/// Aborts the test process if the broker of test `who` is still alive after `limit`.
+fn watchdog(who: String, limit: Duration) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            eprintln!("watchdog: test {who} still running after {limit:?} (a hang); aborting");
+            std::process::abort();
+        }
+    });
+    tx
 }
 
 impl TestBroker {
@@ -59,7 +80,8 @@ impl TestBroker {
         tweak(&mut cfg);
         let node = ringmq::Node::start(cfg).unwrap_or_else(|e| panic!("broker did not start: {e}"));
         let addr = node.local_addrs()[0];
-        TestBroker { node: Some(node), addr }
+        let who = std::thread::current().name().unwrap_or("?").to_owned();
+        TestBroker { node: Some(node), addr, _alive: watchdog(who, BROKER_LIFETIME) }
     }
 
     /// The address clients connect to.
@@ -75,6 +97,27 @@ impl TestBroker {
     /// (evicted from memory rings, offline messages lost) as the node counts them.
     pub fn offline_counters(&self) -> (u64, u64) {
         self.node.as_ref().map_or((0, 0), |n| n.offline_counters())
+    }
+
+    /// Messages the node gave up, by reason (counted each sweep, 500 ms).
+    pub fn drops(&self) -> ringmq::Drops {
+        self.node.as_ref().map(|n| n.drops()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until `f` holds for the node's drop counters; returns them.
+    pub async fn wait_drops(&self, what: &str, timeout: Duration, f: impl Fn(&ringmq::Drops) -> bool) -> ringmq::Drops {
+        let deadline = Instant::now() + timeout;
+        for _ in 0..10_000 {
+            let d = self.drops();
+            if f(&d) {
+                return d;
+            }
+            if Instant::now() >= deadline {
+                panic!("broker: {what} not seen within {timeout:?}; counters: {d:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("broker: {what} not seen")
     }
 
     /// Client connections the node currently counts.
@@ -99,10 +142,16 @@ impl TestBroker {
 }
 
 impl Drop for TestBroker {
+    /// Stops the broker and joins its shards, within [`STOP_LIMIT`].
     fn drop(&mut self) {
-        if let Some(node) = self.node.take() {
-            node.stop();
-            let _ = node.join();
+        let Some(node) = self.node.take() else { return };
+        node.stop();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(node.join());
+        });
+        if rx.recv_timeout(STOP_LIMIT).is_err() && !std::thread::panicking() {
+            panic!("broker: shards still running {STOP_LIMIT:?} after stop");
         }
     }
 }

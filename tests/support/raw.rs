@@ -107,6 +107,30 @@ impl Raw {
         panic!("raw: too many reads")
     }
 
+    /// Reads until nothing arrived for `quiet` (or the connection closed); returns the
+    /// bytes read. Panics past `max_bytes`, or when the reading takes more than a minute.
+    pub async fn read_until_quiet(&mut self, quiet: Duration, max_bytes: usize) -> usize {
+        let end = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut total = self.buf.len();
+        self.buf.clear();
+        let mut chunk = vec![0u8; 64 * 1024];
+        for _ in 0..10_000_000 {
+            let until = (tokio::time::Instant::now() + quiet).min(end);
+            match tokio::time::timeout_at(until, self.stream.read(&mut chunk)).await {
+                Err(_) => {
+                    assert!(tokio::time::Instant::now() < end, "raw: still reading after a minute ({total} bytes)");
+                    return total;
+                }
+                Ok(Ok(0)) | Ok(Err(_)) => return total,
+                Ok(Ok(n)) => {
+                    total += n;
+                    assert!(total <= max_bytes, "raw: more than {max_bytes} bytes read");
+                }
+            }
+        }
+        panic!("raw: too many reads")
+    }
+
     /// Reads and discards until the broker closes the connection (within `timeout`, at
     /// most `max_bytes`); returns the bytes read.
     pub async fn read_until_closed(&mut self, timeout: Duration, max_bytes: usize) -> usize {
