@@ -41,7 +41,8 @@ impl Drop for Broker {
 
 fn start(dir: &Path, port: u16) -> Broker {
     let config = dir.join("crash.toml");
-    std::fs::write(&config, "[limits]\nmax_queued_messages = 1000000\nmax_inflight = 1000\n").unwrap();
+    // Default flow control: no cap on what a session keeps parked in the logs.
+    std::fs::write(&config, "[limits]\nmax_inflight = 1000\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--config"])
         .arg(&config)

@@ -36,7 +36,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// burst: idle connections hold next to nothing.
 const KEEP_BUFFER: usize = 64 * 1024;
 
-/// The bytes waiting in all the outboxes of one shard, against its share of
+/// The bytes waiting in all the outboxes of one shard (and in their writers' hands, until
+/// written), against its share of
 /// `max_outbound_total`: one per shard, shared by its connections (never across shards).
 #[derive(Debug)]
 pub struct OutboxBudget {
@@ -360,6 +361,12 @@ impl Conn {
         self.buf.borrow().len() >= self.cap || self.budget.used.get() >= self.budget.cap
     }
 
+    /// The writer is done with `n` bytes it took (written, or given up): they leave the
+    /// shard's budget only now, since they were in memory until then.
+    fn written(&self, n: usize) {
+        self.budget.used.set(self.budget.used.get().saturating_sub(n));
+    }
+
     /// Bytes waiting in the outbox.
     pub fn queued(&self) -> usize {
         self.buf.borrow().len()
@@ -421,7 +428,6 @@ impl Conn {
                     *spare = BytesMut::new();
                 }
                 std::mem::swap(&mut *b, spare);
-                self.budget.used.set(self.budget.used.get().saturating_sub(spare.len()));
                 return Poll::Ready(true);
             }
             if self.closing.get().is_some() {
@@ -485,7 +491,9 @@ pub async fn writer(conn: Rc<Conn>) {
             glommio::timer::sleep(CLOSE_GRACE).await;
             WriteEnd::Failed
         };
-        match futures_lite::future::or(write, give_up).await {
+        let end = futures_lite::future::or(write, give_up).await;
+        conn.written(spare.len());
+        match end {
             WriteEnd::Done => {}
             WriteEnd::Failed => {
                 conn.close(CloseCause::ReaderDone);
