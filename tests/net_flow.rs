@@ -309,11 +309,19 @@ async fn backpressure_holds_publishers_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_gives_up_the_oldest_and_counts_them() {
+    // Set by a rule for this test's topics; the broker-wide policy stays `backpressure`.
+    let topic = unique_topic("flow/drop");
+    let filter = format!("{topic}/#");
+    let topic = format!("{topic}/t");
     let broker = TestBroker::start_with(|c| {
         c.storage.memory_bytes = 64 * 1024;
-        c.storage.when_full = ringmq::FullPolicy::DropOldest;
+        c.storage.rules = vec![ringmq::StorageRule {
+            filter,
+            engine: None,
+            offline: None,
+            when_full: Some(ringmq::FullPolicy::DropOldest),
+        }];
     });
-    let topic = unique_topic("flow/drop");
     let mut slow = SlowSub::start(&broker, &topic, 1, 20, Duration::from_millis(5)).await;
     let n = 5000;
     // The publisher is never held back.

@@ -297,6 +297,24 @@ mod tests {
     }
 
     #[test]
+    fn when_full_broker_wide_and_per_rule() {
+        let toml = "[storage]\nwhen_full = \"drop_oldest\"\n[[storage.rule]]\nfilter = \"orders/#\"\n\
+                    when_full = \"backpressure\"\n";
+        let s = storage(toml, "s.toml", &[]).unwrap();
+        assert_eq!(s.when_full, FullPolicy::DropOldest);
+        assert_eq!(s.rules[0].when_full, Some(FullPolicy::Backpressure));
+        assert_eq!(s.placement("orders/1").when_full, FullPolicy::Backpressure);
+        assert_eq!(s.placement("metrics/1").when_full, FullPolicy::DropOldest);
+        assert_eq!(StorageConfig::default().when_full, FullPolicy::Backpressure);
+        assert_eq!(
+            refused("[storage]\nwhen_full = \"block\"\n"),
+            "s.toml: storage.when_full: \"block\" is not backpressure or drop_oldest"
+        );
+        assert!(refused("[[storage.rule]]\nfilter = \"a\"\nwhen_full = \"x\"\n")
+            .starts_with("s.toml: storage.rule[0].when_full: "));
+    }
+
+    #[test]
     fn a_segment_rule_makes_storage_persistent() {
         let toml = "[[storage.rule]]\nfilter = \"devices/+/telemetry\"\nengine = \"segment\"\n";
         let s = storage(toml, "s.toml", &[]).unwrap();
