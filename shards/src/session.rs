@@ -368,7 +368,9 @@ impl Session {
                 }
             }
             if !parts.is_empty() {
-                self.replay_front = self.replay_front.min(self.queue.len());
+                // Parked messages are newer than everything queued: the answer goes behind
+                // it (and ahead of anything queued meanwhile).
+                self.replay_front = self.queue.len();
                 self.replay_plan = Some(parts);
             }
         }
