@@ -3,12 +3,19 @@
 # (Mosquitto, nats-server, rumqttd; see ../shared/peers) and the raw io_uring relay, in one
 # go on this machine, printed as one table with the machine's description on top.
 #
-#   bench/compare.sh [--quick] [--brokers "ringmq mosquitto nats rumqttd relay ..."] [--out DIR]
+#   bench/compare.sh [--quick] [--brokers "ringmq mosquitto nats rumqttd relay ..."] [--only TEXT]
+#                    [--no-build] [--out DIR]
 #
 # ringmq-seg-interval and ringmq-seg-always are RingMQ with segment storage (fsync
 # interval:5ms / always); they run only the QoS 1 storage row, where plain ringmq is the
 # memory figure.
 # --quick: 3 s runs instead of 10 s (a smoke test of the script, not a measurement).
+# --only TEXT: only the scenarios whose name contains TEXT (e.g. --only flood).
+# --no-build: use the release binaries already built (in $CARGO_TARGET_DIR or target/).
+# Flood rows (loadgen --flood): every publisher as fast as its own in-flight window allows,
+# no end-to-end limit; "msg/s received" is then messages delivered over the time from the
+# first publish to the last delivery, and "lost" adds "(N acked)" when the broker lost
+# messages it had acknowledged (loadgen exits 1 then; the row is still recorded).
 # Per broker and scenario it records received msg/s, end-to-end p50/p99/p99.9, broker CPU
 # seconds per million messages delivered (utime+stime from /proc), and the broker's peak
 # RSS (VmHWM). Each broker is restarted for every scenario so peak RSS is per scenario.
@@ -21,20 +28,25 @@ OUT="$ROOT/target/compare"
 DUR=10s
 WARM=2s
 BROKERS="ringmq mosquitto nats rumqttd relay ringmq-seg-interval ringmq-seg-always"
+ONLY=""
+BUILD=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) DUR=3s; WARM=1s ;;
     --brokers) BROKERS="$2"; shift ;;
+    --only) ONLY="$2"; shift ;;
+    --no-build) BUILD=0 ;;
     --out) OUT="$2"; shift ;;
-    *) echo "usage: bench/compare.sh [--quick] [--brokers LIST] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: bench/compare.sh [--quick] [--brokers LIST] [--only TEXT] [--no-build] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
 mkdir -p "$OUT"
 ulimit -n 20000 2>/dev/null || true
 
-cargo build --release -q -p ringmq -p loadgen -p bench --bins
-LG="$ROOT/target/release/loadgen"
+if [ "$BUILD" = 1 ]; then cargo build --release -q -p ringmq -p loadgen -p bench --bins; fi
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+LG="$BIN/loadgen"
 RUN="${PEERS_RUN:-/tmp/ringmq-peers}"
 
 port_of() {
@@ -43,14 +55,14 @@ port_of() {
 
 start_broker() {
   case "$1" in
-    ringmq) "$ROOT/target/release/ringmq" --listen 127.0.0.1:18880 --log-level warn >"$OUT/ringmq.log" 2>&1 &
+    ringmq) "$BIN/ringmq" --listen 127.0.0.1:18880 --log-level warn >"$OUT/ringmq.log" 2>&1 &
             echo $! >"$OUT/ringmq.pid" ;;
-    relay) "$ROOT/target/release/relay" --listen 127.0.0.1:18884 >"$OUT/relay.log" 2>&1 &
+    relay) "$BIN/relay" --listen 127.0.0.1:18884 >"$OUT/relay.log" 2>&1 &
            echo $! >"$OUT/relay.pid" ;;
     ringmq-seg-*)
       rm -rf "$OUT/data"
       local fsync=always; [ "$1" = ringmq-seg-interval ] && fsync=interval:5ms
-      "$ROOT/target/release/ringmq" --listen 127.0.0.1:18880 --log-level warn --storage segment \
+      "$BIN/ringmq" --listen 127.0.0.1:18880 --log-level warn --storage segment \
         --data-dir "$OUT/data" --fsync "$fsync" >"$OUT/$1.log" 2>&1 &
       echo $! >"$OUT/$1.pid" ;;
     *) bash "$PEERS/peers.sh" start "$1" >/dev/null; cp "$RUN/$1.pid" "$OUT/$1.pid" ;;
@@ -70,13 +82,21 @@ stop_broker() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
+# A row that runs for a time; one with --count runs until its messages are sent (no
+# warm-up, at most 60 s) and delivered (or loadgen's 3 s drain is over).
+T="--duration $DUR --warmup $WARM"
 # name | loadgen arguments | which brokers can run it
 SCENARIOS=(
-  "fan-in 8->1 QoS0 64B max|fan-in --publishers 8 --subscribers 1 --qos 0 --size 64 --max|all"
-  "fan-out 1->100 QoS0 64B max|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --max|all"
-  "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000|qos1"
-  "15000 idle connections|conn --subscribers 15000 --connect-rate 5000|all"
-  "fan-in 8->1 QoS1 64B max|fan-in --publishers 8 --subscribers 1 --qos 1 --size 64 --max --inflight 100|storage"
+  "fan-in 8->1 QoS0 64B max|fan-in --publishers 8 --subscribers 1 --qos 0 --size 64 --max $T|all"
+  "fan-out 1->100 QoS0 64B max|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --max $T|all"
+  "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000 $T|qos1"
+  "15000 idle connections|conn --subscribers 15000 --connect-rate 5000 $T|all"
+  "fan-in 8->1 QoS1 64B max|fan-in --publishers 8 --subscribers 1 --qos 1 --size 64 --max --inflight 100 $T|storage"
+  "flood 1->1 QoS1 64B 50k msg|fan-in --flood --publishers 1 --subscribers 1 --qos 1 --size 64 --inflight 1000 --count 50000|qos1"
+  "flood 10->1 QoS0 64B|fan-in --flood --publishers 10 --subscribers 1 --qos 0 --size 64 $T|all"
+  "flood 10->1 QoS1 64B|fan-in --flood --publishers 10 --subscribers 1 --qos 1 --size 64 --inflight 1000 $T|qos1"
+  "flood 10->10 QoS0 64B|fan-in --flood --publishers 10 --subscribers 10 --qos 0 --size 64 $T|all"
+  "flood 1->10 QoS0 64B|fan-out --flood --publishers 1 --subscribers 10 --qos 0 --size 64 $T|all"
 )
 
 if [[ " $BROKERS " == *" mosquitto "* || " $BROKERS " == *" nats "* || " $BROKERS " == *" rumqttd "* ]]; then
@@ -88,6 +108,7 @@ ROWS="$OUT/rows.tsv"
 : >"$ROWS"
 for sc in "${SCENARIOS[@]}"; do
   IFS='|' read -r name args which <<<"$sc"
+  if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then continue; fi
   for b in $BROKERS; do
     # The relay has no acknowledgements: QoS 1 runs are not meaningful against it.
     if [ "$which" = qos1 ] && [ "$b" = relay ]; then continue; fi
@@ -101,7 +122,7 @@ for sc in "${SCENARIOS[@]}"; do
     json="$OUT/$(echo "$b-$name" | tr -c 'a-zA-Z0-9\n' '_').json"
     rm -f "$json"
     # shellcheck disable=SC2086
-    "$LG" $args --broker "127.0.0.1:$port" --duration "$DUR" --warmup "$WARM" --quiet --json "$json" \
+    "$LG" $args --broker "127.0.0.1:$port" --quiet --json "$json" \
       >"$json.txt" 2>&1 || echo "  ($b: loadgen exited $?; see $json.txt)" >&2
     after=$(cpu_ticks "$pid")
     rss=$(peak_rss_kb "$pid")
@@ -140,7 +161,8 @@ for line in open(rows):
         continue
     l = j["latency_us"]
     per_m = cpu_s / (j["unique"] / 1e6) if j["unique"] else float("nan")
+    lost = f"{j['lost']}" + (f" ({j['acked_lost']} acked)" if j.get("acked_lost") else "")
     print(f"| {name} | {broker} | {j['received_rate']:.0f} | {l['p50']/1000:.2f} | {l['p99']/1000:.2f} | "
-          f"{l['p99_9']/1000:.2f} | {j['lost']} | {per_m:.2f} | {rss_mib:.0f} |")
+          f"{l['p99_9']/1000:.2f} | {lost} | {per_m:.2f} | {rss_mib:.0f} |")
 PY
 cat "$OUT/results.md"

@@ -40,24 +40,36 @@ pub struct Args {
     /// Payload size in bytes (at least 24: a header with publisher, sequence and time).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// Total publish rate in messages per second, spread evenly over the publishers.
+    /// Total publish rate in messages per second, spread evenly over the publishers (not
+    /// used by --max and --flood).
     #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
     /// Closed loop, to find the maximum sustained rate: each publisher keeps at most
     /// --inflight messages on their way to the subscribers (end to end; QoS 1/2 also at most
     /// --inflight unacknowledged), and sends as soon as there is room.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "flood")]
     pub max: bool,
-    /// Messages a publisher may have out: unacknowledged (QoS 1/2), and in --max mode also
-    /// not yet received by the subscribers.
+    /// Flood: each publisher sends as fast as its own connection allows, knowing nothing of
+    /// the subscribers: at QoS 1/2 at most --inflight unacknowledged (the next as each
+    /// PUBACK/PUBCOMP arrives), at QoS 0 as fast as the socket takes them. A message the
+    /// broker acknowledged and a subscriber never received fails the run.
+    #[arg(long)]
+    pub flood: bool,
+    /// Messages a publisher may have out: unacknowledged (QoS 1/2; 5.0: at most the broker's
+    /// Receive Maximum), and in --max mode also not yet received by the subscribers.
     #[arg(long, default_value_t = 1000)]
     pub inflight: u16,
-    /// How long to measure, e.g. 10s, 500ms, 1m.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Load before measuring starts (not in the histograms).
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub warmup: Duration,
+    /// Messages each publisher sends; the run ends when all are sent (and delivered, or the
+    /// drain time is over), or at --duration.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// How long to measure, e.g. 10s, 500ms, 1m (default 10s; with --count the most
+    /// publishing may take, default 60s).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Load before measuring starts (not in the histograms; default 2s, 0 with --count).
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
     /// MQTT version: 3.1.1 or 5.
     #[arg(long, default_value = "3.1.1")]
     pub mqtt: String,
@@ -77,12 +89,14 @@ pub struct Args {
     /// Keep-alive sent in CONNECT, seconds.
     #[arg(long, default_value_t = 60)]
     pub keep_alive: u16,
-    /// How long subscribers may wait for in-flight messages after publishing stops.
+    /// How long subscribers may wait for in-flight messages after the last publisher stops.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub drain: Duration,
     /// Service-level objective, e.g. 'p99<=2ms,p99.9<=10ms,loss=0'. Keys: p50 p90 p99
     /// p99.9 p99.99 max (end-to-end latency), ack_p99 ... (publish-to-ack), loss, dup,
-    /// rate (received msg/s, with >=). The exit status is 1 when it fails.
+    /// reorder, acked_loss (deliveries lost after the broker acknowledged the message), rate
+    /// (received msg/s, with >=). The exit status is 1 when it fails. --flood at QoS 1/2
+    /// always adds acked_loss=0.
     #[arg(long)]
     pub slo: Option<String>,
     /// Write every figure and parameter as JSON.

@@ -56,10 +56,17 @@ pub struct Link {
     pub sock: Sock,
     /// Protocol.
     pub protocol: Protocol,
+    /// Client id, for error messages.
+    pub client_id: String,
+    /// QoS 1/2 PUBLISHes the broker accepts unacknowledged: its 5.0 Receive Maximum, else
+    /// the packet id space.
+    pub receive_max: u16,
     out: RefCell<BytesMut>,
     writer_waker: Cell<Option<Waker>>,
     drained_waker: Cell<Option<Waker>>,
     closed: Cell<bool>,
+    /// We closed it (sent DISCONNECT), rather than a failed write.
+    closed_by_us: Cell<bool>,
 }
 
 /// The human name of a CONNACK code.
@@ -144,17 +151,20 @@ pub async fn connect(
         }
     };
     let took = started.elapsed();
-    let ConnAck { code, .. } = ack;
+    let ConnAck { code, properties, .. } = ack;
     if code != 0 {
         return Err(format!("{client_id}: CONNACK refused: {}", connack_reason(protocol, code)));
     }
     let link = Rc::new(Link {
         sock,
         protocol,
+        client_id: client_id.to_owned(),
+        receive_max: properties.receive_maximum.unwrap_or(u16::MAX),
         out: RefCell::new(BytesMut::with_capacity(4096)),
         writer_waker: Cell::new(None),
         drained_waker: Cell::new(None),
         closed: Cell::new(false),
+        closed_by_us: Cell::new(false),
     });
     glommio::spawn_local(writer(link.clone())).detach();
     if keep_alive > 0 {
@@ -202,10 +212,16 @@ impl Link {
         self.closed.get()
     }
 
+    /// True once [`close`](Link::close) was called: the end of the connection is ours.
+    pub fn closed_by_us(&self) -> bool {
+        self.closed_by_us.get()
+    }
+
     /// Sends DISCONNECT after what is queued and stops the writer.
     pub fn close(&self) {
         self.send(&Packet::Disconnect(proto::Disconnect { reason: 0, properties: Props::default() }));
         self.closed.set(true);
+        self.closed_by_us.set(true);
         if let Some(w) = self.writer_waker.take() {
             w.wake();
         }

@@ -8,6 +8,11 @@
 //! duplicates and per-publisher order. Latency goes into HdrHistograms (1 µs resolution,
 //! 3 significant digits); `--slo` turns the figures into a verdict and an exit status.
 //!
+//! `--max` closes the loop end to end; `--flood` lets each publisher send as fast as its
+//! own in-flight window allows (`--count` messages, or for `--duration`), gives the
+//! subscribers `--drain` to receive what is still on its way, and fails the run when a
+//! message the broker acknowledged never arrived.
+//!
 //! Exit status: 0 done (and SLO met), 1 SLO failed, 2 could not run (bad flags, broker
 //! unreachable, CONNACK or SUBACK refused, descriptor limit too low).
 
@@ -26,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+use proto::QoS;
+
 use crate::args::{Args, Scenario};
 use crate::plan::Plan;
 use crate::report::{check_slo, Params, Percentiles, Summary};
@@ -33,6 +40,8 @@ use crate::stats::{histogram, Shared, DONE, RUNNING};
 
 /// Time between "all connected" and the first scheduled message.
 const START_DELAY: Duration = Duration::from_millis(100);
+/// How often the main thread looks whether the publishers are done.
+const TICK: Duration = Duration::from_millis(10);
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -64,7 +73,8 @@ fn sum(shared: &Shared, f: impl Fn(&stats::Counters) -> u64) -> u64 {
 
 fn run(args: &Args) -> Result<Summary, String> {
     let plan = Arc::new(Plan::from_args(args)?);
-    if let Some(slo) = &args.slo {
+    let slo = slo_of(args, &plan);
+    if let Some(slo) = &slo {
         // Reject a malformed SLO before spending a run on it.
         let probe = empty_summary(&plan);
         check_slo(slo, &probe)?;
@@ -107,8 +117,9 @@ fn run(args: &Args) -> Result<Summary, String> {
     shared.end_ns.store(end, Ordering::Relaxed);
     shared.phase.store(RUNNING, Ordering::Release);
     progress(&plan, &shared, end, args.quiet);
-    // Drain: wait for publishers to finish and subscribers to catch up.
-    let drain_deadline = end + plan.drain.as_nanos() as u64;
+    // Drain: wait for publishers to finish and subscribers to catch up, for at most
+    // --drain after publishing stopped.
+    let drain_deadline = shared.now_ns().min(end) + plan.drain.as_nanos() as u64;
     while shared.phase() != DONE && shared.now_ns() < drain_deadline {
         if shared.pubs_done.load(Ordering::Acquire) == plan.pubs.len() {
             let expected = expected_total(&plan, &shared);
@@ -116,7 +127,7 @@ fn run(args: &Args) -> Result<Summary, String> {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(TICK);
     }
     shared.phase.store(DONE, Ordering::Release);
     let mut results = Vec::new();
@@ -128,13 +139,28 @@ fn run(args: &Args) -> Result<Summary, String> {
         return Err(e);
     }
     let (mut summary, latency) = summarize(&plan, &shared, results, connect_time);
-    if let Some(slo) = &args.slo {
+    if let Some(slo) = &slo {
         summary.slo = Some(check_slo(slo, &summary)?);
     }
     if let Some(path) = &args.hgrm {
         std::fs::write(path, report::hgrm(&latency)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(summary)
+}
+
+/// The SLO the run is judged by: the one asked for and, for a flood at QoS 1/2, always
+/// `acked_loss=0` (unless the SLO given sets acked_loss itself): a broker that acknowledged
+/// a message must deliver it.
+fn slo_of(args: &Args, plan: &Plan) -> Option<String> {
+    let given = args.slo.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let implied = plan.flood && plan.qos != QoS::AtMostOnce;
+    match given {
+        Some(s) if implied && !s.split(',').any(|t| t.trim().starts_with("acked_loss")) => {
+            Some(format!("{s},acked_loss=0"))
+        }
+        Some(s) => Some(s.to_owned()),
+        None => implied.then(|| "acked_loss=0".to_owned()),
+    }
 }
 
 /// Messages the subscribers should receive, given what each publisher sent.
@@ -148,14 +174,22 @@ fn expected_total(plan: &Plan, shared: &Shared) -> u64 {
     }
 }
 
-/// One progress line a second until publishing ends.
+/// One progress line a second until publishing ends (at `end`, or when every publisher
+/// has sent its --count).
 fn progress(plan: &Plan, shared: &Shared, end: u64, quiet: bool) {
     let mut total = histogram();
     let (mut last_sent, mut last_recv, mut last_at) = (0, 0, Instant::now());
     let started = Instant::now();
+    let npubs = plan.pubs.len();
     while shared.now_ns() < end && shared.phase() != DONE {
+        if npubs > 0 && shared.pubs_done.load(Ordering::Acquire) == npubs {
+            break;
+        }
         let left = Duration::from_nanos(end.saturating_sub(shared.now_ns()));
-        std::thread::sleep(left.min(Duration::from_secs(1)));
+        std::thread::sleep(left.min(TICK));
+        if last_at.elapsed() < Duration::from_secs(1) && shared.now_ns() < end {
+            continue;
+        }
         let mut interval = histogram();
         for slot in &shared.interval {
             if let Ok(mut h) = slot.lock() {
@@ -195,13 +229,19 @@ fn empty_summary(plan: &Plan) -> Summary {
         params: Params::of(plan),
         sent: 0,
         sent_rate: 0.0,
+        acked: 0,
         received: 0,
         unique: 0,
         received_rate: 0.0,
+        publish_time_s: 0.0,
+        delivery_time_s: 0.0,
         expected: 0,
         lost: 0,
+        acked_lost: 0,
         duplicates: 0,
         reordered: 0,
+        foreign: 0,
+        window: 0,
         silent_subscribers: 0,
         latency_us: Percentiles::default(),
         ack_latency_us: Percentiles::default(),
@@ -226,6 +266,7 @@ fn summarize(
     let mut connect = histogram();
     let mut s = empty_summary(plan);
     let mut subs = Vec::new();
+    let mut unacked = vec![Vec::new(); plan.pubs.len()];
     let mut last_connected = 0;
     for r in results {
         let _ = latency.add(&r.latency);
@@ -235,6 +276,12 @@ fn summarize(
         last_connected = last_connected.max(r.last_connected_ns);
         s.error_samples.extend(r.errors);
         subs.extend(r.subs);
+        for p in r.pubs {
+            s.window = if s.window == 0 { p.window } else { s.window.min(p.window) };
+            if let Some(slot) = unacked.get_mut(p.index as usize) {
+                *slot = p.unacked;
+            }
+        }
     }
     s.error_samples.truncate(5);
     s.sent = sum(shared, |c| c.sent.load(Ordering::Relaxed));
@@ -247,6 +294,7 @@ fn summarize(
         s.unique += sub.unique;
         s.duplicates += sub.duplicates;
         s.reordered += sub.reordered;
+        s.foreign += sub.foreign;
         let should =
             plan.feeds[sub.index as usize].iter().any(|p| shared.published[*p as usize].load(Ordering::Relaxed) > 0);
         if should && sub.unique == 0 && !plan.shared() {
@@ -255,6 +303,22 @@ fn summarize(
     }
     s.lost = s.expected.saturating_sub(s.unique);
     s.received_rate = s.unique as f64 / secs;
+    let published: Vec<u64> = shared.published.iter().map(|p| p.load(Ordering::Relaxed)).collect();
+    if plan.qos != QoS::AtMostOnce {
+        s.acked = published.iter().sum::<u64>().saturating_sub(unacked.iter().map(|u| u.len() as u64).sum());
+        s.acked_lost = stats::acked_lost(&subs, &plan.feeds, plan.shared(), &published, &unacked);
+    }
+    // A flood or a counted run ends when its publishers are done: its rates are over the
+    // time it took, not over the time allowed.
+    let go = shared.go_ns.load(Ordering::Relaxed);
+    let last_unique = shared.counters.iter().map(|c| c.last_unique_ns.load(Ordering::Relaxed)).max().unwrap_or(0);
+    s.publish_time_s =
+        Duration::from_nanos(shared.last_sent_ns.load(Ordering::Relaxed).saturating_sub(go)).as_secs_f64();
+    s.delivery_time_s = Duration::from_nanos(last_unique.saturating_sub(go)).as_secs_f64();
+    if plan.flood || plan.count.is_some() {
+        s.sent_rate = if s.publish_time_s > 0.0 { s.sent as f64 / s.publish_time_s } else { 0.0 };
+        s.received_rate = if s.delivery_time_s > 0.0 { s.unique as f64 / s.delivery_time_s } else { 0.0 };
+    }
     s.latency_us = Percentiles::of(&latency);
     s.ack_latency_us = Percentiles::of(&ack);
     s.connect_latency_us = Percentiles::of(&connect);

@@ -35,6 +35,9 @@ pub struct SubSpec {
 pub struct Plan {
     /// Scenario.
     pub scenario: Scenario,
+    /// This run's id: in its client ids and at the start of every payload, so a message
+    /// of an earlier run that a broker still delivers is not taken for one of ours.
+    pub run: u32,
     /// Broker address.
     pub broker: SocketAddr,
     /// Protocol.
@@ -47,8 +50,12 @@ pub struct Plan {
     pub rate: u64,
     /// Closed loop.
     pub max: bool,
+    /// Flood: as fast as each publisher's own window allows, no end-to-end limit.
+    pub flood: bool,
     /// Publisher in-flight window.
     pub inflight: u16,
+    /// Messages per publisher, when a count bounds the run.
+    pub count: Option<u64>,
     /// Measuring time.
     pub duration: Duration,
     /// Warm-up time.
@@ -76,7 +83,7 @@ pub struct Plan {
     pub deliveries: Vec<u64>,
 }
 
-/// Smallest payload: magic (4), publisher (4), sequence (8), scheduled time (8).
+/// Smallest payload: run id (4), publisher (4), sequence (8), scheduled time (8).
 pub const HEADER: usize = 24;
 
 impl Plan {
@@ -91,11 +98,17 @@ impl Plan {
         if a.size < HEADER {
             return Err(format!("--size {}: at least {HEADER} bytes are needed for the header", a.size));
         }
-        if !a.max && a.rate == 0 && a.scenario != Scenario::Conn {
-            return Err("--rate 0: give a rate, or --max for closed loop".into());
+        if !a.max && !a.flood && a.rate == 0 && a.scenario != Scenario::Conn {
+            return Err("--rate 0: give a rate, or --max for closed loop, or --flood".into());
         }
         if a.inflight == 0 {
             return Err("--inflight must be at least 1".into());
+        }
+        if a.count == Some(0) {
+            return Err("--count must be at least 1".into());
+        }
+        if a.scenario == Scenario::Conn && (a.flood || a.count.is_some()) {
+            return Err("conn has no publishers: --flood and --count do not apply".into());
         }
         let (dp, ds) = match a.scenario {
             Scenario::FanIn => (8, 1),
@@ -124,7 +137,7 @@ impl Plan {
         let pubs: Vec<PubSpec> = (0..npubs as u32)
             .map(|i| PubSpec {
                 index: i,
-                client_id: format!("lg{run}-p{i}"),
+                client_id: format!("lg{run:x}-p{i}"),
                 topic: a.topic.replace("{i}", &i.to_string()),
             })
             .collect();
@@ -142,7 +155,7 @@ impl Plan {
                     (None, Scenario::Shared) => format!("$share/loadgen/{wildcard}"),
                     (None, _) => wildcard.clone(),
                 };
-                SubSpec { index: i, client_id: format!("lg{run}-s{i}"), filter }
+                SubSpec { index: i, client_id: format!("lg{run:x}-s{i}"), filter }
             })
             .collect();
         let mut feeds = Vec::with_capacity(subs.len());
@@ -168,15 +181,19 @@ impl Plan {
         let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         Ok(Plan {
             scenario: a.scenario,
+            run,
             broker: resolve_broker(&a.broker)?,
             protocol,
             qos,
             size: a.size,
-            rate: if a.max { 0 } else { a.rate },
+            rate: if a.max || a.flood { 0 } else { a.rate },
             max: a.max,
+            flood: a.flood,
             inflight: a.inflight,
-            duration: a.duration,
-            warmup: a.warmup,
+            count: a.count,
+            // A counted run measures every message and needs room to send them all.
+            duration: a.duration.unwrap_or(Duration::from_secs(if a.count.is_some() { 60 } else { 10 })),
+            warmup: a.warmup.unwrap_or(if a.count.is_some() { Duration::ZERO } else { Duration::from_secs(2) }),
             drain: a.drain,
             persistent: a.persistent,
             keep_alive: a.keep_alive,
@@ -201,13 +218,14 @@ impl Plan {
     }
 }
 
-/// A short id that keeps client ids of concurrent or successive runs apart.
-fn run_id() -> String {
+/// A short id that keeps the client ids and the messages of concurrent or successive runs
+/// apart.
+fn run_id() -> u32 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
         .unwrap_or(0);
-    format!("{:x}", nanos ^ std::process::id().rotate_left(16))
+    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// Checks the descriptor limit against the connections asked for.

@@ -82,10 +82,18 @@ pub struct Params {
     pub rate: u64,
     /// Closed loop.
     pub max: bool,
-    /// Measured seconds.
+    /// Flood (each publisher as fast as its own window allows).
+    pub flood: bool,
+    /// Publisher window (QoS 1/2 unacknowledged; --max also end to end).
+    pub inflight: u16,
+    /// Messages per publisher, when a count bounds the run.
+    pub count: Option<u64>,
+    /// Measured seconds (with a count: the most publishing may take).
     pub duration_s: f64,
     /// Warm-up seconds.
     pub warmup_s: f64,
+    /// Seconds subscribers may wait for what is in flight once publishing stops.
+    pub drain_s: f64,
     /// Worker threads.
     pub threads: usize,
     /// Persistent sessions.
@@ -105,8 +113,12 @@ impl Params {
             payload: plan.size,
             rate: plan.rate,
             max: plan.max,
+            flood: plan.flood,
+            inflight: plan.inflight,
+            count: plan.count,
             duration_s: plan.duration.as_secs_f64(),
             warmup_s: plan.warmup.as_secs_f64(),
+            drain_s: plan.drain.as_secs_f64(),
             threads: plan.threads,
             persistent: plan.persistent,
         }
@@ -120,22 +132,37 @@ pub struct Summary {
     pub params: Params,
     /// PUBLISH packets sent (warm-up included).
     pub sent: u64,
-    /// Sent per second over warm-up and measurement.
+    /// Sent per second over warm-up and measurement (flood or count: over the publishing
+    /// time).
     pub sent_rate: f64,
+    /// Messages the broker acknowledged to their publishers (QoS 1 PUBACK, QoS 2 PUBREC).
+    pub acked: u64,
+    /// The smallest publisher window (QoS 1/2): --inflight, or less if the broker's 5.0
+    /// Receive Maximum is smaller.
+    pub window: u16,
     /// PUBLISH packets received by all subscribers.
     pub received: u64,
     /// Distinct messages received.
     pub unique: u64,
-    /// Received per second (distinct) over warm-up and measurement.
+    /// Received per second (distinct) over warm-up and measurement (flood or count: from the
+    /// first publish to the last delivery).
     pub received_rate: f64,
+    /// Seconds from the first publish to the last.
+    pub publish_time_s: f64,
+    /// Seconds from the first publish to the last delivery of a new message.
+    pub delivery_time_s: f64,
     /// Messages that should have arrived.
     pub expected: u64,
     /// expected - unique.
     pub lost: u64,
+    /// Of those, deliveries of messages the broker had acknowledged (QoS 1/2).
+    pub acked_lost: u64,
     /// Duplicates received.
     pub duplicates: u64,
     /// Messages that arrived after a later one of their publisher.
     pub reordered: u64,
+    /// Messages received that were not this run's (another run's, another client's), ignored.
+    pub foreign: u64,
     /// Subscribers that received nothing though they should have.
     pub silent_subscribers: usize,
     /// End-to-end latency, µs, from the scheduled send time.
@@ -173,9 +200,10 @@ pub fn check_slo(slo: &str, s: &Summary) -> Result<Verdict, String> {
     for term in slo.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let (key, op, value) = split_term(term)?;
         let (measured, limit, unit) = match key {
-            "loss" | "dup" | "reorder" => {
+            "loss" | "acked_loss" | "dup" | "reorder" => {
                 let m = match key {
                     "loss" => s.lost,
+                    "acked_loss" => s.acked_lost,
                     "dup" => s.duplicates,
                     _ => s.reordered,
                 };
@@ -237,24 +265,30 @@ fn ms(us: u64) -> String {
 pub fn text(s: &Summary) -> String {
     let p = &s.params;
     let mut o = String::new();
-    let load = if p.max { "closed loop (--max)".to_owned() } else { format!("{} msg/s open loop", p.rate) };
+    let load = match (p.max, p.flood, p.qos) {
+        (true, _, _) => "closed loop (--max)".to_owned(),
+        (_, true, 0) => "flood".to_owned(),
+        (_, true, _) => format!("flood (--inflight {})", p.inflight),
+        _ => format!("{} msg/s open loop", p.rate),
+    };
+    let time = match p.count {
+        Some(n) => format!("{n} msg/publisher (at most {}s)", p.duration_s),
+        None => format!("{}s + {}s warm-up", p.duration_s, p.warmup_s),
+    };
     let _ = writeln!(
         o,
-        "{:?} | MQTT {} QoS {} | {} pub -> {} sub | {} B | {} | {:.0}s + {:.0}s warm-up | {} threads | {}",
-        p.scenario,
-        p.mqtt,
-        p.qos,
-        p.publishers,
-        p.subscribers,
-        p.payload,
-        load,
-        p.duration_s,
-        p.warmup_s,
-        p.threads,
-        p.broker
+        "{:?} | MQTT {} QoS {} | {} pub -> {} sub | {} B | {} | {} | {} threads | {}",
+        p.scenario, p.mqtt, p.qos, p.publishers, p.subscribers, p.payload, load, time, p.threads, p.broker
     );
     if p.publishers > 0 {
         let _ = writeln!(o, "sent      {:>12}  {:>12.0} msg/s", s.sent, s.sent_rate);
+        if p.qos > 0 {
+            let _ = writeln!(
+                o,
+                "acked     {:>12}  lost after ack {}  (window {} per publisher)",
+                s.acked, s.acked_lost, s.window
+            );
+        }
         let _ = writeln!(o, "received  {:>12}  {:>12.0} msg/s (distinct)", s.unique, s.received_rate);
         let _ = writeln!(
             o,
@@ -305,6 +339,9 @@ pub fn text(s: &Summary) -> String {
             ms(q.max)
         );
     }
+    if s.foreign > 0 {
+        let _ = writeln!(o, "ignored   {:>12}  messages not of this run", s.foreign);
+    }
     if s.errors > 0 {
         let _ = writeln!(o, "errors    {}  e.g. {}", s.errors, s.error_samples.join("; "));
     }
@@ -351,13 +388,19 @@ mod tests {
             params: Params::of(&plan),
             sent: 0,
             sent_rate: 0.0,
+            acked: 0,
             received: 0,
             unique: 0,
             received_rate: 95_000.0,
+            publish_time_s: 0.0,
+            delivery_time_s: 0.0,
             expected: 0,
             lost,
+            acked_lost: lost / 2,
             duplicates: 0,
             reordered: 0,
+            foreign: 0,
+            window: 0,
             silent_subscribers: 0,
             latency_us: Percentiles { p99, p99_9: p99 * 3, ..Default::default() },
             ack_latency_us: Percentiles::default(),
@@ -377,6 +420,9 @@ mod tests {
         let v = check_slo("p99<=2ms,loss=0", &summary(2500, 3)).unwrap();
         assert!(!v.passed);
         assert_eq!(v.failures, vec!["p99<=2ms: measured 2500 µs".to_owned(), "loss=0: measured 3".to_owned()]);
+        let v = check_slo("acked_loss=0", &summary(1500, 4)).unwrap();
+        assert_eq!(v.failures, vec!["acked_loss=0: measured 2".to_owned()]);
+        assert!(check_slo("acked_loss=0", &summary(1500, 1)).unwrap().passed, "1 lost, none after an ack");
         assert!(check_slo("p42<=1ms", &summary(1, 0)).is_err());
         assert!(check_slo("p99 about 1ms", &summary(1, 0)).is_err());
     }

@@ -44,6 +44,8 @@ pub struct Counters {
     pub acked: AtomicU64,
     /// Errors (connection lost, refused...).
     pub errors: AtomicU64,
+    /// When a subscriber of this worker last received a new message, ns after `base`.
+    pub last_unique_ns: AtomicU64,
 }
 
 /// State shared by the main thread and the workers.
@@ -64,6 +66,8 @@ pub struct Shared {
     pub pubs_done: AtomicUsize,
     /// Messages each publisher sent (final once it is done).
     pub published: Vec<AtomicU64>,
+    /// When the last publisher stopped publishing, ns after `base`.
+    pub last_sent_ns: AtomicU64,
     /// Per-worker counters.
     pub counters: Vec<Counters>,
     /// Per-worker end-to-end latency histogram of the current progress interval.
@@ -84,6 +88,7 @@ impl Shared {
             ready: AtomicUsize::new(0),
             pubs_done: AtomicUsize::new(0),
             published: (0..pubs).map(|_| AtomicU64::new(0)).collect(),
+            last_sent_ns: AtomicU64::new(0),
             counters: (0..workers).map(|_| Counters::default()).collect(),
             interval: (0..workers).map(|_| Mutex::new(histogram())).collect(),
             fatal: Mutex::new(None),
@@ -177,6 +182,63 @@ impl SubStats {
         }
         new
     }
+
+    /// True when message `seq` of `publisher` arrived. A gap too long to remember (past
+    /// `MAX_MISSING`) reads as arrived, so a loss count built on it errs towards more loss.
+    pub fn has(&self, publisher: u32, seq: u64) -> bool {
+        self.tracks.get(&publisher).is_some_and(|t| seq < t.next && !t.missing.contains(&seq))
+    }
+
+    /// Distinct messages of `publisher` that arrived.
+    pub fn distinct_of(&self, publisher: u32) -> u64 {
+        self.per_pub.get(&publisher).copied().unwrap_or(0)
+    }
+}
+
+/// What one publisher hands back at the end.
+#[derive(Debug, Default)]
+pub struct PubResult {
+    /// Publisher index.
+    pub index: u32,
+    /// Messages sent.
+    pub sent: u64,
+    /// Its QoS 1/2 window: --inflight, or the broker's smaller Receive Maximum (0 at QoS 0).
+    pub window: u16,
+    /// Sequence numbers the broker never acknowledged (QoS 1 PUBACK, QoS 2 PUBREC): still
+    /// in the window when the publisher stopped. Empty at QoS 0.
+    pub unacked: Vec<u64>,
+}
+
+/// Deliveries lost although the broker had acknowledged the message to its publisher: for
+/// every (subscriber, publisher) pair, the messages that did not arrive minus those that
+/// were never acknowledged. With `shared`, the subscribers are one group that should see
+/// each message once. `published` and `unacked` are indexed by publisher. Only meaningful
+/// at QoS 1/2: at QoS 0 nothing is acknowledged.
+pub fn acked_lost(subs: &[SubStats], feeds: &[Vec<u32>], shared: bool, published: &[u64], unacked: &[Vec<u64>]) -> u64 {
+    let pending = |p: u32| unacked.get(p as usize).map(Vec::as_slice).unwrap_or(&[]);
+    let sent = |p: u32| published.get(p as usize).copied().unwrap_or(0);
+    if shared {
+        let Some(feed) = feeds.first() else { return 0 };
+        return feed
+            .iter()
+            .map(|&p| {
+                let arrived: u64 = subs.iter().map(|s| s.distinct_of(p)).sum();
+                let never_acked = pending(p).iter().filter(|&&q| !subs.iter().any(|s| s.has(p, q))).count();
+                sent(p).saturating_sub(arrived).saturating_sub(never_acked as u64)
+            })
+            .sum();
+    }
+    subs.iter()
+        .map(|s| {
+            let feed = feeds.get(s.index as usize).map(Vec::as_slice).unwrap_or(&[]);
+            feed.iter()
+                .map(|&p| {
+                    let never_acked = pending(p).iter().filter(|&&q| !s.has(p, q)).count();
+                    sent(p).saturating_sub(s.distinct_of(p)).saturating_sub(never_acked as u64)
+                })
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 /// What one worker hands back at the end.
@@ -189,6 +251,8 @@ pub struct WorkerResult {
     pub connect: Histogram<u64>,
     /// Subscribers' records.
     pub subs: Vec<SubStats>,
+    /// Publishers' records.
+    pub pubs: Vec<PubResult>,
     /// Connections that failed, with why.
     pub errors: Vec<String>,
     /// When the last connection of this worker was up (conn scenario), ns after base.
@@ -205,6 +269,7 @@ impl WorkerResult {
             ack: histogram(),
             connect: histogram(),
             subs: Vec::new(),
+            pubs: Vec::new(),
             errors: Vec::new(),
             last_connected_ns: 0,
             connected: 0,
@@ -239,5 +304,55 @@ mod tests {
         assert_eq!(s.reordered, 1, "2 arrived after 3");
         assert_eq!(s.duplicates, 2, "2 and 6 again");
         assert_eq!(s.per_pub[&7], 6);
+        assert!(s.has(7, 2) && s.has(7, 6) && !s.has(7, 4) && !s.has(7, 7) && !s.has(8, 0));
+    }
+
+    fn saw(index: u32, publisher: u32, seqs: impl IntoIterator<Item = u64>) -> SubStats {
+        let mut s = SubStats::new(index);
+        for q in seqs {
+            s.see(publisher, q);
+        }
+        s
+    }
+
+    #[test]
+    fn acked_loss_counts_only_acknowledged_messages_that_never_arrived() {
+        // Publisher 0 sent 0..10; 8 and 9 were never acknowledged.
+        let published = [10];
+        let unacked = [vec![8, 9]];
+        let feeds = [vec![0], vec![0]];
+        // Everything but the unacknowledged tail arrived: nothing acknowledged is lost.
+        let subs = [saw(0, 0, 0..8), saw(1, 0, 0..10)];
+        assert_eq!(acked_lost(&subs, &feeds, false, &published, &unacked), 0);
+        // Subscriber 1 misses 3 (acknowledged) and 9 (not): one acknowledged loss. Subscriber
+        // 0 received 9 but not 8: the missing one was never acknowledged.
+        let subs = [saw(0, 0, (0..8).chain([9])), saw(1, 0, (0..9).filter(|q| *q != 3))];
+        assert_eq!(acked_lost(&subs, &feeds, false, &published, &unacked), 1);
+        // A subscriber that received nothing lost every acknowledged message.
+        let subs = [saw(0, 0, 0..10), SubStats::new(1)];
+        assert_eq!(acked_lost(&subs, &feeds, false, &published, &unacked), 8);
+    }
+
+    #[test]
+    fn acked_loss_of_a_shared_group_counts_each_message_once() {
+        let published = [6, 4];
+        let unacked = [vec![5], vec![]];
+        let feeds = [vec![0, 1], vec![0, 1]];
+        // The members split publisher 0's messages 0..5 and publisher 1's 0..4; 5 was never
+        // acknowledged.
+        let mut a = saw(0, 0, [0, 2, 4]);
+        a.see(1, 0);
+        a.see(1, 1);
+        let mut b = saw(1, 0, [1, 3]);
+        b.see(1, 2);
+        b.see(1, 3);
+        assert_eq!(acked_lost(&[a, b], &feeds, true, &published, &unacked), 0);
+        // Publisher 1's message 2 went nowhere.
+        let mut a = saw(0, 0, [0, 2, 4]);
+        a.see(1, 0);
+        a.see(1, 1);
+        let mut b = saw(1, 0, [1, 3]);
+        b.see(1, 3);
+        assert_eq!(acked_lost(&[a, b], &feeds, true, &published, &unacked), 1);
     }
 }

@@ -50,6 +50,7 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
         latency: RefCell::new(histogram()),
         interval: RefCell::new(histogram()),
         ack: RefCell::new(histogram()),
+        errors: RefCell::new(Vec::new()),
     });
     let handover = {
         let ctx = ctx.clone();
@@ -117,12 +118,13 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
         pub_tasks.push(glommio::spawn_local(publisher(ctx.clone(), spec.clone(), link)));
     }
     for t in pub_tasks {
-        t.await;
+        result.pubs.push(t.await);
     }
     for t in sub_tasks {
         result.subs.push(t.await);
     }
     drop(handover);
+    result.errors.extend(ctx.errors.take());
     result.latency = ctx.latency.borrow().clone();
     result.ack = ctx.ack.borrow().clone();
     result

@@ -2,11 +2,12 @@
 //! installs them), against Mosquitto and nats-server: every scenario produces figures,
 //! SLO verdicts set the exit status, and setup errors are clear.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_loadgen");
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+
+use support::{free_port, have, text, wait_listening, Peer, BIN};
 
 fn broker(tweak: impl FnOnce(&mut ringmq::EngineConfig)) -> ringmq::Node {
     let mut cfg = ringmq::EngineConfig {
@@ -20,24 +21,8 @@ fn broker(tweak: impl FnOnce(&mut ringmq::EngineConfig)) -> ringmq::Node {
 }
 
 fn loadgen(addr: SocketAddr, args: &[&str]) -> (Output, serde_json::Value) {
-    let dir = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join(format!("{}.json", args.join("_").replace(['/', '<', '=', ',', '$', '{', '}', '.'], "")));
-    let _ = std::fs::remove_file(&json);
-    let out = Command::new(BIN)
-        .arg("--broker")
-        .arg(addr.to_string())
-        .args(["--duration", "1s", "--warmup", "300ms", "--threads", "2", "--quiet", "--json"])
-        .arg(&json)
-        .args(args)
-        .output()
-        .expect("loadgen runs");
-    let value = std::fs::read_to_string(&json).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-    (out, value)
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    let timed = [&["--duration", "1s", "--warmup", "300ms", "--threads", "2"], args].concat();
+    support::run(addr, &timed)
 }
 
 /// Every published message arrived exactly once and the histograms are filled.
@@ -188,55 +173,9 @@ fn hgrm_file_is_written() {
     assert!(t.contains("Percentile") && t.contains("#[Max"), "{t}");
 }
 
-/// A peer broker started from the system's packages, stopped on drop.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_listening(port: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-fn have(cmd: &str) -> bool {
-    let found =
-        Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must have {cmd} (see .ci/run)");
-        eprintln!("skipped: {cmd} not installed");
-    }
-    found
-}
-
 #[test]
 fn works_against_mosquitto() {
-    if !have("mosquitto") {
-        return;
-    }
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("loadgen-mosq-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
-    let child = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
-    let _peer = Peer(child.expect("mosquitto starts"));
-    assert!(wait_listening(port), "mosquitto did not listen");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let Some((_peer, addr)) = support::mosquitto("") else { return };
     let (out, j) = loadgen(addr, &["fan-in", "--rate", "2000", "--qos", "1", "--mqtt", "5"]);
     assert_clean(&out, &j);
 }
