@@ -709,11 +709,13 @@ impl Session {
     /// so they go in front of the queue (the queue's bound still drops the oldest).
     pub fn requeue_older(&mut self, items: Vec<Queued>, max_queued: usize) {
         let start = self.replay_front.min(self.queue.len());
-        for (at, q) in (start..).zip(items) {
+        let behind = self.queue.split_off(start);
+        for q in items {
             self.track(&q);
-            self.queue.insert(at, q);
-            self.replay_front = at + 1;
+            self.queue.push_back(q);
         }
+        self.replay_front = self.queue.len();
+        self.queue.extend(behind);
         if max_queued > 0 {
             self.trim_to(max_queued);
         }
