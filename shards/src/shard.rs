@@ -74,6 +74,8 @@ pub struct DropCounters {
     pub slow_consumers: AtomicU64,
     /// Messages that waited at a full memory ring (`backpressure`): not drops.
     pub held_back: AtomicU64,
+    /// Shared-group messages with no member left, or handed round too often.
+    pub shared: AtomicU64,
 }
 
 /// A reading of the node's counters of messages given up, by reason.
@@ -99,6 +101,8 @@ pub struct Drops {
     pub slow_consumers: u64,
     /// Messages that waited at a full memory ring (publishers held back, nothing dropped).
     pub held_back: u64,
+    /// Shared-group messages with no member left, or handed round too often.
+    pub shared: u64,
 }
 
 impl NodeShared {
@@ -117,6 +121,7 @@ impl NodeShared {
             stuck: r(&d.stuck),
             slow_consumers: r(&d.slow_consumers),
             held_back: r(&d.held_back),
+            shared: r(&d.shared),
         }
     }
 
@@ -962,6 +967,7 @@ impl Shard {
             d.stuck.fetch_add(now_s.stuck - before.stuck, Ordering::Relaxed);
             d.slow_consumers.fetch_add(now_s.slow_consumers - before.slow_consumers, Ordering::Relaxed);
             d.held_back.fetch_add(now_s.held_back - before.held_back, Ordering::Relaxed);
+            d.shared.fetch_add(now_s.shared_dropped - before.shared_dropped, Ordering::Relaxed);
             st.reported = now_s;
         }
         // Next pages of replays, for online sessions that sent the previous page out.
