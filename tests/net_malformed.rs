@@ -122,6 +122,25 @@ fn wildcard_in_publish_topic_is_refused() {
     );
 }
 
+/// Issue 10: a property not valid for its packet type is a Malformed Packet (0x81).
+#[test]
+fn property_not_valid_for_the_packet_is_malformed_issue_10() {
+    with_healthy_pair(
+        |_| {},
+        |addr| {
+            // PUBLISH carrying Session Expiry Interval (0x11).
+            attack_v5(addr, b"\x30\x0a\x00\x01a\x05\x11\x00\x00\x00\x01x", reason::MALFORMED_PACKET);
+            // CONNECT carrying Topic Alias (0x23): refused with CONNACK 0x81.
+            let mut bad = Raw::open(addr, Protocol::V5);
+            bad.send_bytes(b"\x10\x13\x00\x04MQTT\x05\x02\x00\x3c\x03\x23\x00\x01\x00\x03bad");
+            match bad.expect_closed().as_slice() {
+                [Packet::ConnAck(a)] => assert_eq!(a.code, reason::MALFORMED_PACKET),
+                other => panic!("expected CONNACK 0x81, got {other:?}"),
+            }
+        },
+    );
+}
+
 #[test]
 fn qos1_with_packet_id_zero_is_a_protocol_error() {
     with_healthy_pair(
