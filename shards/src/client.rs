@@ -323,7 +323,11 @@ fn attach(
     let existing = st.sessions.get(client_id).copied();
     let slot = match existing {
         Some(slot) => {
-            if c.clean_start || expiry == 0 {
+            // A session that ends with its connection (3.1.1 clean session, 5.0 expiry 0)
+            // is never resumed, not even by the connection taking it over [MQTT-3.1.2-6].
+            let ends_with_conn = st.slots[slot as usize].as_ref().is_some_and(|s| s.expiry == 0);
+            let fresh = c.clean_start || ends_with_conn;
+            if fresh || expiry == 0 {
                 shard.forget_session(st, client_id);
             }
             if let Some(s) = st.slots[slot as usize].as_mut() {
@@ -333,7 +337,7 @@ fn attach(
                     old.close_with(CloseCause::TakenOver, (old.protocol == Protocol::V5).then_some(&bye));
                 }
             }
-            if c.clean_start {
+            if fresh {
                 if let Some(old) = shard.end_session(st, slot, out) {
                     wills.extend(old.will.map(|w| w.msg));
                 }
@@ -357,19 +361,11 @@ fn attach(
     s.expiry = expiry;
     s.expires_at = None;
     s.window = window.max(1);
-    let was_persistent = s.persist;
+    // A kept session had expiry > 0, so it persisted already if the store does.
     s.persist = expiry > 0 && st.store.persistent();
     let generation = s.generation;
     // Back online: a member of its shared groups again.
     shard.join_groups(st, slot, out);
-    let Some(s) = st.slots[slot as usize].as_mut() else { unreachable!("slot just attached") };
-    if s.persist && !was_persistent {
-        // A kept session that starts persisting now (it had expiry 0): its cursors start
-        // at the logs' current ends, and what it already holds is tracked, so the image
-        // written at CONNACK covers everything from here on.
-        let offsets = shard.log_ends(s.subs.keys());
-        s.start_persisting(&offsets);
-    }
     drop(guard);
     for w in wills {
         shard.route(w, None, out);
