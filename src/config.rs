@@ -208,8 +208,9 @@ fn apply_limits(l: &mut Limits, f: &FileLimits, origin: &str) -> Result<(), Conf
         l.max_topic_length = v;
     }
     if let Some(v) = f.max_topic_levels {
-        if v == 0 {
-            return Err(bad(origin, "limits.max_topic_levels", "must be at least 1"));
+        // A topic or filter of at most 65535 bytes has at most 65536 levels.
+        if !(1..=65536).contains(&v) {
+            return Err(bad(origin, "limits.max_topic_levels", "must be between 1 and 65536"));
         }
         l.max_topic_levels = v;
     }
@@ -441,6 +442,15 @@ mod tests {
         assert!(st.engine.is_some() && st.data_dir.is_some() && st.fsync.is_some(), "{st:?}");
         assert!(st.persistence.is_some() && st.offline.is_some() && st.segment_bytes.is_some(), "{st:?}");
         assert!(st.retention_hours.is_some() && st.memory_bytes.is_some(), "{st:?}");
+    }
+
+    #[test]
+    fn topic_levels_are_capped() {
+        let f = parse_file("[limits]\nmax_topic_length = 65535\nmax_topic_levels = 65536\n", "h.toml").unwrap();
+        assert_eq!(settings_from(&f, "h.toml", &cli()).unwrap().engine.limits.max_topic_levels, 65536);
+        let f = parse_file("[limits]\nmax_topic_levels = 65537\n", "i.toml").unwrap();
+        let e = settings_from(&f, "i.toml", &cli()).unwrap_err().to_string();
+        assert_eq!(e, "i.toml: limits.max_topic_levels: must be between 1 and 65536");
     }
 
     #[test]
