@@ -21,6 +21,7 @@ use crate::client::run_session;
 use crate::config::AuthStep;
 use crate::msg::{Handoff, Ingress};
 use crate::shard::{NodeShared, Shard};
+use crate::show::short;
 
 /// Bytes asked of the socket per read while waiting for CONNECT.
 const HANDSHAKE_READ: usize = 1024;
@@ -222,7 +223,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         return;
     }
     if let Some(code) = refusal(&shard, &connect) {
-        tracing::debug!(client_id = %connect.client_id, code, "CONNECT refused");
+        tracing::debug!(client_id = %short(&connect.client_id), code, "CONNECT refused");
         refuse(&mut stream, connect.protocol, code).await;
         return;
     }
@@ -230,7 +231,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         match authenticate(&shard, &mut stream, &mut buf, &connect).await {
             Ok(data) => connect.properties.authentication_data = data.map(bytes::Bytes::from),
             Err(Some(code)) => {
-                tracing::info!(client_id = %connect.client_id, code, "authentication failed");
+                tracing::info!(client_id = %short(&connect.client_id), code, "authentication failed");
                 refuse(&mut stream, Protocol::V5, code).await;
                 return;
             }

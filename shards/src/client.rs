@@ -30,6 +30,7 @@ use crate::conn::{writer, CloseCause, Conn, Socket};
 use crate::msg::{AckTo, Handoff, Message, SessionRef};
 use crate::session::PendingWill;
 use crate::shard::Shard;
+use crate::show::short;
 
 /// Smallest read asked of the socket: an idle connection keeps no more than this, so
 /// 10^5 idle connections cost little memory.
@@ -254,7 +255,7 @@ pub async fn run_session(
             s.pump();
         }
     }
-    tracing::info!(client_id = %client_id, ?protocol, shard = shard.id, session_present = present, "client connected");
+    tracing::info!(client_id = %short(&client_id), ?protocol, shard = shard.id, session_present = present, "client connected");
 
     let will = will_message(&connect, &client_id).map(|(m, delay)| (shard.placed(m), delay));
     {
@@ -332,7 +333,7 @@ fn attach(
             }
             if let Some(s) = st.slots[slot as usize].as_mut() {
                 if let Some(old) = s.conn.take() {
-                    tracing::info!(client_id = %client_id, "session taken over");
+                    tracing::info!(client_id = %short(client_id), "session taken over");
                     let bye = Conn::disconnect(reason::SESSION_TAKEN_OVER);
                     old.close_with(CloseCause::TakenOver, (old.protocol == Protocol::V5).then_some(&bye));
                 }
@@ -411,7 +412,7 @@ impl Client {
                         break;
                     }
                     Err(e) => {
-                        tracing::debug!(client_id = %self.client_id, error = %e, "protocol error");
+                        tracing::debug!(client_id = %short(&self.client_id), error = %e, "protocol error");
                         self.out.flush(&self.shard).await;
                         let code = e.reason_code();
                         return End::Violation(if code < 0x80 { reason::MALFORMED_PACKET } else { code });
@@ -543,7 +544,7 @@ impl Client {
         if limits.max_publish_rate > 0 || limits.max_publish_bytes_rate > 0 {
             let size = p.topic.len() + p.payload.len();
             if !self.rate.take(limits, size, self.now) {
-                tracing::info!(client_id = %self.client_id, "publish rate limit exceeded");
+                tracing::info!(client_id = %short(&self.client_id), "publish rate limit exceeded");
                 return Err(End::Violation(reason::MESSAGE_RATE_TOO_HIGH));
             }
         }
@@ -671,12 +672,12 @@ impl Client {
         match self.conn.close_cause() {
             Some(CloseCause::SlowConsumer) => {
                 self.shard.st.borrow_mut().stats.slow_consumers += 1;
-                tracing::info!(client_id = %self.client_id, "subscriber disconnected: outbound buffer past twice its bound");
+                tracing::info!(client_id = %short(&self.client_id), "subscriber disconnected: outbound buffer past twice its bound");
             }
             Some(CloseCause::Stuck) => {
                 self.shard.st.borrow_mut().stats.stuck += 1;
                 let secs = self.shard.cfg.limits.stuck_timeout.as_secs_f64();
-                tracing::info!(client_id = %self.client_id, secs, "stuck client disconnected: no progress");
+                tracing::info!(client_id = %short(&self.client_id), secs, "stuck client disconnected: no progress");
             }
             _ => {}
         }
@@ -735,6 +736,6 @@ impl Client {
             self.shard.route(w, None, &mut self.out);
         }
         self.out.flush(&self.shard).await;
-        tracing::info!(client_id = %self.client_id, reason = ?end, "client disconnected");
+        tracing::info!(client_id = %short(&self.client_id), reason = ?end, "client disconnected");
     }
 }

@@ -318,7 +318,7 @@ impl Shard {
                 match Duration::from_secs(u64::from(img.expiry)).checked_sub(away) {
                     Some(d) if !d.is_zero() => Some(d),
                     _ => {
-                        tracing::info!(client_id = %img.client_id, "session expired while the broker was down");
+                        tracing::info!(client_id = %crate::show::short(&img.client_id), "session expired while the broker was down");
                         self.forget_session(st, &img.client_id);
                         continue;
                     }

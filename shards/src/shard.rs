@@ -908,7 +908,7 @@ impl Shard {
         let (n, b) = (s.stats, s.logged);
         if n.dropped + n.unstored + n.outbox_full + n.lost > b.dropped + b.unstored + b.outbox_full + b.lost {
             tracing::info!(
-                client_id = %s.client_id,
+                client_id = %crate::show::short(&s.client_id),
                 queue_cap = n.dropped - b.dropped,
                 unstored = n.unstored - b.unstored,
                 outbox_full = n.outbox_full - b.outbox_full,
@@ -948,7 +948,7 @@ impl Shard {
             }
             for slot in ended {
                 if let Some(s) = self.end_session(st, slot, out) {
-                    tracing::info!(client_id = %s.client_id, "session expired");
+                    tracing::info!(client_id = %crate::show::short(&s.client_id), "session expired");
                     wills.extend(s.will.map(|w| w.msg));
                 }
             }
