@@ -212,3 +212,26 @@ fn unsupported_protocol_level_gets_return_code_1() {
         other => panic!("expected CONNACK 1, got {other:?}"),
     }
 }
+
+/// Issue 10: an unknown protocol name or level gets a CONNACK in the form the level names
+/// (3.1/3.1.1: return code 1; 5.0 and up: 0x84), then the close.
+#[test]
+fn unknown_protocol_names_and_levels_get_a_connack_in_their_form_issue_10() {
+    let node = broker(|_| {});
+    let addr = node.local_addrs()[0];
+    let cases: [(&[u8], Protocol, u8); 5] = [
+        (b"\x10\x11\x00\x06MQIsdp\x04\x02\x00\x3c\x00\x03bad", Protocol::V4, 1),
+        (b"\x10\x0f\x00\x04MQTX\x04\x02\x00\x3c\x00\x03bad", Protocol::V4, 1),
+        (b"\x10\x0f\x00\x04MQTT\x02\x02\x00\x3c\x00\x03bad", Protocol::V4, 1),
+        (b"\x10\x10\x00\x04MQTX\x05\x02\x00\x3c\x00\x00\x03bad", Protocol::V5, 0x84),
+        (b"\x10\x10\x00\x04MQTT\x06\x02\x00\x3c\x00\x00\x03bad", Protocol::V5, 0x84),
+    ];
+    for (connect, form, code) in cases {
+        let mut c = Raw::open(addr, form);
+        c.send_bytes(connect);
+        match c.expect_closed().as_slice() {
+            [Packet::ConnAck(a)] => assert_eq!((a.code, a.session_present), (code, false), "{connect:?}"),
+            other => panic!("{connect:?}: expected one CONNACK {code:#04x} in the {form:?} form, got {other:?}"),
+        }
+    }
+}

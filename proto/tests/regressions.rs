@@ -154,6 +154,7 @@ fn long_client_id_rejected_on_encode() {
         username: None,
         password: None,
         properties: Properties::default().into(),
+        mqtt31: false,
     });
     assert_eq!(encode(&connect, Protocol::V4), Err(Error::StringTooLong(LONG)));
 }
@@ -169,6 +170,7 @@ fn long_binary_rejected_on_encode() {
         username: None,
         password: Some(Bytes::from(vec![0u8; LONG])),
         properties: Properties::default().into(),
+        mqtt31: false,
     });
     assert_eq!(encode(&connect, Protocol::V5), Err(Error::StringTooLong(LONG)));
 }
@@ -377,6 +379,7 @@ fn expected_connect(protocol: Protocol) -> Connect {
         username: Some("user".into()),
         password: Some(Bytes::from_static(b"pass")),
         properties: Properties { session_expiry_interval: v5.then_some(10), ..Properties::default() }.into(),
+        mqtt31: false,
     }
 }
 
@@ -405,12 +408,19 @@ fn connect_protocol_name_and_level() {
     assert_eq!(decode(&v3, Protocol::V4), Err(Error::UnsupportedProtocolVersion(3)));
     let mut name = CONNECT_V4.to_vec();
     name[7] = b'X';
-    assert!(matches!(decode(&name, Protocol::V4), Err(Error::Protocol(_))));
-    // MQTT 3.1: "MQIsdp", level 3.
+    // An unknown name is refused like an unknown level (the broker answers return code 1).
+    assert_eq!(decode(&name, Protocol::V4), Err(Error::UnsupportedProtocolVersion(4)));
+    // MQTT 3.1: "MQIsdp", level 3, decoded as 3.1.1 with mqtt31 set (issue 10).
     let mut mqisdp = vec![0x10, 14, 0x00, 0x06];
     mqisdp.extend_from_slice(b"MQIsdp");
     mqisdp.extend_from_slice(&[0x03, 0x02, 0x00, 0x0a, 0x00, 0x00]);
-    assert_eq!(decode(&mqisdp, Protocol::V4), Err(Error::UnsupportedProtocolVersion(3)));
+    match decode(&mqisdp, Protocol::V4) {
+        Ok(Packet::Connect(c)) => assert!(c.mqtt31 && c.protocol == Protocol::V4 && c.keep_alive == 10, "{c:?}"),
+        other => panic!("3.1 CONNECT: {other:?}"),
+    }
+    assert_eq!(encode(&decode(&mqisdp, Protocol::V4).unwrap(), Protocol::V4).unwrap(), mqisdp);
+    mqisdp[10] = 4;
+    assert_eq!(decode(&mqisdp, Protocol::V4), Err(Error::UnsupportedProtocolVersion(4)));
 }
 
 #[test]

@@ -153,13 +153,16 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
     }
 }
 
-/// The protocol level byte of a CONNECT whose decoding failed, if it can be seen.
+/// The protocol level byte of a CONNECT whose decoding failed, if it can be seen: after
+/// the fixed header and the protocol name, whatever the name's length.
 fn connect_level(buf: &[u8]) -> Option<u8> {
     let mut i = 1;
     while *buf.get(i)? & 0x80 != 0 {
         i += 1;
     }
-    buf.get(i + 1 + 6).copied()
+    let body = buf.get(i + 1..)?;
+    let name_len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    body.get(2 + name_len).copied()
 }
 
 /// Writes a refusing CONNACK (best effort) before the socket is closed.
@@ -174,17 +177,19 @@ async fn refuse(stream: &mut TcpStream, protocol: Protocol, code: u8) {
     }
 }
 
-/// Refuses a CONNECT that failed to decode: 5.0 gets the reason code, 3.1.1 an
-/// "unacceptable protocol version" when that was the problem; anything else is closed.
+/// Refuses a CONNECT that failed to decode. An unknown protocol name or level gets a
+/// CONNACK in the form its level names: 0x84 in the 5.0 form from level 5 up, return code 1
+/// in the 3.1.1 form (which is 3.1's too) below. Any other error of a 5.0 CONNECT gets its
+/// reason code; anything else is just closed.
 async fn refuse_bad_connect(stream: &mut TcpStream, level: Option<u8>, e: &ProtoError) {
-    match (level, e) {
-        (Some(5), _) => refuse(stream, Protocol::V5, e.reason_code()).await,
-        (Some(level), ProtoError::UnsupportedProtocolVersion(_)) if level < 5 => {
-            refuse(stream, Protocol::V4, reason::V4_UNACCEPTABLE_PROTOCOL_VERSION).await
-        }
-        (Some(_), ProtoError::UnsupportedProtocolVersion(_)) => {
+    match (e, level) {
+        (ProtoError::UnsupportedProtocolVersion(named), _) if *named >= 5 => {
             refuse(stream, Protocol::V5, reason::UNSUPPORTED_PROTOCOL_VERSION).await
         }
+        (ProtoError::UnsupportedProtocolVersion(_), _) => {
+            refuse(stream, Protocol::V4, reason::V4_UNACCEPTABLE_PROTOCOL_VERSION).await
+        }
+        (_, Some(5)) => refuse(stream, Protocol::V5, e.reason_code()).await,
         _ => {}
     }
 }
@@ -267,7 +272,9 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
 /// The CONNACK code refusing this CONNECT, if it must be refused.
 fn refusal(shard: &Shard, c: &Connect) -> Option<u8> {
     let v5 = c.protocol == Protocol::V5;
-    if c.client_id.is_empty() && !v5 && !c.clean_start {
+    // 3.1 has no empty client id (Mosquitto refuses it too); one longer than the 23
+    // characters of its spec is accepted, as Mosquitto does.
+    if c.client_id.is_empty() && !v5 && (!c.clean_start || c.mqtt31) {
         return Some(reason::V4_IDENTIFIER_REJECTED);
     }
     if let (true, Some(m)) = (v5, &c.properties.authentication_method) {

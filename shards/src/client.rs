@@ -247,7 +247,9 @@ pub async fn run_session(
         props.authentication_method = connect.properties.authentication_method.clone();
         props.authentication_data = connect.properties.authentication_data.clone();
     }
-    conn.send(&Packet::ConnAck(ConnAck { session_present: present, code: reason::SUCCESS, properties: props.into() }));
+    // A 3.1 CONNACK has no session present flag: its first byte is reserved.
+    let session_present = present && !connect.mqtt31;
+    conn.send(&Packet::ConnAck(ConnAck { session_present, code: reason::SUCCESS, properties: props.into() }));
     {
         let mut st = shard.st.borrow_mut();
         if let Some(s) = st.session(slot, generation) {
