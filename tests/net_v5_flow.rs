@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,4 +497,72 @@ async fn request_response_properties_pass_through_unchanged() {
     assert_eq!(got.response_topic, props.response_topic);
     assert_eq!(got.correlation_data, props.correlation_data);
     assert_eq!(got.user_properties, props.user_properties, "in order, duplicates kept");
+}
+
+/// Issue 10: `server_keep_alive` caps a 5.0 client's keep-alive: a longer one is answered
+/// with Server Keep Alive in CONNACK, a shorter one is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_keep_alive_is_announced_past_the_bound_issue_10() {
+    let broker = TestBroker::start_with(|c| c.limits.server_keep_alive = Some(20));
+    let (_long, ack) = Mqtt5::connect_with(&broker, &unique_id("ka-long"), |o| {
+        o.set_keep_alive(Duration::from_secs(60));
+    })
+    .await;
+    assert_eq!(ack.properties.and_then(|p| p.server_keep_alive), Some(20));
+    let (_short, ack) = Mqtt5::connect_with(&broker, &unique_id("ka-short"), |o| {
+        o.set_keep_alive(Duration::from_secs(10));
+    })
+    .await;
+    assert_eq!(ack.properties.and_then(|p| p.server_keep_alive), None, "within the bound: the client's own");
+}
+
+/// Issue 10: a 5.0 client asking for no keep-alive (0) is given the bound and held to it:
+/// silent, it is disconnected with 0x8D once 1.5 x the bound has passed.
+#[test]
+fn server_keep_alive_is_enforced_issue_10() {
+    use proto::{Packet, Protocol};
+    let node = wire::broker(|c| c.limits.server_keep_alive = Some(1));
+    let addr = node.local_addrs()[0];
+    let mut c = wire::Raw::open(addr, Protocol::V5);
+    let mut connect = wire::connect_packet(Protocol::V5, "ka-none", true);
+    if let Packet::Connect(p) = &mut connect {
+        p.keep_alive = 0;
+    }
+    c.send(&connect);
+    match c.recv() {
+        Some(Packet::ConnAck(a)) => {
+            assert_eq!(a.code, 0);
+            assert_eq!(a.properties.server_keep_alive, Some(1), "0 is past every bound");
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    let started = std::time::Instant::now();
+    let seen = c.expect_closed();
+    assert!(matches!(seen.last(), Some(Packet::Disconnect(d)) if d.reason == 0x8D), "{seen:?}");
+    assert!(started.elapsed() >= Duration::from_millis(1400), "held to 1.5 x the bound, not less");
+    node.stop();
+    node.join().unwrap();
+}
+
+/// Issue 10: 3.1.1 has no Server Keep Alive, so a client asking for more than the bound
+/// (or for none) is refused with return code 2, as Mosquitto refuses it; within the bound
+/// it connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v4_keep_alive_past_server_keep_alive_is_refused_issue_10() {
+    let broker = TestBroker::start_with(|c| c.limits.server_keep_alive = Some(20));
+    let refused = Mqtt4::try_connect_with(&broker, &unique_id("ka4-long"), |o| {
+        o.set_keep_alive(Duration::from_secs(60));
+    })
+    .await;
+    match refused {
+        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, rumqttc::ConnectReturnCode::BadClientId)
+        }
+        other => panic!("expected CONNACK return code 2, got {:?}", other.map(|(_, ack)| ack)),
+    }
+    let (_ok, ack) = Mqtt4::connect_with(&broker, &unique_id("ka4-short"), |o| {
+        o.set_keep_alive(Duration::from_secs(20));
+    })
+    .await;
+    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
 }

@@ -277,6 +277,14 @@ fn refusal(shard: &Shard, c: &Connect) -> Option<u8> {
     if c.client_id.is_empty() && !v5 && (!c.clean_start || c.mqtt31) {
         return Some(reason::V4_IDENTIFIER_REJECTED);
     }
+    // A 3.1/3.1.1 client cannot be told a shorter keep-alive: one asking for more than
+    // `server_keep_alive`, or for none, is refused as Mosquitto refuses it (return code 2).
+    if let (false, Some(max)) = (v5, shard.cfg.limits.server_keep_alive) {
+        if c.keep_alive == 0 || c.keep_alive > max {
+            tracing::info!(client_id = %short(&c.client_id), keep_alive = c.keep_alive, max, "keep-alive above server_keep_alive");
+            return Some(reason::V4_IDENTIFIER_REJECTED);
+        }
+    }
     if let (true, Some(m)) = (v5, &c.properties.authentication_method) {
         if !shard.cfg.auth_methods.iter().any(|a| a.name() == m) {
             return Some(reason::BAD_AUTHENTICATION_METHOD);

@@ -190,7 +190,10 @@ pub async fn run_session(
     let limits = &shard.cfg.limits;
     let protocol = connect.protocol;
     let v5 = protocol == Protocol::V5;
-    let keep_alive = connect.keep_alive;
+    // Past `server_keep_alive` (0 is past every bound) a 5.0 client is told the bound and
+    // held to it; 3.1/3.1.1 clients asking for more were refused at the handshake.
+    let capped = limits.server_keep_alive.filter(|max| connect.keep_alive == 0 || connect.keep_alive > *max);
+    let keep_alive = capped.unwrap_or(connect.keep_alive);
     let timeout = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let sock = Socket::new(stream);
     sock.set_read_timeout(timeout);
@@ -234,6 +237,7 @@ pub async fn run_session(
         props.retain_available = Some(1);
         props.wildcard_subscription_available = Some(1);
         props.subscription_identifier_available = Some(1);
+        props.server_keep_alive = capped;
         if expiry != connect_expiry {
             props.session_expiry_interval = Some(expiry);
         }
