@@ -70,6 +70,46 @@ fn receive_maximum_exceeded_gets_0x93() {
     node.join().unwrap();
 }
 
+/// Issue 10: a client flooding QoS 2 past the Receive Maximum reads DISCONNECT 0x93 and
+/// then the end of the stream, never a reset: the broker shuts its side for writing and
+/// reads what the client still sends before it closes. The client writes on after the
+/// DISCONNECT; a reset would fail those writes.
+#[test]
+fn qos2_flood_past_receive_maximum_reads_0x93_then_a_clean_close_issue_10() {
+    use proto::{Packet, Protocol, QoS};
+    use std::io::{ErrorKind, Read, Write};
+    let node = wire::broker(|c| c.limits.max_inflight = 2);
+    let addr = node.local_addrs()[0];
+    for round in 0..3 {
+        let mut c = wire::Raw::connect(addr, Protocol::V5, &format!("rm2-flood-{round}"));
+        // 400 QoS 2 publishes (about 44 KB) in one write, never released: past the 2
+        // announced, the broker refuses with 0x93 with most of them still unread.
+        flood(&mut c, 400, 100, QoS::ExactlyOnce);
+        let bye = (0..1000).find_map(|_| match c.recv() {
+            Some(Packet::PubRec(_)) => None,
+            Some(Packet::Disconnect(d)) => Some(Some(d.reason)),
+            _ => Some(None),
+        });
+        assert_eq!(bye, Some(Some(0x93)), "round {round}: DISCONNECT 0x93 expected");
+        c.stream.set_read_timeout(Some(wire::WAIT)).unwrap();
+        let mut rest = [0u8; 256];
+        match c.stream.read(&mut rest) {
+            Ok(0) => {}
+            Ok(n) => panic!("round {round}: {n} bytes after the DISCONNECT"),
+            Err(e) => assert_ne!(e.kind(), ErrorKind::ConnectionReset, "round {round}: reset after the DISCONNECT"),
+        }
+        // Still read by the broker: these writes find no reset either.
+        for _ in 0..2 {
+            c.stream
+                .write_all(b"\xc0\x00")
+                .unwrap_or_else(|e| panic!("round {round}: write after the DISCONNECT: {e}"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    node.stop();
+    node.join().unwrap();
+}
+
 #[path = "wire/mod.rs"]
 mod wire;
 

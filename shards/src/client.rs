@@ -37,6 +37,9 @@ use crate::show::short;
 const READ_MIN: usize = 512;
 /// Largest single read; a busy connection's read size doubles towards it.
 const READ_MAX: usize = 64 * 1024;
+/// Most bytes read and dropped from a client after the broker closed on it (see
+/// [`drain`]); the writer bounds the time it may take.
+const DRAIN_MAX: usize = 64 * 1024;
 
 /// Why a connection's read loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,10 +310,32 @@ pub async fn run_session(
     let mut rbuf = BytesMut::new();
     rbuf.extend_from_slice(&rest);
     drop(rest);
-    let end = client.read_loop(sock, rbuf).await;
+    let end = client.read_loop(sock.clone(), rbuf).await;
     client.finish(end).await;
+    if !matches!(end, End::Closed | End::Disconnect(_)) {
+        // The broker closed first: the client may be sending still.
+        drain(sock).await;
+    }
+    conn.reader_finished();
     shard.conns.set(shard.conns.get() - 1);
     drop(admitted);
+}
+
+/// Reads and drops what a client sends after the broker closed on it, until the client
+/// closes too, [`DRAIN_MAX`] bytes, or the writer shuts the socket down after its grace:
+/// closing a socket with unread bytes would reset the connection, and the client might
+/// then never read the DISCONNECT telling it why.
+async fn drain(mut sock: Socket) {
+    // Allocated only now: a connection's future does not carry it all its life.
+    let mut buf = vec![0; 4096];
+    let mut left = DRAIN_MAX;
+    while left > 0 {
+        let want = left.min(buf.len());
+        match sock.read(&mut buf[..want]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left -= n,
+        }
+    }
 }
 
 /// Attaches a connection to its session: takes over a connected one, starts fresh on
@@ -441,6 +466,8 @@ impl Client {
                     rbuf.truncate(len);
                     return if self.conn.is_closing() { End::Server } else { End::Closed };
                 }
+                // Closed meanwhile (taken over, shut down): nothing more is handled.
+                Ok(_) if self.conn.is_closing() => return End::Server,
                 Ok(n) => {
                     self.now = Instant::now();
                     rbuf.truncate(len + n);
