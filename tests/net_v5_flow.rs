@@ -606,3 +606,41 @@ async fn v4_keep_alive_past_server_keep_alive_is_refused_issue_10() {
     .await;
     assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
 }
+
+/// Issue 10: a PUBACK/PUBREC that waits for the topic owner's commit anyway (a segment
+/// topic) says 0x10 when no subscription matched; a memory topic's is sent at once, 0x00.
+#[test]
+fn no_matching_subscribers_on_segment_topics_issue_10() {
+    use proto::{Ack, Packet, Protocol, QoS};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let node = wire::broker(move |c| {
+        c.storage.data_dir = data;
+        c.storage.engine = ringmq::Engine::Segment;
+        let engine = Some(ringmq::Engine::Memory);
+        c.storage.rules.push(ringmq::StorageRule { filter: "mem/#".into(), engine, offline: None, when_full: None });
+    });
+    let addr = node.local_addrs()[0];
+    let mut publ = wire::Raw::connect(addr, Protocol::V5, "nms-pub");
+    let reason_of = |c: &mut wire::Raw, topic: &str, qos: QoS, pkid: u16| {
+        c.publish(topic, b"x", qos, pkid);
+        match c.recv() {
+            Some(Packet::PubAck(a) | Packet::PubRec(a)) if a.pkid == pkid => a.reason,
+            other => panic!("{topic}: expected the acknowledgement of {pkid}, got {other:?}"),
+        }
+    };
+    assert_eq!(reason_of(&mut publ, "nms/t", QoS::AtLeastOnce, 1), 0x10, "nobody subscribes");
+    assert_eq!(reason_of(&mut publ, "nms/t", QoS::ExactlyOnce, 2), 0x10);
+    publ.send(&Packet::PubRel(Ack { pkid: 2, reason: 0, properties: Default::default() }));
+    assert!(matches!(publ.recv(), Some(Packet::PubComp(a)) if a.pkid == 2 && a.reason == 0));
+    assert_eq!(reason_of(&mut publ, "mem/t", QoS::AtLeastOnce, 3), 0x00, "memory topic: not waited for");
+    let mut sub = wire::Raw::connect(addr, Protocol::V4, "nms-sub");
+    sub.subscribe("nms/#", QoS::AtMostOnce);
+    assert_eq!(reason_of(&mut publ, "nms/t", QoS::AtLeastOnce, 4), 0x00, "a subscriber now");
+    assert!(matches!(sub.recv(), Some(Packet::Publish(p)) if p.topic == "nms/t"));
+    // 3.1.1 has no reason codes: a plain PUBACK.
+    let mut publ4 = wire::Raw::connect(addr, Protocol::V4, "nms-pub4");
+    assert_eq!(reason_of(&mut publ4, "void/t", QoS::AtLeastOnce, 1), 0x00);
+    node.stop();
+    node.join().unwrap();
+}

@@ -63,7 +63,7 @@ impl Shard {
         {
             let st = &mut *self.st.borrow_mut();
             let persist = st.session(a.to.slot, a.to.generation).is_some_and(|s| s.persist);
-            if persist && a.qos == QoS::ExactlyOnce && code == proto::reason::SUCCESS {
+            if persist && a.qos == QoS::ExactlyOnce && code < 0x80 {
                 self.persist_session(st, a.to.slot);
                 st.store.defer(crate::store::Deferred::Release(a, code));
                 return;

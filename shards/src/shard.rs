@@ -571,9 +571,6 @@ impl Shard {
                     }
                 }
             }
-            if let Some(a) = ack {
-                st.store.defer(Deferred::Ack(a, code));
-            }
             if msg.retain && code == proto::reason::SUCCESS {
                 self.store_retained(st, partition, &msg);
             }
@@ -588,6 +585,12 @@ impl Shard {
                     }
                 }
             });
+            if let Some(a) = ack {
+                // Known here and free to say: this acknowledgement waited for its owner
+                // anyway (a segment topic's commit, or a full memory ring).
+                let nobody = code == proto::reason::SUCCESS && mask == 0 && picks.is_empty();
+                st.store.defer(Deferred::Ack(a, if nobody { proto::reason::NO_MATCHING_SUBSCRIBERS } else { code }));
+            }
             (mask, pos, picks)
         };
         if !picks.is_empty() {
