@@ -53,6 +53,7 @@ fn connect(protocol: Protocol, will: bool, with_props: bool) -> Packet {
         } else {
             Props::default()
         },
+        mqtt31: false,
     });
     Packet::Connect(Connect {
         protocol,
@@ -77,6 +78,7 @@ fn connect(protocol: Protocol, will: bool, with_props: bool) -> Packet {
         } else {
             Props::default()
         },
+        mqtt31: false,
     })
 }
 
@@ -128,6 +130,7 @@ fn subscribe(protocol: Protocol, with_props: bool) -> Packet {
         } else {
             Props::default()
         },
+        mqtt31: false,
     })
 }
 

@@ -119,6 +119,10 @@ pub struct FileLimits {
     pub topic_alias_maximum: Option<u32>,
     /// See [`Limits::connect_timeout`], in milliseconds.
     pub connect_timeout_ms: Option<u64>,
+    /// See [`Limits::server_keep_alive`], in seconds.
+    pub server_keep_alive: Option<u32>,
+    /// Mosquitto's name for `server_keep_alive`.
+    pub max_keepalive: Option<u32>,
     /// See [`Limits::max_session_expiry`], in seconds.
     pub max_session_expiry: Option<u32>,
     /// See [`Limits::max_subscriptions`].
@@ -208,8 +212,9 @@ fn apply_limits(l: &mut Limits, f: &FileLimits, origin: &str) -> Result<(), Conf
         l.max_topic_length = v;
     }
     if let Some(v) = f.max_topic_levels {
-        if v == 0 {
-            return Err(bad(origin, "limits.max_topic_levels", "must be at least 1"));
+        // A topic or filter of at most 65535 bytes has at most 65536 levels.
+        if !(1..=65536).contains(&v) {
+            return Err(bad(origin, "limits.max_topic_levels", "must be between 1 and 65536"));
         }
         l.max_topic_levels = v;
     }
@@ -243,6 +248,20 @@ fn apply_limits(l: &mut Limits, f: &FileLimits, origin: &str) -> Result<(), Conf
             return Err(bad(origin, "limits.connect_timeout_ms", "must be at least 1"));
         }
         l.connect_timeout = Duration::from_millis(v);
+    }
+    let keep_alive = match (f.server_keep_alive, f.max_keepalive) {
+        (Some(_), Some(_)) => {
+            return Err(bad(origin, "limits.max_keepalive", "is another name for server_keep_alive: give one of them"))
+        }
+        (Some(v), None) => Some(("limits.server_keep_alive", v)),
+        (None, Some(v)) => Some(("limits.max_keepalive", v)),
+        (None, None) => None,
+    };
+    if let Some((key, v)) = keep_alive {
+        if !(1..=65535).contains(&v) {
+            return Err(bad(origin, key, "must be between 1 and 65535 seconds (leave it out for no bound)"));
+        }
+        l.server_keep_alive = Some(v as u16);
     }
     if let Some(v) = f.max_session_expiry {
         l.max_session_expiry = v;
@@ -441,6 +460,29 @@ mod tests {
         assert!(st.engine.is_some() && st.data_dir.is_some() && st.fsync.is_some(), "{st:?}");
         assert!(st.persistence.is_some() && st.offline.is_some() && st.segment_bytes.is_some(), "{st:?}");
         assert!(st.retention_hours.is_some() && st.memory_bytes.is_some(), "{st:?}");
+    }
+
+    #[test]
+    fn server_keep_alive_and_its_mosquitto_name() {
+        let f = parse_file("[limits]\nserver_keep_alive = 30\n", "j.toml").unwrap();
+        assert_eq!(settings_from(&f, "j.toml", &cli()).unwrap().engine.limits.server_keep_alive, Some(30));
+        let f = parse_file("[limits]\nmax_keepalive = 45\n", "k.toml").unwrap();
+        assert_eq!(settings_from(&f, "k.toml", &cli()).unwrap().engine.limits.server_keep_alive, Some(45));
+        let f = parse_file("[limits]\nmax_keepalive = 0\n", "l.toml").unwrap();
+        let e = settings_from(&f, "l.toml", &cli()).unwrap_err().to_string();
+        assert!(e.starts_with("l.toml: limits.max_keepalive: must be between 1 and 65535"), "{e}");
+        let f = parse_file("[limits]\nserver_keep_alive = 1\nmax_keepalive = 2\n", "m.toml").unwrap();
+        let e = settings_from(&f, "m.toml", &cli()).unwrap_err().to_string();
+        assert!(e.starts_with("m.toml: limits.max_keepalive: is another name"), "{e}");
+    }
+
+    #[test]
+    fn topic_levels_are_capped() {
+        let f = parse_file("[limits]\nmax_topic_length = 65535\nmax_topic_levels = 65536\n", "h.toml").unwrap();
+        assert_eq!(settings_from(&f, "h.toml", &cli()).unwrap().engine.limits.max_topic_levels, 65536);
+        let f = parse_file("[limits]\nmax_topic_levels = 65537\n", "i.toml").unwrap();
+        let e = settings_from(&f, "i.toml", &cli()).unwrap_err().to_string();
+        assert_eq!(e, "i.toml: limits.max_topic_levels: must be between 1 and 65536");
     }
 
     #[test]

@@ -76,6 +76,12 @@ fn missing_config_file_exits_2() {
 
 /// Starts the binary on an ephemeral port and returns it with the address it logged.
 fn spawn_broker() -> (Child, std::net::SocketAddr) {
+    let (child, addr, _log) = spawn_broker_logged();
+    (child, addr)
+}
+
+/// Like [`spawn_broker`], with every log line the broker writes from then on.
+fn spawn_broker_logged() -> (Child, std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--shards", "2", "--no-pin"])
         .stderr(Stdio::piped())
@@ -85,15 +91,24 @@ fn spawn_broker() -> (Child, std::net::SocketAddr) {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Read to the end even when nobody listens, so the broker never blocks on stderr.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                let _ = tx.send(addr);
-            }
+            let _ = tx.send(line);
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("broker logs its address");
-    (child, addr.parse().expect("an address"))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the broker did not log its address");
+        };
+        if let Some(rest) = line.split("addr=").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap_or("").parse().expect("an address");
+            return (child, addr, rx);
+        }
+    }
 }
 
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -126,6 +141,28 @@ fn sigterm_sends_v5_clients_0x8b_and_exits_0() {
     let status = wait_exit(&mut child);
     assert_eq!(status.code(), Some(0));
     assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after shutdown");
+}
+
+/// Issue 10: a 65 000-byte client id is logged as its first 128 characters, an ellipsis
+/// and its length.
+#[test]
+fn long_client_ids_are_logged_short_issue_10() {
+    let (mut child, addr, log) = spawn_broker_logged();
+    let id = "k".repeat(65_000);
+    let c = Raw::connect(addr, Protocol::V4, &id);
+    drop(c);
+    let mut other = Raw::connect(addr, Protocol::V4, "after-long-id");
+    signal(&child, "-TERM");
+    assert!(other.expect_closed().is_empty());
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+    // The reader thread ends with the broker's stderr.
+    let lines: Vec<String> = log.iter().collect();
+    let shown = format!("{}… (65000 bytes)", "k".repeat(128));
+    let connected = lines.iter().find(|l| l.contains("client connected") && l.contains("kkkk"));
+    let connected = connected.unwrap_or_else(|| panic!("no connect line for the long id in {lines:#?}"));
+    assert!(connected.contains(&shown), "{connected}");
+    let whole = lines.iter().find(|l| l.contains(&"k".repeat(129)));
+    assert!(whole.is_none(), "a log line holds more of the id: {:.300}", whole.unwrap());
 }
 
 #[test]

@@ -57,6 +57,7 @@ fn connect_with_method(id: &str, method: &str, data: &[u8]) -> Packet {
         username: None,
         password: None,
         properties: props.into(),
+        mqtt31: false,
     })
 }
 

@@ -113,6 +113,42 @@ async fn v5_topic_limits_refuse_subscribe_in_suback() {
     assert!(!matches!(reason, p5::SubscribeReasonCode::Success(_)), "33 bytes refused: {reason:?}");
 }
 
+/// Issue 10: with the level limit raised, filters and a topic of 10 000 levels are
+/// subscribed, matched, unsubscribed and torn down without overflowing a shard's stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_level_filters_and_topics_issue_10() {
+    let broker = TestBroker::start_with(|c| {
+        c.limits.max_topic_length = 65_535;
+        c.limits.max_topic_levels = 20_000;
+    });
+    let topic = vec!["a"; 10_000].join("/");
+    let plus: Vec<&str> = (0..10_000).map(|i| if i % 2 == 0 { "a" } else { "+" }).collect();
+    let plus = plus.join("/");
+    let hash = format!("{}/#", vec!["a"; 9_999].join("/"));
+    let (mut sub, _) = Mqtt4::connect(&broker, &unique_id("deep-sub")).await;
+    let codes = sub.subscribe_many(&[(&topic, 1), (&plus, 1), (&hash, 1)]).await;
+    assert_eq!(codes, vec![rumqttc::SubscribeReasonCode::Success(qos4(1)); 3]);
+    let (mut control, _) = Mqtt4::connect(&broker, &unique_id("deep-ctl")).await;
+    control.subscribe(&hash, 1).await;
+    let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("deep-pub")).await;
+    publ.publish_acked(&topic, 1, false, "deep").await;
+    let p = sub.next_publish().await;
+    assert_eq!((p.topic.len(), &p.payload[..]), (topic.len(), &b"deep"[..]));
+    assert_eq!(&control.next_publish().await.payload[..], b"deep");
+    // Overlapping subscriptions of one session: one copy.
+    sub.expect_no_publish(QUIET).await;
+    for f in [&topic, &plus, &hash] {
+        sub.unsubscribe(f).await;
+    }
+    publ.publish_acked(&topic, 1, false, "after").await;
+    assert_eq!(&control.next_publish().await.payload[..], b"after");
+    sub.expect_no_publish(QUIET).await;
+    // The control's session ends with its connection: its deep filter leaves both tries.
+    control.disconnect().await;
+    broker.wait_connections(2, WAIT).await;
+    publ.publish_acked(&topic, 1, false, "nobody").await;
+}
+
 /// A PUBLISH to a topic past the limits ends that connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_past_topic_limits_closes_connection() {

@@ -122,6 +122,25 @@ fn wildcard_in_publish_topic_is_refused() {
     );
 }
 
+/// Issue 10: a property not valid for its packet type is a Malformed Packet (0x81).
+#[test]
+fn property_not_valid_for_the_packet_is_malformed_issue_10() {
+    with_healthy_pair(
+        |_| {},
+        |addr| {
+            // PUBLISH carrying Session Expiry Interval (0x11).
+            attack_v5(addr, b"\x30\x0a\x00\x01a\x05\x11\x00\x00\x00\x01x", reason::MALFORMED_PACKET);
+            // CONNECT carrying Topic Alias (0x23): refused with CONNACK 0x81.
+            let mut bad = Raw::open(addr, Protocol::V5);
+            bad.send_bytes(b"\x10\x13\x00\x04MQTT\x05\x02\x00\x3c\x03\x23\x00\x01\x00\x03bad");
+            match bad.expect_closed().as_slice() {
+                [Packet::ConnAck(a)] => assert_eq!(a.code, reason::MALFORMED_PACKET),
+                other => panic!("expected CONNACK 0x81, got {other:?}"),
+            }
+        },
+    );
+}
+
 #[test]
 fn qos1_with_packet_id_zero_is_a_protocol_error() {
     with_healthy_pair(
@@ -191,5 +210,28 @@ fn unsupported_protocol_level_gets_return_code_1() {
     match c.recv() {
         Some(Packet::ConnAck(a)) => assert_eq!(a.code, reason::V4_UNACCEPTABLE_PROTOCOL_VERSION),
         other => panic!("expected CONNACK 1, got {other:?}"),
+    }
+}
+
+/// Issue 10: an unknown protocol name or level gets a CONNACK in the form the level names
+/// (3.1/3.1.1: return code 1; 5.0 and up: 0x84), then the close.
+#[test]
+fn unknown_protocol_names_and_levels_get_a_connack_in_their_form_issue_10() {
+    let node = broker(|_| {});
+    let addr = node.local_addrs()[0];
+    let cases: [(&[u8], Protocol, u8); 5] = [
+        (b"\x10\x11\x00\x06MQIsdp\x04\x02\x00\x3c\x00\x03bad", Protocol::V4, 1),
+        (b"\x10\x0f\x00\x04MQTX\x04\x02\x00\x3c\x00\x03bad", Protocol::V4, 1),
+        (b"\x10\x0f\x00\x04MQTT\x02\x02\x00\x3c\x00\x03bad", Protocol::V4, 1),
+        (b"\x10\x10\x00\x04MQTX\x05\x02\x00\x3c\x00\x00\x03bad", Protocol::V5, 0x84),
+        (b"\x10\x10\x00\x04MQTT\x06\x02\x00\x3c\x00\x00\x03bad", Protocol::V5, 0x84),
+    ];
+    for (connect, form, code) in cases {
+        let mut c = Raw::open(addr, form);
+        c.send_bytes(connect);
+        match c.expect_closed().as_slice() {
+            [Packet::ConnAck(a)] => assert_eq!((a.code, a.session_present), (code, false), "{connect:?}"),
+            other => panic!("{connect:?}: expected one CONNACK {code:#04x} in the {form:?} form, got {other:?}"),
+        }
     }
 }

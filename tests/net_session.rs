@@ -109,6 +109,59 @@ async fn v5_takeover_with_clean_start_discards_session() {
     second.expect_no_publish(QUIET).await;
 }
 
+/// Issue 10 [MQTT-3.1.2-6]: a clean session lasts as long as its connection; a
+/// clean_session=false connection taking it over gets session present 0 and none of its
+/// subscriptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v4_clean_session_taken_over_by_persistent_connection_is_not_reused_issue_10() {
+    let broker = TestBroker::start();
+    let id = unique_id("tkclean4");
+    let topic = unique_topic("tkclean4");
+    let (mut first, _) = Mqtt4::connect_with(&broker, &id, |o| {
+        o.set_clean_session(true);
+    })
+    .await;
+    first.subscribe(&topic, 1).await;
+    let (mut second, ack) = Mqtt4::connect_with(&broker, &id, |o| {
+        o.set_clean_session(false);
+    })
+    .await;
+    assert!(!ack.session_present, "a clean session is never resumed");
+    first.closed().await;
+    // A control subscriber is the sync point: once it has the message, the new session
+    // would have had it too.
+    let (mut control, _) = Mqtt4::connect(&broker, &unique_id("ctl")).await;
+    control.subscribe(&topic, 1).await;
+    let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("pub")).await;
+    publ.publish_acked(&topic, 1, false, "x").await;
+    assert_eq!(&control.next_publish().await.payload[..], b"x");
+    second.expect_no_publish(QUIET).await;
+}
+
+/// The same for 5.0: a session with expiry 0 ends with its connection, so a Clean Start 0
+/// connection taking it over starts a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_expiry_0_session_taken_over_by_clean_start_0_is_not_reused_issue_10() {
+    let broker = TestBroker::start();
+    let id = unique_id("tkclean5");
+    let topic = unique_topic("tkclean5");
+    let (mut first, _) = Mqtt5::connect(&broker, &id).await;
+    first.subscribe(&topic, 1).await;
+    let (mut second, ack) = Mqtt5::connect_with(&broker, &id, |o| {
+        o.set_clean_start(false);
+        set_expiry5(o, 60);
+    })
+    .await;
+    assert!(!ack.session_present, "a session with expiry 0 is never resumed");
+    first.closed().await;
+    let (mut control, _) = Mqtt5::connect(&broker, &unique_id("ctl")).await;
+    control.subscribe(&topic, 1).await;
+    let (mut publ, _) = Mqtt5::connect(&broker, &unique_id("pub")).await;
+    publ.publish_acked(&topic, 1, false, "x").await;
+    assert_eq!(&control.next_publish().await.payload[..], b"x");
+    second.expect_no_publish(QUIET).await;
+}
+
 /// 3.1.1 clean_session=false: the subscription survives a disconnect and the QoS 1 and 2
 /// messages published meanwhile arrive in order on reconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

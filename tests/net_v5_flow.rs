@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,6 +66,46 @@ fn receive_maximum_exceeded_gets_0x93() {
     let seen = c.expect_closed();
     let refused = seen.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason == 0x93));
     assert!(refused, "DISCONNECT 0x93 expected, saw {seen:?}");
+    node.stop();
+    node.join().unwrap();
+}
+
+/// Issue 10: a client flooding QoS 2 past the Receive Maximum reads DISCONNECT 0x93 and
+/// then the end of the stream, never a reset: the broker shuts its side for writing and
+/// reads what the client still sends before it closes. The client writes on after the
+/// DISCONNECT; a reset would fail those writes.
+#[test]
+fn qos2_flood_past_receive_maximum_reads_0x93_then_a_clean_close_issue_10() {
+    use proto::{Packet, Protocol, QoS};
+    use std::io::{ErrorKind, Read, Write};
+    let node = wire::broker(|c| c.limits.max_inflight = 2);
+    let addr = node.local_addrs()[0];
+    for round in 0..3 {
+        let mut c = wire::Raw::connect(addr, Protocol::V5, &format!("rm2-flood-{round}"));
+        // 400 QoS 2 publishes (about 44 KB) in one write, never released: past the 2
+        // announced, the broker refuses with 0x93 with most of them still unread.
+        flood(&mut c, 400, 100, QoS::ExactlyOnce);
+        let bye = (0..1000).find_map(|_| match c.recv() {
+            Some(Packet::PubRec(_)) => None,
+            Some(Packet::Disconnect(d)) => Some(Some(d.reason)),
+            _ => Some(None),
+        });
+        assert_eq!(bye, Some(Some(0x93)), "round {round}: DISCONNECT 0x93 expected");
+        c.stream.set_read_timeout(Some(wire::WAIT)).unwrap();
+        let mut rest = [0u8; 256];
+        match c.stream.read(&mut rest) {
+            Ok(0) => {}
+            Ok(n) => panic!("round {round}: {n} bytes after the DISCONNECT"),
+            Err(e) => assert_ne!(e.kind(), ErrorKind::ConnectionReset, "round {round}: reset after the DISCONNECT"),
+        }
+        // Still read by the broker: these writes find no reset either.
+        for _ in 0..2 {
+            c.stream
+                .write_all(b"\xc0\x00")
+                .unwrap_or_else(|e| panic!("round {round}: write after the DISCONNECT: {e}"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     node.stop();
     node.join().unwrap();
 }
@@ -495,4 +537,110 @@ async fn request_response_properties_pass_through_unchanged() {
     assert_eq!(got.response_topic, props.response_topic);
     assert_eq!(got.correlation_data, props.correlation_data);
     assert_eq!(got.user_properties, props.user_properties, "in order, duplicates kept");
+}
+
+/// Issue 10: `server_keep_alive` caps a 5.0 client's keep-alive: a longer one is answered
+/// with Server Keep Alive in CONNACK, a shorter one is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_keep_alive_is_announced_past_the_bound_issue_10() {
+    let broker = TestBroker::start_with(|c| c.limits.server_keep_alive = Some(20));
+    let (_long, ack) = Mqtt5::connect_with(&broker, &unique_id("ka-long"), |o| {
+        o.set_keep_alive(Duration::from_secs(60));
+    })
+    .await;
+    assert_eq!(ack.properties.and_then(|p| p.server_keep_alive), Some(20));
+    let (_short, ack) = Mqtt5::connect_with(&broker, &unique_id("ka-short"), |o| {
+        o.set_keep_alive(Duration::from_secs(10));
+    })
+    .await;
+    assert_eq!(ack.properties.and_then(|p| p.server_keep_alive), None, "within the bound: the client's own");
+}
+
+/// Issue 10: a 5.0 client asking for no keep-alive (0) is given the bound and held to it:
+/// silent, it is disconnected with 0x8D once 1.5 x the bound has passed.
+#[test]
+fn server_keep_alive_is_enforced_issue_10() {
+    use proto::{Packet, Protocol};
+    let node = wire::broker(|c| c.limits.server_keep_alive = Some(1));
+    let addr = node.local_addrs()[0];
+    let mut c = wire::Raw::open(addr, Protocol::V5);
+    let mut connect = wire::connect_packet(Protocol::V5, "ka-none", true);
+    if let Packet::Connect(p) = &mut connect {
+        p.keep_alive = 0;
+    }
+    c.send(&connect);
+    match c.recv() {
+        Some(Packet::ConnAck(a)) => {
+            assert_eq!(a.code, 0);
+            assert_eq!(a.properties.server_keep_alive, Some(1), "0 is past every bound");
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    let started = std::time::Instant::now();
+    let seen = c.expect_closed();
+    assert!(matches!(seen.last(), Some(Packet::Disconnect(d)) if d.reason == 0x8D), "{seen:?}");
+    assert!(started.elapsed() >= Duration::from_millis(1400), "held to 1.5 x the bound, not less");
+    node.stop();
+    node.join().unwrap();
+}
+
+/// Issue 10: 3.1.1 has no Server Keep Alive, so a client asking for more than the bound
+/// (or for none) is refused with return code 2, as Mosquitto refuses it; within the bound
+/// it connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v4_keep_alive_past_server_keep_alive_is_refused_issue_10() {
+    let broker = TestBroker::start_with(|c| c.limits.server_keep_alive = Some(20));
+    let refused = Mqtt4::try_connect_with(&broker, &unique_id("ka4-long"), |o| {
+        o.set_keep_alive(Duration::from_secs(60));
+    })
+    .await;
+    match refused {
+        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, rumqttc::ConnectReturnCode::BadClientId)
+        }
+        other => panic!("expected CONNACK return code 2, got {:?}", other.map(|(_, ack)| ack)),
+    }
+    let (_ok, ack) = Mqtt4::connect_with(&broker, &unique_id("ka4-short"), |o| {
+        o.set_keep_alive(Duration::from_secs(20));
+    })
+    .await;
+    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
+}
+
+/// Issue 10: a PUBACK/PUBREC that waits for the topic owner's commit anyway (a segment
+/// topic) says 0x10 when no subscription matched; a memory topic's is sent at once, 0x00.
+#[test]
+fn no_matching_subscribers_on_segment_topics_issue_10() {
+    use proto::{Ack, Packet, Protocol, QoS};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let node = wire::broker(move |c| {
+        c.storage.data_dir = data;
+        c.storage.engine = ringmq::Engine::Segment;
+        let engine = Some(ringmq::Engine::Memory);
+        c.storage.rules.push(ringmq::StorageRule { filter: "mem/#".into(), engine, offline: None, when_full: None });
+    });
+    let addr = node.local_addrs()[0];
+    let mut publ = wire::Raw::connect(addr, Protocol::V5, "nms-pub");
+    let reason_of = |c: &mut wire::Raw, topic: &str, qos: QoS, pkid: u16| {
+        c.publish(topic, b"x", qos, pkid);
+        match c.recv() {
+            Some(Packet::PubAck(a) | Packet::PubRec(a)) if a.pkid == pkid => a.reason,
+            other => panic!("{topic}: expected the acknowledgement of {pkid}, got {other:?}"),
+        }
+    };
+    assert_eq!(reason_of(&mut publ, "nms/t", QoS::AtLeastOnce, 1), 0x10, "nobody subscribes");
+    assert_eq!(reason_of(&mut publ, "nms/t", QoS::ExactlyOnce, 2), 0x10);
+    publ.send(&Packet::PubRel(Ack { pkid: 2, reason: 0, properties: Default::default() }));
+    assert!(matches!(publ.recv(), Some(Packet::PubComp(a)) if a.pkid == 2 && a.reason == 0));
+    assert_eq!(reason_of(&mut publ, "mem/t", QoS::AtLeastOnce, 3), 0x00, "memory topic: not waited for");
+    let mut sub = wire::Raw::connect(addr, Protocol::V4, "nms-sub");
+    sub.subscribe("nms/#", QoS::AtMostOnce);
+    assert_eq!(reason_of(&mut publ, "nms/t", QoS::AtLeastOnce, 4), 0x00, "a subscriber now");
+    assert!(matches!(sub.recv(), Some(Packet::Publish(p)) if p.topic == "nms/t"));
+    // 3.1.1 has no reason codes: a plain PUBACK.
+    let mut publ4 = wire::Raw::connect(addr, Protocol::V4, "nms-pub4");
+    assert_eq!(reason_of(&mut publ4, "void/t", QoS::AtLeastOnce, 1), 0x00);
+    node.stop();
+    node.join().unwrap();
 }

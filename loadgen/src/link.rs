@@ -127,6 +127,7 @@ pub async fn connect(
         username: None,
         password: None,
         properties: properties.into(),
+        mqtt31: false,
     });
     let mut buf = BytesMut::new();
     connect.write(protocol, &mut buf).map_err(|e| format!("encode CONNECT: {e}"))?;

@@ -137,7 +137,7 @@ mod tests {
         assert!(matches!(read(&[0, 1, 0], Protocol::V4), Err(Error::Malformed(_))));
         assert!(matches!(read(&[0, 1, 0, 0, 9], Protocol::V5), Err(Error::Malformed(_))));
         // Topic alias is not an ack property.
-        assert!(matches!(read(&[0, 1, 0, 3, 0x23, 0, 1], Protocol::V5), Err(Error::Protocol(_))));
+        assert!(matches!(read(&[0, 1, 0, 3, 0x23, 0, 1], Protocol::V5), Err(Error::Malformed(_))));
     }
 
     #[test]

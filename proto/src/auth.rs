@@ -81,7 +81,7 @@ mod tests {
         assert_eq!(a.reason, 0x19);
         assert_eq!(a.properties.authentication_method.as_deref(), Some("m1"));
         assert!(matches!(read(&[0x18, 0, 1]), Err(Error::Malformed(_))));
-        assert!(matches!(read(&[0x18, 2, 0x24, 1]), Err(Error::Protocol(_))));
+        assert!(matches!(read(&[0x18, 2, 0x24, 1]), Err(Error::Malformed(_))));
 
         let mut out = BytesMut::new();
         a.write(Protocol::V5, &mut out).unwrap();

@@ -86,8 +86,8 @@ mod tests {
         let ack = ConnAck::read(Bytes::from_static(&[0, 0x87, 2, 0x24, 1]), Protocol::V5).unwrap();
         assert_eq!(ack.code, 0x87);
         assert_eq!(ack.properties.maximum_qos, Some(1));
-        // Topic alias is not a CONNACK property.
+        // Topic alias is not a CONNACK property: a Malformed Packet (5.0, 2.2.2.2).
         let ack = ConnAck::read(Bytes::from_static(&[0, 0, 3, 0x23, 0, 1]), Protocol::V5);
-        assert!(matches!(ack, Err(Error::Protocol(_))));
+        assert!(matches!(ack, Err(Error::Malformed(_))));
     }
 }

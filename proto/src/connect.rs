@@ -1,12 +1,16 @@
 //! CONNECT (MQTT 3.1.1 section 3.1, MQTT 5.0 section 3.1) and its will message,
 //! [`LastWill`].
 //!
-//! Decode enforces: protocol name "MQTT" (else Protocol; the 3.1 name "MQIsdp" is
-//! UnsupportedProtocolVersion) with level 4 or 5 (else UnsupportedProtocolVersion); reserved
+//! Decode enforces: protocol name "MQTT" with level 4 or 5, or MQTT 3.1's "MQIsdp" with
+//! level 3 (anything else is UnsupportedProtocolVersion with the level byte); reserved
 //! connect flag bit 0 clear; will QoS and will retain clear without the will flag; will QoS
-//! not 3; in 3.1.1 no password flag without the user name flag; a will topic that is a valid
-//! topic name (TopicNameInvalid otherwise); V5 CONNECT and will properties from their
+//! not 3; before 5.0 no password flag without the user name flag; a will topic that is a
+//! valid topic name (TopicNameInvalid otherwise); V5 CONNECT and will properties from their
 //! allowed sets; no bytes after the last field.
+//!
+//! MQTT 3.1 decodes as [`Protocol::V4`] with [`Connect::mqtt31`] set: its other packets are
+//! those of 3.1.1, and only CONNECT (name, level) and CONNACK (no session present flag)
+//! differ.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -60,22 +64,23 @@ pub struct Connect {
     pub password: Option<Bytes>,
     /// CONNECT properties (V5).
     pub properties: Props,
+    /// MQTT 3.1 (protocol name "MQIsdp", level 3); `protocol` is then [`Protocol::V4`].
+    pub mqtt31: bool,
 }
+
+/// MQTT 3.1's protocol name.
+const NAME_31: &[u8] = b"MQIsdp";
 
 impl Connect {
     pub(crate) fn read(mut buf: Bytes) -> Result<Connect, Error> {
         let name = read_binary(&mut buf)?;
         let level = read_u8(&mut buf)?;
-        if &name[..] == b"MQIsdp" {
-            return Err(Error::UnsupportedProtocolVersion(level));
-        }
-        if &name[..] != b"MQTT" {
-            return Err(Error::Protocol("protocol name is not MQTT"));
-        }
-        let protocol = match level {
-            4 => Protocol::V4,
-            5 => Protocol::V5,
-            other => return Err(Error::UnsupportedProtocolVersion(other)),
+        let (protocol, mqtt31) = match (&name[..], level) {
+            (b"MQTT", 4) => (Protocol::V4, false),
+            (b"MQTT", 5) => (Protocol::V5, false),
+            (NAME_31, 3) => (Protocol::V4, true),
+            // An unknown name or level: refused with a CONNACK in the form the level names.
+            _ => return Err(Error::UnsupportedProtocolVersion(level)),
         };
         let v5 = protocol == Protocol::V5;
 
@@ -122,13 +127,23 @@ impl Connect {
             username,
             password,
             properties,
+            mqtt31,
         })
+    }
+
+    /// The protocol name and level byte written.
+    fn name_and_level(&self) -> (&'static str, u8) {
+        if self.mqtt31 {
+            ("MQIsdp", 3)
+        } else {
+            ("MQTT", self.protocol.level())
+        }
     }
 
     fn remaining_len(&self) -> usize {
         let v5 = self.protocol == Protocol::V5;
-        // Protocol name (2 + 4), level, flags, keep alive.
-        let mut len = 6 + 1 + 1 + 2;
+        // Protocol name (2 + its length), level, flags, keep alive.
+        let mut len = 2 + self.name_and_level().0.len() + 1 + 1 + 2;
         if v5 {
             len += self.properties.wire_len();
         }
@@ -155,7 +170,8 @@ impl Connect {
 
     /// Appends the encoding to `out`, returning the number of bytes written.
     ///
-    /// The version written is `self.protocol` (a CONNECT names its own version);
+    /// The version written is `self.protocol`, or 3.1 with `self.mqtt31` (a CONNECT names
+    /// its own version);
     /// `_protocol` is there for symmetry with the other packets and is ignored.
     /// Errors: StringTooLong, PayloadTooLarge, and Protocol for a password without a user
     /// name in 3.1.1 (which the decoder would refuse).
@@ -166,7 +182,10 @@ impl Connect {
     fn encode(&self, out: &mut BytesMut) -> Result<(), Error> {
         let v5 = self.protocol == Protocol::V5;
         if !v5 && self.password.is_some() && self.username.is_none() {
-            return Err(Error::Protocol("MQTT 3.1.1 does not allow a password without a user name"));
+            return Err(Error::Protocol("MQTT 3.1 and 3.1.1 do not allow a password without a user name"));
+        }
+        if self.mqtt31 && v5 {
+            return Err(Error::Protocol("an MQTT 3.1 CONNECT is not a 5.0 one"));
         }
         let mut flags = 0;
         if self.clean_start {
@@ -185,9 +204,10 @@ impl Connect {
             flags |= FLAG_USERNAME;
         }
 
+        let (name, level) = self.name_and_level();
         write_fixed_header(out, 0x10, self.remaining_len())?;
-        write_string(out, "MQTT")?;
-        out.put_u8(self.protocol.level());
+        write_string(out, name)?;
+        out.put_u8(level);
         out.put_u8(flags);
         write_u16(out, self.keep_alive);
         if v5 {
@@ -250,16 +270,41 @@ mod tests {
         assert_eq!(c.password, Some(Bytes::from_static(b"pw")));
     }
 
+    /// An MQTT 3.1 CONNECT body: "MQIsdp", `level`, then `rest` (flags onward).
+    fn body31(level: u8, rest: &[u8]) -> Bytes {
+        let mut v = vec![0, 6];
+        v.extend_from_slice(b"MQIsdp");
+        v.push(level);
+        v.extend_from_slice(rest);
+        Bytes::from(v)
+    }
+
     #[test]
     fn versions() {
         assert_eq!(Connect::read(body(3, &[0, 0, 0, 0, 0])), Err(Error::UnsupportedProtocolVersion(3)));
         assert_eq!(Connect::read(body(6, &[0, 0, 0, 0, 0])), Err(Error::UnsupportedProtocolVersion(6)));
-        let mut v31 = vec![0, 6];
-        v31.extend_from_slice(b"MQIsdp");
-        v31.extend_from_slice(&[3, 0, 0, 0, 0, 0]);
-        assert_eq!(Connect::read(Bytes::from(v31)), Err(Error::UnsupportedProtocolVersion(3)));
+        assert_eq!(Connect::read(body31(4, &[0, 0, 0, 0, 0])), Err(Error::UnsupportedProtocolVersion(4)));
+        // An unknown name: refused like an unknown level, with the level it named.
         let wrong = Bytes::from_static(b"\x00\x04MQTX\x04\x00\x00\x00\x00\x00");
-        assert!(matches!(Connect::read(wrong), Err(Error::Protocol(_))));
+        assert_eq!(Connect::read(wrong), Err(Error::UnsupportedProtocolVersion(4)));
+    }
+
+    /// Issue 10: MQTT 3.1 is accepted, as 3.1.1 with `mqtt31` set, client ids past the 23
+    /// characters of its spec included; it encodes back to the same bytes.
+    #[test]
+    fn mqtt31_issue_10() {
+        let id = b"a-client-id-longer-than-23-characters";
+        let mut rest = vec![0x02, 0, 30, 0, id.len() as u8];
+        rest.extend_from_slice(id);
+        let c = Connect::read(body31(3, &rest)).unwrap();
+        assert_eq!((c.protocol, c.mqtt31, c.keep_alive), (Protocol::V4, true, 30));
+        assert_eq!(c.client_id.as_bytes(), id);
+        let mut out = BytesMut::new();
+        let n = c.write(Protocol::V4, &mut out).unwrap();
+        assert_eq!((n, c.size(Protocol::V4)), (out.len(), out.len()));
+        assert_eq!(&out[2..], &body31(3, &rest)[..]);
+        // The same flag rules as 3.1.1.
+        assert!(matches!(Connect::read(body31(3, &[0x40, 0, 0, 0, 0])), Err(Error::Malformed(_))));
     }
 
     #[test]
@@ -290,6 +335,7 @@ mod tests {
             username: None,
             password: Some(Bytes::from_static(b"pw")),
             properties: Props::default(),
+            mqtt31: false,
         };
         let mut out = BytesMut::new();
         assert!(matches!(c.write(Protocol::V4, &mut out), Err(Error::Protocol(_))));

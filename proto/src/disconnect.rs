@@ -87,7 +87,7 @@ mod tests {
         // Session expiry is allowed, topic alias is not.
         let d = read(&[0, 5, 0x11, 0, 0, 0, 9], Protocol::V5).unwrap();
         assert_eq!(d.properties.session_expiry_interval, Some(9));
-        assert!(matches!(read(&[0, 3, 0x23, 0, 1], Protocol::V5), Err(Error::Protocol(_))));
+        assert!(matches!(read(&[0, 3, 0x23, 0, 1], Protocol::V5), Err(Error::Malformed(_))));
 
         let mut out = BytesMut::new();
         Disconnect::new(0).write(Protocol::V5, &mut out).unwrap();

@@ -23,7 +23,9 @@ pub enum Error {
     /// The packet is well formed but breaks a protocol rule (reason 0x82).
     #[error("protocol error: {0}")]
     Protocol(&'static str),
-    /// CONNECT named a protocol level other than 4 or 5 (0x84 in V5, return code 1 in V4).
+    /// CONNECT named a protocol other than MQTT 3.1 ("MQIsdp", level 3), 3.1.1 or 5.0
+    /// ("MQTT", level 4 or 5): the level byte it named. Answered with 0x84 in the 5.0 form
+    /// (level 5 and up), return code 1 in the 3.1.1 form (below).
     #[error("unsupported protocol version {0}")]
     UnsupportedProtocolVersion(u8),
     /// Wildcards in a PUBLISH (or will) topic, or an empty V4 topic (0x90).

@@ -94,7 +94,8 @@ pub use unsubscribe::Unsubscribe;
 
 /// The MQTT version spoken on a connection.
 ///
-/// MQTT 3.1 (level 3, name "MQIsdp") is refused: UnsupportedProtocolVersion.
+/// MQTT 3.1 (level 3, name "MQIsdp") is spoken as [`Protocol::V4`]: a CONNECT says so in
+/// [`Connect::mqtt31`], and its packets are otherwise those of 3.1.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// MQTT 3.1.1 (protocol level 4).

@@ -3,8 +3,8 @@
 //!
 //! Decoding is told which packet (or the will inside a CONNECT) the properties belong to via
 //! [`PacketKind`] and enforces:
-//! - unknown property identifier: Malformed;
-//! - identifier the spec does not allow in that packet: Protocol;
+//! - unknown property identifier, or one the spec does not allow in that packet:
+//!   Malformed (5.0 section 2.2.2.2);
 //! - a single-valued property given twice (and a second subscription identifier in
 //!   SUBSCRIBE): Protocol;
 //! - byte-valued flags (payload format indicator, request problem/response information,
@@ -217,7 +217,8 @@ impl Properties {
         let id = read_varint(buf)?;
         let allowed = allowed_in(id).ok_or(Error::Malformed("unknown property identifier"))?;
         if allowed & kind.bit() == 0 {
-            return Err(Error::Protocol("property not allowed in this packet"));
+            // 2.2.2.2: an identifier not valid for the packet type makes it malformed.
+            return Err(Error::Malformed("property not allowed in this packet"));
         }
         match id {
             0x01 => {
@@ -577,7 +578,7 @@ mod tests {
         assert_eq!(out.len(), props.wire_len());
         assert_eq!(decode(&out, PacketKind::ConnAck), Ok(props.clone()));
         // The same block is full of properties a PUBLISH may not carry.
-        assert!(matches!(decode(&out, PacketKind::Publish), Err(Error::Protocol(_))));
+        assert!(matches!(decode(&out, PacketKind::Publish), Err(Error::Malformed(_))));
     }
 
     #[test]
@@ -587,12 +588,12 @@ mod tests {
         assert!(matches!(decode(&dup, PacketKind::Publish), Err(Error::Protocol(_))));
         // Unknown id 0x04.
         assert!(matches!(decode(&[2, 0x04, 0], PacketKind::Publish), Err(Error::Malformed(_))));
-        // Topic alias in CONNECT.
-        assert!(matches!(decode(&[3, 0x23, 0, 1], PacketKind::Connect), Err(Error::Protocol(_))));
+        // Topic alias in CONNECT: not valid for the packet type, so Malformed (2.2.2.2).
+        assert!(matches!(decode(&[3, 0x23, 0, 1], PacketKind::Connect), Err(Error::Malformed(_))));
         // Will delay allowed in will, not in CONNECT.
         let delay = [5, 0x18, 0, 0, 0, 9];
         assert_eq!(decode(&delay, PacketKind::Will).map(|p| p.will_delay_interval), Ok(Some(9)));
-        assert!(matches!(decode(&delay, PacketKind::Connect), Err(Error::Protocol(_))));
+        assert!(matches!(decode(&delay, PacketKind::Connect), Err(Error::Malformed(_))));
         // Payload format indicator 2.
         assert!(matches!(decode(&[2, 0x01, 2], PacketKind::Publish), Err(Error::Protocol(_))));
         assert!(matches!(decode(&[2, 0x17, 2], PacketKind::Connect), Err(Error::Protocol(_))));

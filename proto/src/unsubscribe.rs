@@ -83,10 +83,10 @@ mod tests {
             Unsubscribe::read(Bytes::from_static(b"\x00\x02\x00\x05a"), Protocol::V4),
             Err(Error::Malformed(_))
         ));
-        // Subscription identifier is not allowed in UNSUBSCRIBE.
+        // Subscription identifier is not allowed in UNSUBSCRIBE: Malformed (5.0, 2.2.2.2).
         assert!(matches!(
             Unsubscribe::read(Bytes::from_static(b"\x00\x02\x02\x0b\x01\x00\x01a"), Protocol::V5),
-            Err(Error::Protocol(_))
+            Err(Error::Malformed(_))
         ));
     }
 }

@@ -154,6 +154,7 @@ fn long_client_id_rejected_on_encode() {
         username: None,
         password: None,
         properties: Properties::default().into(),
+        mqtt31: false,
     });
     assert_eq!(encode(&connect, Protocol::V4), Err(Error::StringTooLong(LONG)));
 }
@@ -169,6 +170,7 @@ fn long_binary_rejected_on_encode() {
         username: None,
         password: Some(Bytes::from(vec![0u8; LONG])),
         properties: Properties::default().into(),
+        mqtt31: false,
     });
     assert_eq!(encode(&connect, Protocol::V5), Err(Error::StringTooLong(LONG)));
 }
@@ -274,9 +276,9 @@ fn publish_property_rules() {
     // Payload format indicator 2.
     let pfi = [0x30, 0x06, 0x00, 0x01, b't', 0x02, 0x01, 0x02];
     assert!(matches!(decode(&pfi, Protocol::V5), Err(Error::Protocol(_))));
-    // Session expiry (0x11) is not a PUBLISH property.
+    // Session expiry (0x11) is not a PUBLISH property: Malformed (5.0, 2.2.2.2).
     let sei = [0x30, 0x09, 0x00, 0x01, b't', 0x05, 0x11, 0, 0, 0, 1];
-    assert!(matches!(decode(&sei, Protocol::V5), Err(Error::Protocol(_))));
+    assert!(matches!(decode(&sei, Protocol::V5), Err(Error::Malformed(_))));
     // Duplicate message expiry.
     let dup = [0x30, 0x0e, 0x00, 0x01, b't', 0x0a, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 2];
     assert!(matches!(decode(&dup, Protocol::V5), Err(Error::Protocol(_))));
@@ -377,6 +379,7 @@ fn expected_connect(protocol: Protocol) -> Connect {
         username: Some("user".into()),
         password: Some(Bytes::from_static(b"pass")),
         properties: Properties { session_expiry_interval: v5.then_some(10), ..Properties::default() }.into(),
+        mqtt31: false,
     }
 }
 
@@ -405,12 +408,19 @@ fn connect_protocol_name_and_level() {
     assert_eq!(decode(&v3, Protocol::V4), Err(Error::UnsupportedProtocolVersion(3)));
     let mut name = CONNECT_V4.to_vec();
     name[7] = b'X';
-    assert!(matches!(decode(&name, Protocol::V4), Err(Error::Protocol(_))));
-    // MQTT 3.1: "MQIsdp", level 3.
+    // An unknown name is refused like an unknown level (the broker answers return code 1).
+    assert_eq!(decode(&name, Protocol::V4), Err(Error::UnsupportedProtocolVersion(4)));
+    // MQTT 3.1: "MQIsdp", level 3, decoded as 3.1.1 with mqtt31 set (issue 10).
     let mut mqisdp = vec![0x10, 14, 0x00, 0x06];
     mqisdp.extend_from_slice(b"MQIsdp");
     mqisdp.extend_from_slice(&[0x03, 0x02, 0x00, 0x0a, 0x00, 0x00]);
-    assert_eq!(decode(&mqisdp, Protocol::V4), Err(Error::UnsupportedProtocolVersion(3)));
+    match decode(&mqisdp, Protocol::V4) {
+        Ok(Packet::Connect(c)) => assert!(c.mqtt31 && c.protocol == Protocol::V4 && c.keep_alive == 10, "{c:?}"),
+        other => panic!("3.1 CONNECT: {other:?}"),
+    }
+    assert_eq!(encode(&decode(&mqisdp, Protocol::V4).unwrap(), Protocol::V4).unwrap(), mqisdp);
+    mqisdp[10] = 4;
+    assert_eq!(decode(&mqisdp, Protocol::V4), Err(Error::UnsupportedProtocolVersion(4)));
 }
 
 #[test]
@@ -434,7 +444,24 @@ fn connect_v5_will_properties_restricted() {
     let mut bytes = CONNECT_V5.to_vec();
     let at = bytes.iter().position(|&b| b == 0x18).unwrap();
     bytes[at] = 0x11;
-    assert!(matches!(decode(&bytes, Protocol::V5), Err(Error::Protocol(_))));
+    assert!(matches!(decode(&bytes, Protocol::V5), Err(Error::Malformed(_))));
+}
+
+/// Issue 10: a property identifier not valid for its packet type makes a Malformed Packet
+/// (5.0 section 2.2.2.2, reason 0x81), not a Protocol Error.
+#[test]
+fn property_not_valid_for_the_packet_is_malformed_issue_10() {
+    // DISCONNECT carrying Topic Alias (0x23).
+    let disconnect = [0xe0, 0x05, 0x00, 0x03, 0x23, 0x00, 0x01];
+    let e = decode(&disconnect, Protocol::V5).unwrap_err();
+    assert!(matches!(e, Error::Malformed(_)), "{e:?}");
+    assert_eq!(e.reason_code(), 0x81);
+    // PUBACK carrying Will Delay Interval (0x18).
+    let puback = [0x40, 0x09, 0x00, 0x01, 0x00, 0x05, 0x18, 0, 0, 0, 1];
+    assert!(matches!(decode(&puback, Protocol::V5), Err(Error::Malformed(_))));
+    // Valid for the packet but given twice stays a Protocol Error.
+    let twice = [0xe0, 0x0c, 0x00, 0x0a, 0x11, 0, 0, 0, 1, 0x11, 0, 0, 0, 2];
+    assert!(matches!(decode(&twice, Protocol::V5), Err(Error::Protocol(_))));
 }
 
 // ---- found by the fuzz targets (fuzz/), each with the input that found it ----

@@ -232,8 +232,9 @@ fn connect(protocol: Protocol) -> impl Strategy<Value = Packet> {
         prop::option::of(text()),
         prop::option::of(binary()),
         properties(protocol, Kind::Connect),
+        any::<bool>(),
     )
-        .prop_map(move |(clean_start, keep_alive, client_id, will, username, mut password, properties)| {
+        .prop_map(move |(clean_start, keep_alive, client_id, will, username, mut password, properties, v31)| {
             if protocol == Protocol::V4 && username.is_none() {
                 password = None;
             }
@@ -246,6 +247,8 @@ fn connect(protocol: Protocol) -> impl Strategy<Value = Packet> {
                 username,
                 password,
                 properties: properties.into(),
+                // MQTT 3.1 is 3.1.1 with another CONNECT name and level.
+                mqtt31: v31 && protocol == Protocol::V4,
             })
         })
 }

@@ -21,6 +21,7 @@ use crate::client::run_session;
 use crate::config::AuthStep;
 use crate::msg::{Handoff, Ingress};
 use crate::shard::{NodeShared, Shard};
+use crate::show::short;
 
 /// Bytes asked of the socket per read while waiting for CONNECT.
 const HANDSHAKE_READ: usize = 1024;
@@ -152,13 +153,16 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
     }
 }
 
-/// The protocol level byte of a CONNECT whose decoding failed, if it can be seen.
+/// The protocol level byte of a CONNECT whose decoding failed, if it can be seen: after
+/// the fixed header and the protocol name, whatever the name's length.
 fn connect_level(buf: &[u8]) -> Option<u8> {
     let mut i = 1;
     while *buf.get(i)? & 0x80 != 0 {
         i += 1;
     }
-    buf.get(i + 1 + 6).copied()
+    let body = buf.get(i + 1..)?;
+    let name_len = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    body.get(2 + name_len).copied()
 }
 
 /// Writes a refusing CONNACK (best effort) before the socket is closed.
@@ -173,17 +177,19 @@ async fn refuse(stream: &mut TcpStream, protocol: Protocol, code: u8) {
     }
 }
 
-/// Refuses a CONNECT that failed to decode: 5.0 gets the reason code, 3.1.1 an
-/// "unacceptable protocol version" when that was the problem; anything else is closed.
+/// Refuses a CONNECT that failed to decode. An unknown protocol name or level gets a
+/// CONNACK in the form its level names: 0x84 in the 5.0 form from level 5 up, return code 1
+/// in the 3.1.1 form (which is 3.1's too) below. Any other error of a 5.0 CONNECT gets its
+/// reason code; anything else is just closed.
 async fn refuse_bad_connect(stream: &mut TcpStream, level: Option<u8>, e: &ProtoError) {
-    match (level, e) {
-        (Some(5), _) => refuse(stream, Protocol::V5, e.reason_code()).await,
-        (Some(level), ProtoError::UnsupportedProtocolVersion(_)) if level < 5 => {
-            refuse(stream, Protocol::V4, reason::V4_UNACCEPTABLE_PROTOCOL_VERSION).await
-        }
-        (Some(_), ProtoError::UnsupportedProtocolVersion(_)) => {
+    match (e, level) {
+        (ProtoError::UnsupportedProtocolVersion(named), _) if *named >= 5 => {
             refuse(stream, Protocol::V5, reason::UNSUPPORTED_PROTOCOL_VERSION).await
         }
+        (ProtoError::UnsupportedProtocolVersion(_), _) => {
+            refuse(stream, Protocol::V4, reason::V4_UNACCEPTABLE_PROTOCOL_VERSION).await
+        }
+        (_, Some(5)) => refuse(stream, Protocol::V5, e.reason_code()).await,
         _ => {}
     }
 }
@@ -222,7 +228,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         return;
     }
     if let Some(code) = refusal(&shard, &connect) {
-        tracing::debug!(client_id = %connect.client_id, code, "CONNECT refused");
+        tracing::debug!(client_id = %short(&connect.client_id), code, "CONNECT refused");
         refuse(&mut stream, connect.protocol, code).await;
         return;
     }
@@ -230,7 +236,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         match authenticate(&shard, &mut stream, &mut buf, &connect).await {
             Ok(data) => connect.properties.authentication_data = data.map(bytes::Bytes::from),
             Err(Some(code)) => {
-                tracing::info!(client_id = %connect.client_id, code, "authentication failed");
+                tracing::info!(client_id = %short(&connect.client_id), code, "authentication failed");
                 refuse(&mut stream, Protocol::V5, code).await;
                 return;
             }
@@ -266,8 +272,18 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
 /// The CONNACK code refusing this CONNECT, if it must be refused.
 fn refusal(shard: &Shard, c: &Connect) -> Option<u8> {
     let v5 = c.protocol == Protocol::V5;
-    if c.client_id.is_empty() && !v5 && !c.clean_start {
+    // 3.1 has no empty client id (Mosquitto refuses it too); one longer than the 23
+    // characters of its spec is accepted, as Mosquitto does.
+    if c.client_id.is_empty() && !v5 && (!c.clean_start || c.mqtt31) {
         return Some(reason::V4_IDENTIFIER_REJECTED);
+    }
+    // A 3.1/3.1.1 client cannot be told a shorter keep-alive: one asking for more than
+    // `server_keep_alive`, or for none, is refused as Mosquitto refuses it (return code 2).
+    if let (false, Some(max)) = (v5, shard.cfg.limits.server_keep_alive) {
+        if c.keep_alive == 0 || c.keep_alive > max {
+            tracing::info!(client_id = %short(&c.client_id), keep_alive = c.keep_alive, max, "keep-alive above server_keep_alive");
+            return Some(reason::V4_IDENTIFIER_REJECTED);
+        }
     }
     if let (true, Some(m)) = (v5, &c.properties.authentication_method) {
         if !shard.cfg.auth_methods.iter().any(|a| a.name() == m) {

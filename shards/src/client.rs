@@ -30,12 +30,16 @@ use crate::conn::{writer, CloseCause, Conn, Socket};
 use crate::msg::{AckTo, Handoff, Message, SessionRef};
 use crate::session::PendingWill;
 use crate::shard::Shard;
+use crate::show::short;
 
 /// Smallest read asked of the socket: an idle connection keeps no more than this, so
 /// 10^5 idle connections cost little memory.
 const READ_MIN: usize = 512;
 /// Largest single read; a busy connection's read size doubles towards it.
 const READ_MAX: usize = 64 * 1024;
+/// Most bytes read and dropped from a client after the broker closed on it (see
+/// [`drain`]); the writer bounds the time it may take.
+const DRAIN_MAX: usize = 64 * 1024;
 
 /// Why a connection's read loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +193,10 @@ pub async fn run_session(
     let limits = &shard.cfg.limits;
     let protocol = connect.protocol;
     let v5 = protocol == Protocol::V5;
-    let keep_alive = connect.keep_alive;
+    // Past `server_keep_alive` (0 is past every bound) a 5.0 client is told the bound and
+    // held to it; 3.1/3.1.1 clients asking for more were refused at the handshake.
+    let capped = limits.server_keep_alive.filter(|max| connect.keep_alive == 0 || connect.keep_alive > *max);
+    let keep_alive = capped.unwrap_or(connect.keep_alive);
     let timeout = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let sock = Socket::new(stream);
     sock.set_read_timeout(timeout);
@@ -233,6 +240,7 @@ pub async fn run_session(
         props.retain_available = Some(1);
         props.wildcard_subscription_available = Some(1);
         props.subscription_identifier_available = Some(1);
+        props.server_keep_alive = capped;
         if expiry != connect_expiry {
             props.session_expiry_interval = Some(expiry);
         }
@@ -246,7 +254,9 @@ pub async fn run_session(
         props.authentication_method = connect.properties.authentication_method.clone();
         props.authentication_data = connect.properties.authentication_data.clone();
     }
-    conn.send(&Packet::ConnAck(ConnAck { session_present: present, code: reason::SUCCESS, properties: props.into() }));
+    // A 3.1 CONNACK has no session present flag: its first byte is reserved.
+    let session_present = present && !connect.mqtt31;
+    conn.send(&Packet::ConnAck(ConnAck { session_present, code: reason::SUCCESS, properties: props.into() }));
     {
         let mut st = shard.st.borrow_mut();
         if let Some(s) = st.session(slot, generation) {
@@ -254,7 +264,7 @@ pub async fn run_session(
             s.pump();
         }
     }
-    tracing::info!(client_id = %client_id, ?protocol, shard = shard.id, session_present = present, "client connected");
+    tracing::info!(client_id = %short(&client_id), ?protocol, shard = shard.id, session_present = present, "client connected");
 
     let will = will_message(&connect, &client_id).map(|(m, delay)| (shard.placed(m), delay));
     {
@@ -300,10 +310,32 @@ pub async fn run_session(
     let mut rbuf = BytesMut::new();
     rbuf.extend_from_slice(&rest);
     drop(rest);
-    let end = client.read_loop(sock, rbuf).await;
+    let end = client.read_loop(sock.clone(), rbuf).await;
     client.finish(end).await;
+    if !matches!(end, End::Closed | End::Disconnect(_)) {
+        // The broker closed first: the client may be sending still.
+        drain(sock).await;
+    }
+    conn.reader_finished();
     shard.conns.set(shard.conns.get() - 1);
     drop(admitted);
+}
+
+/// Reads and drops what a client sends after the broker closed on it, until the client
+/// closes too, [`DRAIN_MAX`] bytes, or the writer shuts the socket down after its grace:
+/// closing a socket with unread bytes would reset the connection, and the client might
+/// then never read the DISCONNECT telling it why.
+async fn drain(mut sock: Socket) {
+    // Allocated only now: a connection's future does not carry it all its life.
+    let mut buf = vec![0; 4096];
+    let mut left = DRAIN_MAX;
+    while left > 0 {
+        let want = left.min(buf.len());
+        match sock.read(&mut buf[..want]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left -= n,
+        }
+    }
 }
 
 /// Attaches a connection to its session: takes over a connected one, starts fresh on
@@ -323,17 +355,21 @@ fn attach(
     let existing = st.sessions.get(client_id).copied();
     let slot = match existing {
         Some(slot) => {
-            if c.clean_start || expiry == 0 {
+            // A session that ends with its connection (3.1.1 clean session, 5.0 expiry 0)
+            // is never resumed, not even by the connection taking it over [MQTT-3.1.2-6].
+            let ends_with_conn = st.slots[slot as usize].as_ref().is_some_and(|s| s.expiry == 0);
+            let fresh = c.clean_start || ends_with_conn;
+            if fresh || expiry == 0 {
                 shard.forget_session(st, client_id);
             }
             if let Some(s) = st.slots[slot as usize].as_mut() {
                 if let Some(old) = s.conn.take() {
-                    tracing::info!(client_id = %client_id, "session taken over");
+                    tracing::info!(client_id = %short(client_id), "session taken over");
                     let bye = Conn::disconnect(reason::SESSION_TAKEN_OVER);
                     old.close_with(CloseCause::TakenOver, (old.protocol == Protocol::V5).then_some(&bye));
                 }
             }
-            if c.clean_start {
+            if fresh {
                 if let Some(old) = shard.end_session(st, slot, out) {
                     wills.extend(old.will.map(|w| w.msg));
                 }
@@ -357,19 +393,11 @@ fn attach(
     s.expiry = expiry;
     s.expires_at = None;
     s.window = window.max(1);
-    let was_persistent = s.persist;
+    // A kept session had expiry > 0, so it persisted already if the store does.
     s.persist = expiry > 0 && st.store.persistent();
     let generation = s.generation;
     // Back online: a member of its shared groups again.
     shard.join_groups(st, slot, out);
-    let Some(s) = st.slots[slot as usize].as_mut() else { unreachable!("slot just attached") };
-    if s.persist && !was_persistent {
-        // A kept session that starts persisting now (it had expiry 0): its cursors start
-        // at the logs' current ends, and what it already holds is tracked, so the image
-        // written at CONNACK covers everything from here on.
-        let offsets = shard.log_ends(s.subs.keys());
-        s.start_persisting(&offsets);
-    }
     drop(guard);
     for w in wills {
         shard.route(w, None, out);
@@ -415,7 +443,7 @@ impl Client {
                         break;
                     }
                     Err(e) => {
-                        tracing::debug!(client_id = %self.client_id, error = %e, "protocol error");
+                        tracing::debug!(client_id = %short(&self.client_id), error = %e, "protocol error");
                         self.out.flush(&self.shard).await;
                         let code = e.reason_code();
                         return End::Violation(if code < 0x80 { reason::MALFORMED_PACKET } else { code });
@@ -438,6 +466,8 @@ impl Client {
                     rbuf.truncate(len);
                     return if self.conn.is_closing() { End::Server } else { End::Closed };
                 }
+                // Closed meanwhile (taken over, shut down): nothing more is handled.
+                Ok(_) if self.conn.is_closing() => return End::Server,
                 Ok(n) => {
                     self.now = Instant::now();
                     rbuf.truncate(len + n);
@@ -547,7 +577,7 @@ impl Client {
         if limits.max_publish_rate > 0 || limits.max_publish_bytes_rate > 0 {
             let size = p.topic.len() + p.payload.len();
             if !self.rate.take(limits, size, self.now) {
-                tracing::info!(client_id = %self.client_id, "publish rate limit exceeded");
+                tracing::info!(client_id = %short(&self.client_id), "publish rate limit exceeded");
                 return Err(End::Violation(reason::MESSAGE_RATE_TOO_HIGH));
             }
         }
@@ -675,12 +705,12 @@ impl Client {
         match self.conn.close_cause() {
             Some(CloseCause::SlowConsumer) => {
                 self.shard.st.borrow_mut().stats.slow_consumers += 1;
-                tracing::info!(client_id = %self.client_id, "subscriber disconnected: outbound buffer past twice its bound");
+                tracing::info!(client_id = %short(&self.client_id), "subscriber disconnected: outbound buffer past twice its bound");
             }
             Some(CloseCause::Stuck) => {
                 self.shard.st.borrow_mut().stats.stuck += 1;
                 let secs = self.shard.cfg.limits.stuck_timeout.as_secs_f64();
-                tracing::info!(client_id = %self.client_id, secs, "stuck client disconnected: no progress");
+                tracing::info!(client_id = %short(&self.client_id), secs, "stuck client disconnected: no progress");
             }
             _ => {}
         }
@@ -739,6 +769,6 @@ impl Client {
             self.shard.route(w, None, &mut self.out);
         }
         self.out.flush(&self.shard).await;
-        tracing::info!(client_id = %self.client_id, reason = ?end, "client disconnected");
+        tracing::info!(client_id = %short(&self.client_id), reason = ?end, "client disconnected");
     }
 }

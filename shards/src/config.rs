@@ -240,6 +240,10 @@ pub struct Limits {
     pub topic_alias_maximum: u16,
     /// How long a new connection may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// Longest keep-alive granted, in seconds (None: the client's own). A 5.0 client asking
+    /// for more, or for none (0), is told this one (Server Keep Alive) and held to it; a
+    /// 3.1/3.1.1 client, which cannot be told, is refused (return code 2, as Mosquitto does).
+    pub server_keep_alive: Option<u16>,
     /// Longest session expiry interval granted, in seconds (u32::MAX means never expire).
     pub max_session_expiry: u32,
     /// Subscriptions one session may hold; past it SUBACK refuses the filter.
@@ -272,6 +276,8 @@ impl Default for Limits {
             stuck_timeout: Duration::from_secs(30),
             topic_alias_maximum: 64,
             connect_timeout: Duration::from_secs(10),
+            // Off by default: a client's keep-alive is its own business.
+            server_keep_alive: None,
             max_session_expiry: u32::MAX,
             // Generous for backends, still a bound on one client's share of the tries.
             max_subscriptions: 10_000,

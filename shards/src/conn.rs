@@ -35,6 +35,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// An outbox buffer larger than this is given back once written, not kept for the next
 /// burst: idle connections hold next to nothing.
 const KEEP_BUFFER: usize = 64 * 1024;
+/// How long a closed connection's reader may drain what the client still sends (see
+/// [`writer`]) before the socket is shut down anyway.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// The bytes waiting in all the outboxes of one shard (and in their writers' hands, until
 /// written), against its share of
@@ -78,6 +81,16 @@ impl Socket {
     /// Shuts the socket down both ways: pending reads and writes return at once.
     pub fn shutdown(&self) {
         shutdown_socket(self.0.borrow().as_raw_fd());
+    }
+
+    /// Shuts the socket down for writing: the client reads to the end of the stream, and
+    /// can still be read from.
+    fn shutdown_write(&self) {
+        // SAFETY: shutdown(2) on a descriptor this process owns; an error (already shut
+        // down or reset) is harmless and ignored.
+        unsafe {
+            libc::shutdown(self.0.borrow().as_raw_fd(), libc::SHUT_WR);
+        }
     }
 }
 
@@ -133,6 +146,8 @@ pub struct Conn {
     buf: RefCell<BytesMut>,
     waker: Cell<Option<Waker>>,
     closing: Cell<Option<CloseCause>>,
+    /// The reader is done with the socket (it drained what it had to).
+    reader_done: Cell<bool>,
     /// Acknowledgements of the client's QoS 1/2 publishes, in the order the PUBLISHes
     /// arrived; an entry waits (false) until its message is as durable as its storage
     /// promises. Bounded by the packet id space: a client cannot have more in flight.
@@ -221,6 +236,7 @@ impl Conn {
             alias_max: Cell::new(0),
             aliases: RefCell::new(HashMap::new()),
             closing: Cell::new(None),
+            reader_done: Cell::new(false),
             acks: RefCell::new(VecDeque::new()),
         }
     }
@@ -398,6 +414,24 @@ impl Conn {
         self.wake();
     }
 
+    /// The reader will not read the socket again: the writer may shut it down.
+    pub fn reader_finished(&self) {
+        self.reader_done.set(true);
+        self.wake();
+    }
+
+    /// Resolves once the reader is done with the socket.
+    async fn reader_gone(&self) {
+        poll_fn(|cx| {
+            if self.reader_done.get() {
+                return Poll::Ready(());
+            }
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Resolves once a close was asked for.
     async fn closed(&self) {
         poll_fn(|cx| {
@@ -466,9 +500,16 @@ enum WriteEnd {
 
 /// The writer task: drains the outbox into the socket until the connection closes. A
 /// socket that takes no byte for the stuck timeout closes the connection.
+///
+/// Then, when everything went out, it shuts the socket down for writing only and waits
+/// (at most [`DRAIN_GRACE`]) for the reader to drain what the client still sends: a
+/// socket closed with unread bytes resets the connection, and a client still writing
+/// (a flood past the Receive Maximum) would see a broken pipe instead of the DISCONNECT
+/// that says why.
 pub async fn writer(conn: Rc<Conn>) {
     let mut stream = conn.sock.clone();
     let mut spare = BytesMut::new();
+    let mut flushed = true;
     while conn.take(&mut spare).await {
         let write = async {
             let mut at = 0;
@@ -497,16 +538,24 @@ pub async fn writer(conn: Rc<Conn>) {
             WriteEnd::Done => {}
             WriteEnd::Failed => {
                 conn.close(CloseCause::ReaderDone);
+                flushed = false;
                 break;
             }
             WriteEnd::Stuck => {
                 conn.close(CloseCause::Stuck);
+                flushed = false;
                 break;
             }
         }
         if spare.capacity() > KEEP_BUFFER {
             spare = BytesMut::new();
         }
+    }
+    // A slow or stuck client's socket is already shut both ways (see Conn::close).
+    if flushed && !matches!(conn.close_cause(), Some(CloseCause::SlowConsumer | CloseCause::Stuck)) {
+        conn.sock.shutdown_write();
+        let grace = async { glommio::timer::sleep(DRAIN_GRACE).await };
+        futures_lite::future::or(conn.reader_gone(), grace).await;
     }
     conn.sock.shutdown();
 }

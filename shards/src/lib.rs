@@ -35,6 +35,7 @@ pub mod persist;
 pub mod session;
 pub mod shard;
 pub mod shared;
+pub mod show;
 pub mod store;
 pub mod trie;
 

@@ -63,7 +63,7 @@ impl Shard {
         {
             let st = &mut *self.st.borrow_mut();
             let persist = st.session(a.to.slot, a.to.generation).is_some_and(|s| s.persist);
-            if persist && a.qos == QoS::ExactlyOnce && code == proto::reason::SUCCESS {
+            if persist && a.qos == QoS::ExactlyOnce && code < 0x80 {
                 self.persist_session(st, a.to.slot);
                 st.store.defer(crate::store::Deferred::Release(a, code));
                 return;
@@ -318,7 +318,7 @@ impl Shard {
                 match Duration::from_secs(u64::from(img.expiry)).checked_sub(away) {
                     Some(d) if !d.is_zero() => Some(d),
                     _ => {
-                        tracing::info!(client_id = %img.client_id, "session expired while the broker was down");
+                        tracing::info!(client_id = %crate::show::short(&img.client_id), "session expired while the broker was down");
                         self.forget_session(st, &img.client_id);
                         continue;
                     }

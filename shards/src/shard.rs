@@ -576,9 +576,6 @@ impl Shard {
                     }
                 }
             }
-            if let Some(a) = ack {
-                st.store.defer(Deferred::Ack(a, code));
-            }
             if msg.retain && code == proto::reason::SUCCESS {
                 self.store_retained(st, partition, &msg);
             }
@@ -593,6 +590,12 @@ impl Shard {
                     }
                 }
             });
+            if let Some(a) = ack {
+                // Known here and free to say: this acknowledgement waited for its owner
+                // anyway (a segment topic's commit, or a full memory ring).
+                let nobody = code == proto::reason::SUCCESS && mask == 0 && picks.is_empty();
+                st.store.defer(Deferred::Ack(a, if nobody { proto::reason::NO_MATCHING_SUBSCRIBERS } else { code }));
+            }
             (mask, pos, picks)
         };
         if !picks.is_empty() {
@@ -913,7 +916,7 @@ impl Shard {
         let (n, b) = (s.stats, s.logged);
         if n.dropped + n.unstored + n.outbox_full + n.lost > b.dropped + b.unstored + b.outbox_full + b.lost {
             tracing::info!(
-                client_id = %s.client_id,
+                client_id = %crate::show::short(&s.client_id),
                 queue_cap = n.dropped - b.dropped,
                 unstored = n.unstored - b.unstored,
                 outbox_full = n.outbox_full - b.outbox_full,
@@ -953,7 +956,7 @@ impl Shard {
             }
             for slot in ended {
                 if let Some(s) = self.end_session(st, slot, out) {
-                    tracing::info!(client_id = %s.client_id, "session expired");
+                    tracing::info!(client_id = %crate::show::short(&s.client_id), "session expired");
                     wills.extend(s.will.map(|w| w.msg));
                 }
             }

@@ -616,7 +616,7 @@ pub fn open(cfg: &EngineConfig, table: &PartitionTable, nshards: usize) -> Resul
                         rec.sessions[shard].push(img);
                     }
                     Err(e) => {
-                        tracing::error!(partition = p, client_id = %String::from_utf8_lossy(id), error = %e, "session not restored")
+                        tracing::error!(partition = p, client_id = %crate::show::short(&String::from_utf8_lossy(id)), error = %e, "session not restored")
                     }
                 }
             } else if key.starts_with(b"r/") {

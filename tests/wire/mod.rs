@@ -166,5 +166,6 @@ pub fn connect_packet(protocol: Protocol, client_id: &str, clean: bool) -> Packe
         username: None,
         password: None,
         properties: Props::default(),
+        mqtt31: false,
     })
 }

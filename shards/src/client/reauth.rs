@@ -10,6 +10,7 @@ use proto::{reason, Auth, Packet, Properties};
 use super::{Client, End};
 use crate::accept::MAX_AUTH_ROUNDS;
 use crate::config::{AuthMethod, AuthStep};
+use crate::show::short;
 
 /// A re-authentication in progress.
 pub(super) struct Reauth {
@@ -49,7 +50,7 @@ impl Client {
                 (reason::SUCCESS, data)
             }
             AuthStep::Fail(code) => {
-                tracing::info!(client_id = %self.client_id, code, "re-authentication refused");
+                tracing::info!(client_id = %short(&self.client_id), code, "re-authentication refused");
                 return Err(End::Violation(code));
             }
         };
