@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::image::SessionImage;
 use crate::msg::{Egress, Ingress};
 use crate::partition::PartitionTable;
-use crate::shard::{Flag, NextOffset, NodeShared, Shard, NO_LOG, SWEEP_EVERY, TICK};
+use crate::shard::{Flag, NodeShared, Shard, SWEEP_EVERY, TICK};
 use crate::store::Store;
 
 /// Backlog of each listening socket.
@@ -142,16 +142,8 @@ impl Node {
         let recovered = crate::store::open(&cfg, &table, nshards)?;
         let lock = recovered.lock;
         let recovery = recovered.report;
-        let shared = NodeShared {
-            log_next: (0..cfg.partitions).map(|_| NextOffset(AtomicU64::new(NO_LOG))).collect(),
-            pressure: (0..cfg.partitions).map(|_| Flag::default()).collect(),
-            ..Default::default()
-        };
-        for (p, part) in recovered.parts.iter().flat_map(|m| m.iter()) {
-            if part.log.is_some() {
-                shared.log_next[*p as usize].0.store(part.recovered_next, Ordering::Relaxed);
-            }
-        }
+        let shared =
+            NodeShared { pressure: (0..cfg.partitions).map(|_| Flag::default()).collect(), ..Default::default() };
         let mut interest: Vec<Vec<(String, usize)>> = vec![Vec::new(); nshards];
         for (origin, images) in recovered.sessions.iter().enumerate() {
             // Shared groups count members online only: none at start.

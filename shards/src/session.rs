@@ -305,21 +305,6 @@ impl Session {
         self.dirty = true;
     }
 
-    /// The session persists from now on (it had expiry 0, so it was never offline and
-    /// parked nothing): cursors start at `offsets`, and the segment-log messages it
-    /// already holds (in flight, queued) are tracked as pending.
-    pub fn start_persisting(&mut self, offsets: &[(u32, u64)]) {
-        self.start_cursors(offsets);
-        let in_flight = self.inflight.values().filter_map(|i| match i {
-            Inflight::Publish(q) => Some(q),
-            Inflight::Release => None,
-        });
-        let held: Vec<(Option<Pos>, QoS)> = in_flight.chain(&self.queue).map(|q| (q.pos, q.qos)).collect();
-        for (pos, qos) in held {
-            self.track_at(pos, qos);
-        }
-    }
-
     /// Cursors as read back at start; the partitions are replayed when the client returns.
     pub fn restore_cursors(&mut self, cursors: &[(u32, u64, Vec<u64>)]) {
         let mut plan = Vec::with_capacity(cursors.len());

@@ -37,9 +37,6 @@ pub struct NodeShared {
     pub connections: AtomicUsize,
     /// Shards still running.
     pub running: AtomicUsize,
-    /// Per partition, the next offset of its segment log ([`NO_LOG`] without one): written
-    /// by the owner at each append, read by a session that starts persisting.
-    pub log_next: Box<[NextOffset]>,
     /// Messages evicted from the memory rings (summed from the shards at each sweep).
     pub evicted: AtomicU64,
     /// Messages handed to offline sessions that were gone from their logs (evicted, or
@@ -149,15 +146,6 @@ pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub struct Flag(pub AtomicBool);
-
-/// A partition's next segment-log offset, on a cache line of its own (each has one writer,
-/// its owner).
-#[derive(Debug)]
-#[repr(align(64))]
-pub struct NextOffset(pub AtomicU64);
-
-/// [`NodeShared::log_next`] of a partition without a segment log.
-pub const NO_LOG: u64 = u64::MAX;
 
 /// A message waiting at a full memory ring, with its publisher's acknowledgement if that
 /// waits too.
@@ -425,27 +413,6 @@ impl Shard {
         }
     }
 
-    /// Current next offsets of the segment logs that may hold topics matching `filters`
-    /// (every partition with a log, for a wildcard filter), as their owners last wrote them.
-    pub fn log_ends<'a>(&self, filters: impl Iterator<Item = &'a String>) -> Vec<(u32, u64)> {
-        let mut parts = std::collections::BTreeSet::new();
-        for f in filters {
-            match self.plain_partition(f) {
-                Some(p) => {
-                    parts.insert(p);
-                }
-                None => parts.extend(0..self.cfg.partitions),
-            }
-        }
-        parts
-            .into_iter()
-            .filter_map(|p| {
-                let next = self.node.log_next.get(p as usize)?.0.load(Ordering::Relaxed);
-                (next != NO_LOG).then_some((p, next))
-            })
-            .collect()
-    }
-
     /// Routes a message to its topic's owner: in place when that is this shard. `ack` is
     /// the publisher's acknowledgement when it waits for the owner's append.
     pub fn route(&self, msg: Arc<Message>, ack: Option<AckTo>, out: &mut Outgoing) {
@@ -563,12 +530,7 @@ impl Shard {
             let mut code = proto::reason::SUCCESS;
             if msg.durable {
                 match st.store.append(partition, &msg) {
-                    Ok(p) => {
-                        if let Some(next) = self.node.log_next.get(partition as usize) {
-                            next.0.store(p.offset + 1, Ordering::Relaxed);
-                        }
-                        pos = Some(p)
-                    }
+                    Ok(p) => pos = Some(p),
                     Err(e) => {
                         tracing::error!(error = %e, "append failed");
                         st.store.stats.write_errors += 1;
