@@ -3,13 +3,16 @@
 # (Mosquitto, nats-server, rumqttd; see ../shared/peers) and the raw io_uring relay, in one
 # go on this machine, printed as one table with the machine's description on top.
 #
-#   bench/compare.sh [--quick] [--brokers "ringmq mosquitto nats rumqttd relay ..."] [--only TEXT]
-#                    [--no-build] [--out DIR]
+#   bench/compare.sh [--quick] [--per-core] [--brokers "ringmq mosquitto nats rumqttd relay ..."]
+#                    [--only TEXT] [--no-build] [--out DIR]
 #
 # ringmq-seg-interval and ringmq-seg-always are RingMQ with segment storage (fsync
 # interval:5ms / always); they run only the QoS 1 storage row, where plain ringmq is the
 # memory figure.
 # --quick: 3 s runs instead of 10 s (a smoke test of the script, not a measurement).
+# --per-core: the broker on CPU 0 alone (RingMQ --shards 1, nats-server GOMAXPROCS=1, every
+# broker under taskset), loadgen on CPU 1: broker against broker per core. Without it both
+# share the whole machine.
 # --only TEXT: only the scenarios whose name contains TEXT (e.g. --only flood).
 # --no-build: use the release binaries already built (in $CARGO_TARGET_DIR or target/).
 # Flood rows (loadgen --flood): every publisher as fast as its own in-flight window allows,
@@ -30,14 +33,16 @@ WARM=2s
 BROKERS="ringmq mosquitto nats rumqttd relay ringmq-seg-interval ringmq-seg-always"
 ONLY=""
 BUILD=1
+PER_CORE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) DUR=3s; WARM=1s ;;
+    --per-core) PER_CORE=1 ;;
     --brokers) BROKERS="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
     --no-build) BUILD=0 ;;
     --out) OUT="$2"; shift ;;
-    *) echo "usage: bench/compare.sh [--quick] [--brokers LIST] [--only TEXT] [--no-build] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: bench/compare.sh [--quick] [--per-core] [--brokers LIST] [--only TEXT] [--no-build] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -48,6 +53,12 @@ if [ "$BUILD" = 1 ]; then cargo build --release -q -p ringmq -p loadgen -p bench
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 LG="$BIN/loadgen"
 RUN="${PEERS_RUN:-/tmp/ringmq-peers}"
+# Per core: the broker (and everything it starts) on CPU 0, loadgen on CPU 1.
+BPIN=(); LGPIN=(); SHARDS=()
+if [ "$PER_CORE" = 1 ]; then
+  BPIN=(taskset -c 0); LGPIN=(taskset -c 1); SHARDS=(--shards 1)
+  export GOMAXPROCS=1
+fi
 
 port_of() {
   case "$1" in ringmq|ringmq-seg-interval|ringmq-seg-always) echo 18880 ;; mosquitto) echo 18830 ;; nats) echo 18831 ;; rumqttd) echo 18833 ;; relay) echo 18884 ;; esac
@@ -55,17 +66,17 @@ port_of() {
 
 start_broker() {
   case "$1" in
-    ringmq) "$BIN/ringmq" --listen 127.0.0.1:18880 --log-level warn >"$OUT/ringmq.log" 2>&1 &
+    ringmq) "${BPIN[@]}" "$BIN/ringmq" --listen 127.0.0.1:18880 --log-level warn "${SHARDS[@]}" >"$OUT/ringmq.log" 2>&1 &
             echo $! >"$OUT/ringmq.pid" ;;
-    relay) "$BIN/relay" --listen 127.0.0.1:18884 >"$OUT/relay.log" 2>&1 &
+    relay) "${BPIN[@]}" "$BIN/relay" --listen 127.0.0.1:18884 >"$OUT/relay.log" 2>&1 &
            echo $! >"$OUT/relay.pid" ;;
     ringmq-seg-*)
       rm -rf "$OUT/data"
       local fsync=always; [ "$1" = ringmq-seg-interval ] && fsync=interval:5ms
-      "$BIN/ringmq" --listen 127.0.0.1:18880 --log-level warn --storage segment \
-        --data-dir "$OUT/data" --fsync "$fsync" >"$OUT/$1.log" 2>&1 &
+      "${BPIN[@]}" "$BIN/ringmq" --listen 127.0.0.1:18880 --log-level warn --storage segment \
+        --data-dir "$OUT/data" --fsync "$fsync" "${SHARDS[@]}" >"$OUT/$1.log" 2>&1 &
       echo $! >"$OUT/$1.pid" ;;
-    *) bash "$PEERS/peers.sh" start "$1" >/dev/null; cp "$RUN/$1.pid" "$OUT/$1.pid" ;;
+    *) "${BPIN[@]}" bash "$PEERS/peers.sh" start "$1" >/dev/null; cp "$RUN/$1.pid" "$OUT/$1.pid" ;;
   esac
   local port; port=$(port_of "$1")
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
@@ -83,8 +94,12 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
 # A row that runs for a time; one with --count runs until its messages are sent (no
-# warm-up, at most 60 s) and delivered (or loadgen's 3 s drain is over).
+# warm-up, at most 60 s) and delivered (or loadgen's drain is over).
 T="--duration $DUR --warmup $WARM"
+# Flood rows: a fixed count per publisher with the window of a common client (rumqttc's
+# default, 100), and up to 60 s after publishing for the subscribers to receive what the
+# broker accepted (the run ends as soon as they have): a deep buffer is not a loss.
+F="--inflight 100 --drain 60s"
 # name | loadgen arguments | which brokers can run it
 SCENARIOS=(
   "fan-in 8->1 QoS0 64B max|fan-in --publishers 8 --subscribers 1 --qos 0 --size 64 --max $T|all"
@@ -92,11 +107,11 @@ SCENARIOS=(
   "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000 $T|qos1"
   "15000 idle connections|conn --subscribers 15000 --connect-rate 5000 $T|all"
   "fan-in 8->1 QoS1 64B max|fan-in --publishers 8 --subscribers 1 --qos 1 --size 64 --max --inflight 100 $T|storage"
-  "flood 1->1 QoS1 64B 50k msg|fan-in --flood --publishers 1 --subscribers 1 --qos 1 --size 64 --inflight 1000 --count 50000|qos1"
-  "flood 10->1 QoS0 64B|fan-in --flood --publishers 10 --subscribers 1 --qos 0 --size 64 $T|all"
-  "flood 10->1 QoS1 64B|fan-in --flood --publishers 10 --subscribers 1 --qos 1 --size 64 --inflight 1000 $T|qos1"
-  "flood 10->10 QoS0 64B|fan-in --flood --publishers 10 --subscribers 10 --qos 0 --size 64 $T|all"
-  "flood 1->10 QoS0 64B|fan-out --flood --publishers 1 --subscribers 10 --qos 0 --size 64 $T|all"
+  "flood 1->1 QoS1 64B 50k msg|fan-in --flood --publishers 1 --subscribers 1 --qos 1 --size 64 $F --count 50000|qos1"
+  "flood 10->1 QoS0 64B 10x20k msg|fan-in --flood --publishers 10 --subscribers 1 --qos 0 --size 64 $F --count 20000|all"
+  "flood 10->1 QoS1 64B 10x20k msg|fan-in --flood --publishers 10 --subscribers 1 --qos 1 --size 64 $F --count 20000|qos1"
+  "flood 10->10 QoS0 64B 10x20k msg|fan-in --flood --publishers 10 --subscribers 10 --qos 0 --size 64 $F --count 20000|all"
+  "flood 1->10 QoS0 64B 200k msg|fan-out --flood --publishers 1 --subscribers 10 --qos 0 --size 64 $F --count 200000|all"
 )
 
 if [[ " $BROKERS " == *" mosquitto "* || " $BROKERS " == *" nats "* || " $BROKERS " == *" rumqttd "* ]]; then
@@ -122,7 +137,7 @@ for sc in "${SCENARIOS[@]}"; do
     json="$OUT/$(echo "$b-$name" | tr -c 'a-zA-Z0-9\n' '_').json"
     rm -f "$json"
     # shellcheck disable=SC2086
-    "$LG" $args --broker "127.0.0.1:$port" --quiet --json "$json" \
+    "${LGPIN[@]}" "$LG" $args --broker "127.0.0.1:$port" --quiet --json "$json" \
       >"$json.txt" 2>&1 || echo "  ($b: loadgen exited $?; see $json.txt)" >&2
     after=$(cpu_ticks "$pid")
     rss=$(peak_rss_kb "$pid")
@@ -132,9 +147,9 @@ for sc in "${SCENARIOS[@]}"; do
   done
 done
 
-python3 - "$ROWS" "$HZ" "$DUR" >"$OUT/results.md" <<'PY'
+python3 - "$ROWS" "$HZ" "$DUR" "$PER_CORE" >"$OUT/results.md" <<'PY'
 import json, sys, platform, os, subprocess
-rows, hz, dur = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rows, hz, dur, per_core = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 cpu = "unknown CPU"
 try:
     for line in open("/proc/cpuinfo"):
@@ -143,7 +158,8 @@ try:
 except OSError:
     pass
 mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-print(f"Machine: {cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}; runs of {dur} after warm-up.\n")
+mode = "per core: broker on CPU 0 (RingMQ 1 shard), loadgen on CPU 1" if per_core else "whole machine: broker and loadgen share every CPU"
+print(f"Machine: {cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}; runs of {dur} after warm-up; {mode}.\n")
 print("| scenario | broker | msg/s received | p50 ms | p99 ms | p99.9 ms | lost | broker CPU s / M msg | peak RSS MiB |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for line in open(rows):

@@ -3,12 +3,12 @@
 //! allows) to their topic. The broker runs as its own process so that its peak RSS is
 //! measured alone, and it keeps serving others meanwhile.
 //!
-//! The stated bound (README, Flow control): the broker's RSS at start, plus twice the
-//! node's outboxes together (`max_outbound_total`, 32 MiB here; buffers grow by doubling),
+//! The stated bound (README, Flow control): the broker's RSS at start, plus the outboxes'
+//! memory (`max_outbound_total`, 32 MiB here, plus 128 KiB per connection: 12.5 MiB),
 //! plus the memory ring of each partition with lagging subscribers (`memory_bytes`, 8 MiB,
 //! one partition here), plus per QoS 1 session what waits for it: at most 1024 shared
 //! copies (~150 bytes each) and 32 bytes per parked message of the ring (~24 000 here).
-//! That is 64 + 8 + 50 x 0.9 = 117 MiB; the test allows 128. Without the outbox bounds
+//! That is 45 + 8 + 50 x 0.9 = 98 MiB; the test allows 128. Without the outbox bounds
 //! the 100 outboxes alone (64 MiB each by default) would pass it many times over.
 
 mod wire;

@@ -229,8 +229,8 @@ pub struct Limits {
     /// is closed.
     pub max_outbound_buffer: usize,
     /// Bytes waiting in all the outboxes of the node together (each shard has an equal
-    /// share); past it, QoS 0 messages are dropped for the connections that still have
-    /// bytes waiting.
+    /// share); past it, QoS 0 messages are dropped for the connections that lag (64 KiB or
+    /// more waiting), never for those that keep up.
     pub max_outbound_total: usize,
     /// A connection that makes no progress for this long (its socket accepts no byte while
     /// the outbox holds some, or it acknowledges none of its in-flight messages) is

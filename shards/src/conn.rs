@@ -32,15 +32,20 @@ use proto::{Packet, Properties, Props, Protocol, QoS};
 /// How long a closing connection may take to flush its last packets to a client that does
 /// not read before the socket is shut down anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// An outbox buffer larger than this is given back once written, not kept for the next
-/// burst: idle connections hold next to nothing.
+/// An outbox buffer larger than this is given back once the connection is idle (at the
+/// sweep) or once it is four times larger than what it carried (the burst is over): idle
+/// connections hold next to nothing, busy ones do not regrow their buffers every tick.
 const KEEP_BUFFER: usize = 64 * 1024;
 /// How long a closed connection's reader may drain what the client still sends (see
 /// [`writer`]) before the socket is shut down anyway.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
-/// The bytes waiting in all the outboxes of one shard (and in their writers' hands, until
-/// written), against its share of
+/// An outbox holding this much is behind (one that keeps up is flushed every tick): when the
+/// shard's outboxes together are at their bound, QoS 0 is dropped for such outboxes only.
+const LAGGING: usize = 64 * 1024;
+
+/// The memory of all the outboxes of one shard (their buffers' capacity, the writers'
+/// included), against its share of
 /// `max_outbound_total`: one per shard, shared by its connections (never across shards).
 #[derive(Debug)]
 pub struct OutboxBudget {
@@ -141,6 +146,12 @@ pub struct Conn {
     pub id: u64,
     sock: Socket,
     cap: usize,
+    /// The writer's second buffer while it is not writing (swapped in at each take).
+    spare: RefCell<BytesMut>,
+    /// Capacity of the buffer the writer holds while it writes.
+    writing: Cell<usize>,
+    /// What this connection's buffers are charged to the shard's budget.
+    charged: Cell<usize>,
     budget: Rc<OutboxBudget>,
     stuck_after: Duration,
     buf: RefCell<BytesMut>,
@@ -226,6 +237,9 @@ impl Conn {
             id,
             sock,
             cap,
+            spare: RefCell::new(BytesMut::new()),
+            writing: Cell::new(0),
+            charged: Cell::new(0),
             budget,
             stuck_after,
             // Allocated on first use and grown to the connection's needs: idle connections
@@ -329,8 +343,8 @@ impl Conn {
         let before = b.len();
         match packet.write(self.protocol, &mut b) {
             Ok(_) if b.len() <= self.hard_cap() => {
-                self.budget.used.set(self.budget.used.get() + (b.len() - before));
                 drop(b);
+                self.recharge();
                 self.wake();
                 true
             }
@@ -360,9 +374,17 @@ impl Conn {
         }
         fill(&mut b);
         drop(b);
-        self.budget.used.set(self.budget.used.get() + len);
+        self.recharge();
         self.wake();
         true
+    }
+
+    /// Charges the shard's budget with what this connection's buffers have allocated
+    /// now (outbox, spare, and what the writer holds): memory, not just queued bytes.
+    fn recharge(&self) {
+        let now = self.buf.borrow().capacity() + self.spare.borrow().capacity() + self.writing.get();
+        let used = self.budget.used.get() + now;
+        self.budget.used.set(used.saturating_sub(self.charged.replace(now)));
     }
 
     /// What the outbox may hold of packets that cannot be dropped (QoS 1/2 within the
@@ -371,16 +393,12 @@ impl Conn {
         self.cap.saturating_mul(2)
     }
 
-    /// True when QoS 0 messages are dropped for this connection now: its outbox, or the
-    /// shard's outboxes together, are at their bound.
+    /// True when QoS 0 messages are dropped for this connection now: its outbox is at its
+    /// bound, or the shard's outboxes together are at theirs and this one lags (holds
+    /// [`LAGGING`] or more): a connection that keeps up is never punished for the others.
     pub fn is_full(&self) -> bool {
-        self.buf.borrow().len() >= self.cap || self.budget.used.get() >= self.budget.cap
-    }
-
-    /// The writer is done with `n` bytes it took (written, or given up): they leave the
-    /// shard's budget only now, since they were in memory until then.
-    fn written(&self, n: usize) {
-        self.budget.used.set(self.budget.used.get().saturating_sub(n));
+        let queued = self.buf.borrow().len();
+        queued >= self.cap || (self.budget.used.get() >= self.budget.cap && queued >= LAGGING.min(self.cap))
     }
 
     /// Bytes waiting in the outbox.
@@ -450,34 +468,56 @@ impl Conn {
         }
     }
 
-    /// Waits until there is something to write, and swaps it into `spare`.
-    /// Returns false when the connection is closing and nothing is left.
-    async fn take(&self, spare: &mut BytesMut) -> bool {
+    /// Waits until there is something to write and takes it, leaving the spare buffer as
+    /// the outbox. None when the connection is closing and nothing is left.
+    async fn take(&self) -> Option<BytesMut> {
         poll_fn(|cx| {
             let mut b = self.buf.borrow_mut();
             if !b.is_empty() {
-                spare.clear();
-                if spare.capacity() > KEEP_BUFFER {
-                    // After a burst: the next one grows a buffer again.
-                    *spare = BytesMut::new();
-                }
-                std::mem::swap(&mut *b, spare);
-                return Poll::Ready(true);
+                let spare = std::mem::take(&mut *self.spare.borrow_mut());
+                let data = std::mem::replace(&mut *b, spare);
+                self.writing.set(data.capacity());
+                return Poll::Ready(Some(data));
             }
             if self.closing.get().is_some() {
-                return Poll::Ready(false);
+                return Poll::Ready(None);
             }
             self.waker.set(Some(cx.waker().clone()));
             Poll::Pending
         })
         .await
     }
+
+    /// The writer is done with `data`: it becomes the spare buffer, unless it is much
+    /// larger than what it carried (`used` bytes): a burst is over.
+    fn give_back(&self, mut data: BytesMut, used: usize) {
+        data.clear();
+        if data.capacity() > KEEP_BUFFER && data.capacity() / 4 > used {
+            data = BytesMut::new();
+        }
+        *self.spare.borrow_mut() = data;
+        self.writing.set(0);
+        self.recharge();
+    }
+
+    /// Gives back large buffers of a connection with nothing to write (from the sweep).
+    pub fn trim_idle(&self) {
+        let mut b = self.buf.borrow_mut();
+        if b.is_empty() && b.capacity() > KEEP_BUFFER {
+            *b = BytesMut::new();
+        }
+        let mut spare = self.spare.borrow_mut();
+        if spare.capacity() > KEEP_BUFFER {
+            *spare = BytesMut::new();
+        }
+        drop((b, spare));
+        self.recharge();
+    }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let left = self.buf.get_mut().len();
-        self.budget.used.set(self.budget.used.get().saturating_sub(left));
+        self.budget.used.set(self.budget.used.get().saturating_sub(self.charged.get()));
     }
 }
 
@@ -508,9 +548,8 @@ enum WriteEnd {
 /// that says why.
 pub async fn writer(conn: Rc<Conn>) {
     let mut stream = conn.sock.clone();
-    let mut spare = BytesMut::new();
     let mut flushed = true;
-    while conn.take(&mut spare).await {
+    while let Some(spare) = conn.take().await {
         let write = async {
             let mut at = 0;
             while at < spare.len() {
@@ -533,7 +572,8 @@ pub async fn writer(conn: Rc<Conn>) {
             WriteEnd::Failed
         };
         let end = futures_lite::future::or(write, give_up).await;
-        conn.written(spare.len());
+        let used = spare.len();
+        conn.give_back(spare, used);
         match end {
             WriteEnd::Done => {}
             WriteEnd::Failed => {
@@ -546,9 +586,6 @@ pub async fn writer(conn: Rc<Conn>) {
                 flushed = false;
                 break;
             }
-        }
-        if spare.capacity() > KEEP_BUFFER {
-            spare = BytesMut::new();
         }
     }
     // A slow or stuck client's socket is already shut both ways (see Conn::close).

@@ -901,6 +901,7 @@ impl Shard {
                 let Some(s) = s else { continue };
                 self.report_drops(s, now);
                 if let Some(c) = &s.conn {
+                    c.trim_idle();
                     if s.stuck(now, stuck_after) {
                         // Messages in flight and not one acknowledged for the stuck timeout.
                         c.close(crate::conn::CloseCause::Stuck);
