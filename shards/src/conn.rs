@@ -340,11 +340,14 @@ impl Conn {
             return false;
         }
         let mut b = self.buf.borrow_mut();
-        let before = b.len();
+        let (before, cap) = (b.len(), b.capacity());
         match packet.write(self.protocol, &mut b) {
             Ok(_) if b.len() <= self.hard_cap() => {
+                let grown = b.capacity() != cap;
                 drop(b);
-                self.recharge();
+                if grown {
+                    self.recharge();
+                }
                 self.wake();
                 true
             }
@@ -372,9 +375,14 @@ impl Conn {
             self.close(CloseCause::SlowConsumer);
             return false;
         }
+        let cap = b.capacity();
         fill(&mut b);
+        let grown = b.capacity() != cap;
         drop(b);
-        self.recharge();
+        if grown {
+            // Charged by what is allocated: only a growth changes it.
+            self.recharge();
+        }
         self.wake();
         true
     }
