@@ -26,12 +26,14 @@ pub mod batch;
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod drops;
 pub mod error;
 pub mod image;
 pub mod msg;
 pub mod node;
 pub mod partition;
 pub mod persist;
+pub mod pressure;
 pub mod session;
 pub mod shard;
 pub mod shared;
@@ -42,6 +44,6 @@ pub mod trie;
 pub use config::{
     AuthMethod, AuthStep, Engine, EngineConfig, Fsync, FullPolicy, Limits, Placement, StorageConfig, StorageRule,
 };
+pub use drops::Drops;
 pub use error::Error;
 pub use node::{check_io_uring, Node};
-pub use shard::Drops;

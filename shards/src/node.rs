@@ -26,7 +26,8 @@ use crate::error::Error;
 use crate::image::SessionImage;
 use crate::msg::{Egress, Ingress};
 use crate::partition::PartitionTable;
-use crate::shard::{Flag, NodeShared, Shard, SWEEP_EVERY, TICK};
+use crate::pressure::Flag;
+use crate::shard::{NodeShared, Shard, SWEEP_EVERY, TICK};
 use crate::store::Store;
 
 /// Backlog of each listening socket.
@@ -256,7 +257,7 @@ impl Node {
 
     /// Messages given up by the node, by reason, and the flow-control events beside them
     /// (summed from the shards each sweep, 500 ms).
-    pub fn drops(&self) -> crate::shard::Drops {
+    pub fn drops(&self) -> crate::drops::Drops {
         self.shared.drops()
     }
 
@@ -351,7 +352,7 @@ async fn shard_main(
     let deferred = glommio::spawn_local(crate::shard::deferred_sends(shard.clone(), kick_rx));
     let (relieve_tx, relieve_rx) = glommio::channels::local_channel::new_bounded(1);
     shard.st.borrow_mut().pressure_kick = Some(relieve_tx);
-    let relieve = glommio::spawn_local(crate::shard::relieve_loop(shard.clone(), relieve_rx));
+    let relieve = glommio::spawn_local(crate::pressure::relieve_loop(shard.clone(), relieve_rx));
     let interval = match shard.cfg.storage.fsync {
         crate::config::Fsync::Interval(every) if shard.st.borrow().store.persistent() => {
             Some(glommio::spawn_local(crate::store::interval_sync_loop(shard.clone(), every)))

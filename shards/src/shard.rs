@@ -20,9 +20,11 @@ use proto::{Packet, Protocol, QoS, SubAck};
 use crate::batch::Outgoing;
 use crate::config::EngineConfig;
 use crate::conn::OutboxBudget;
+use crate::drops::DropCounters;
 use crate::msg::{AckTo, Egress, Ingress, InterestItem, Message, Pos, SessionRef};
 use crate::partition::PartitionTable;
-use crate::session::{EncodeCache, Queued, Session, SessionStats, SubOptions};
+use crate::pressure::{Flag, Waiting};
+use crate::session::{EncodeCache, Queued, Session, SubOptions};
 use crate::shared::{Group, Reshare};
 use crate::store::{Admit, Deferred, Store};
 use crate::trie::TopicTrie;
@@ -50,106 +52,6 @@ pub struct NodeShared {
     /// Messages given up, by reason, summed from the shards at each sweep.
     pub drops: DropCounters,
 }
-
-/// Messages given up by the node, by reason, and the flow-control events beside them
-/// (see the README's flow control section); summed from the shards at each sweep.
-#[derive(Debug, Default)]
-pub struct DropCounters {
-    /// At the `max_queued_messages` cap, or for an offline session by `offline = false`.
-    pub queue_cap: AtomicU64,
-    /// Not kept by any log, past the session's hold of such messages.
-    pub unstored: AtomicU64,
-    /// QoS 0, for a connection whose outbox was full.
-    pub outbox_full: AtomicU64,
-    /// Message Expiry Interval passed before delivery.
-    pub expired: AtomicU64,
-    /// Larger than the client's Maximum Packet Size.
-    pub oversize: AtomicU64,
-    /// Clients disconnected for making no progress for `stuck_timeout`.
-    pub stuck: AtomicU64,
-    /// Clients disconnected for an outbox past twice its bound.
-    pub slow_consumers: AtomicU64,
-    /// Messages that waited at a full memory ring (`backpressure`): not drops.
-    pub held_back: AtomicU64,
-    /// Shared-group messages with no member left, or handed round too often.
-    pub shared: AtomicU64,
-}
-
-/// A reading of the node's counters of messages given up, by reason.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Drops {
-    /// Evicted from a memory ring under `drop_oldest` (or watched by offline sessions only).
-    pub evicted: u64,
-    /// Waited for by a session and gone from its log when it was read back.
-    pub lost: u64,
-    /// Given up at the `max_queued_messages` cap, or offline under `offline = false`.
-    pub queue_cap: u64,
-    /// Kept by no log, past a session's hold of such messages.
-    pub unstored: u64,
-    /// QoS 0 dropped for a connection whose outbox was full.
-    pub outbox_full: u64,
-    /// Expired before delivery.
-    pub expired: u64,
-    /// Larger than the client's Maximum Packet Size.
-    pub oversize: u64,
-    /// Clients disconnected as stuck.
-    pub stuck: u64,
-    /// Clients disconnected for an outbox past twice its bound.
-    pub slow_consumers: u64,
-    /// Messages that waited at a full memory ring (publishers held back, nothing dropped).
-    pub held_back: u64,
-    /// Shared-group messages with no member left, or handed round too often.
-    pub shared: u64,
-}
-
-impl NodeShared {
-    /// The counters now.
-    pub fn drops(&self) -> Drops {
-        let d = &self.drops;
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Drops {
-            evicted: r(&self.evicted),
-            lost: r(&self.lost),
-            queue_cap: r(&d.queue_cap),
-            unstored: r(&d.unstored),
-            outbox_full: r(&d.outbox_full),
-            expired: r(&d.expired),
-            oversize: r(&d.oversize),
-            stuck: r(&d.stuck),
-            slow_consumers: r(&d.slow_consumers),
-            held_back: r(&d.held_back),
-            shared: r(&d.shared),
-        }
-    }
-
-    /// Adds what a session gave up since it was last reported.
-    fn add_session_drops(&self, now: &SessionStats, before: &SessionStats) {
-        let d = &self.drops;
-        let add = |a: &AtomicU64, n: u64, b: u64| {
-            if n > b {
-                a.fetch_add(n - b, Ordering::Relaxed);
-            }
-        };
-        add(&d.queue_cap, now.dropped, before.dropped);
-        add(&d.unstored, now.unstored, before.unstored);
-        add(&d.outbox_full, now.outbox_full, before.outbox_full);
-        add(&d.expired, now.expired, before.expired);
-        add(&d.oversize, now.oversize, before.oversize);
-        add(&self.lost, now.lost, before.lost);
-    }
-}
-
-/// How often one session's drops are logged at most.
-pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// A flag on a cache line of its own (one writer: the partition's owner).
-#[derive(Debug, Default)]
-#[repr(align(64))]
-pub struct Flag(pub AtomicBool);
-
-/// A message waiting at a full memory ring, with its publisher's acknowledgement if that
-/// waits too.
-pub type Waiting = (Arc<Message>, Option<AckTo>);
 
 /// Retained messages answering a subscription, each with the index of its filter.
 pub type Retained = Vec<(u16, Arc<Message>)>;
@@ -451,72 +353,10 @@ impl Shard {
         self.publish_at_owner(msg, ack, partition, pos, out);
     }
 
-    /// A full ring under `backpressure`: the message waits at its owner (its publisher's
-    /// acknowledgement with it, if it was not sent yet), and publishers to the partition
-    /// are told to wait for their acknowledgements from now on, until the slowest
-    /// connected subscriber moves on ([`relieve`](Shard::relieve)).
-    fn hold_back(&self, st: &mut State, partition: u32, msg: Arc<Message>, ack: Option<AckTo>) {
-        st.waiting.entry(partition).or_default().push_back((msg, ack));
-        if let Some(flag) = self.node.pressure.get(partition as usize) {
-            if !flag.0.swap(true, Ordering::Relaxed) {
-                self.node.pressured.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(partition, "memory ring full: publishers wait");
-            }
-        }
-        st.stats.held_back += 1;
-        if let Some(k) = &st.pressure_kick {
-            let _ = k.try_send(());
-        }
-    }
-
-    /// Admits what waits at full rings as they free up, in order; a partition whose
-    /// queue empties lets its publishers go. Returns true while anything still waits.
-    pub fn relieve(&self, out: &mut Outgoing) -> bool {
-        let parts: Vec<u32> = self.st.borrow().waiting.keys().copied().collect();
-        for partition in parts {
-            loop {
-                let next = {
-                    let st = &mut *self.st.borrow_mut();
-                    let Some(w) = st.waiting.get_mut(&partition) else { break };
-                    let Some((msg, _)) = w.front() else {
-                        st.waiting.remove(&partition);
-                        if let Some(flag) = self.node.pressure.get(partition as usize) {
-                            flag.0.store(false, Ordering::Relaxed);
-                            self.node.pressured.fetch_sub(1, Ordering::Relaxed);
-                        }
-                        break;
-                    };
-                    let pos = match st.store.admit(partition, msg) {
-                        Admit::Full => break,
-                        Admit::Kept(p) => Some(p),
-                        Admit::NotKept => None,
-                    };
-                    let Some((msg, ack)) = st.waiting.get_mut(&partition).and_then(|w| w.pop_front()) else { break };
-                    (msg, ack, pos)
-                };
-                let (msg, ack, pos) = next;
-                self.publish_at_owner(msg, ack, partition, pos, out);
-            }
-        }
-        !self.st.borrow().waiting.is_empty()
-    }
-
-    /// True when publishes to `topic` must wait for their owner to acknowledge them: its
-    /// partition's memory ring is full under `backpressure` (one relaxed load when no
-    /// ring anywhere is).
-    pub fn must_wait(&self, topic: &[u8]) -> bool {
-        self.node.pressured.load(Ordering::Relaxed) > 0
-            && self
-                .node
-                .pressure
-                .get(self.table.partition_of(topic) as usize)
-                .is_some_and(|f| f.0.load(Ordering::Relaxed))
-    }
-
     /// The owner's part of a PUBLISH once its ring has taken it (or it needs none): log
     /// append (segment topics), acknowledgement, retained store, then one copy to each
     /// shard with interest.
-    fn publish_at_owner(
+    pub(crate) fn publish_at_owner(
         &self,
         msg: Arc<Message>,
         ack: Option<AckTo>,
@@ -863,33 +703,6 @@ impl Shard {
         }
     }
 
-    /// Adds what `s` gave up since the last report to the node's counters, and logs it,
-    /// once per [`DROP_LOG_EVERY`] at most (never per message).
-    pub fn report_drops(&self, s: &mut Session, now: Instant) {
-        if s.stats == s.reported {
-            return;
-        }
-        self.node.add_session_drops(&s.stats, &s.reported);
-        s.reported = s.stats;
-        if s.logged_at.is_some_and(|t| now.saturating_duration_since(t) < DROP_LOG_EVERY) {
-            // Counted now, logged with the next interval's line.
-            return;
-        }
-        let (n, b) = (s.stats, s.logged);
-        if n.dropped + n.unstored + n.outbox_full + n.lost > b.dropped + b.unstored + b.outbox_full + b.lost {
-            tracing::info!(
-                client_id = %crate::show::short(&s.client_id),
-                queue_cap = n.dropped - b.dropped,
-                unstored = n.unstored - b.unstored,
-                outbox_full = n.outbox_full - b.outbox_full,
-                lost = n.lost - b.lost,
-                "messages given up for this session"
-            );
-        }
-        s.logged_at = Some(now);
-        s.logged = s.stats;
-    }
-
     /// Periodic work: expired sessions end, delayed wills are published.
     pub fn sweep(&self, now: Instant, out: &mut Outgoing) {
         let mut wills = Vec::new();
@@ -975,27 +788,6 @@ pub async fn deferred_sends(shard: Rc<Shard>, wake: LocalReceiver<()>) {
             }
         }
         out.flush(&shard).await;
-    }
-}
-
-/// How often an owner with messages waiting at full memory rings looks again: the
-/// subscribers that free the rings run anywhere and nothing wakes the owner for it.
-const RELIEVE_EVERY: Duration = Duration::from_millis(1);
-
-/// Admits the messages waiting at this shard's full memory rings as the rings free up
-/// (see [`Shard::relieve`]); asleep while nothing waits.
-pub async fn relieve_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
-    while wake.recv().await.is_some() {
-        loop {
-            glommio::timer::sleep(RELIEVE_EVERY).await;
-            let mut out = shard.outgoing();
-            let more = shard.relieve(&mut out);
-            crate::store::commit_inline(&shard, &mut out);
-            out.flush(&shard).await;
-            if !more || shard.stopping() {
-                break;
-            }
-        }
     }
 }
 

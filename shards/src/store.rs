@@ -93,8 +93,9 @@ pub struct Held(pub Arc<Message>);
 
 impl Held {
     /// Who needs it besides the ring, read once: (held by another, watched by a weak
-    /// handle). Either may drop at any time on another shard; never the other way round,
-    /// since only the ring's owner hands out new handles to it.
+    /// handle). Either may change at any time on another shard (a holder lets go, a
+    /// returning session upgrades its weak handle); a stale reading only makes the ring
+    /// wait a retry longer, or evict what only a weak handle watched, as promised.
     fn readers(&self) -> (bool, bool) {
         (Arc::strong_count(&self.0) > 1, Arc::weak_count(&self.0) > 0)
     }
@@ -251,11 +252,6 @@ impl Store {
         for ring in self.rings.values_mut() {
             ring.release_while(|h| !h.needed());
         }
-    }
-
-    /// Bytes the memory rings of this shard hold.
-    pub fn ring_bytes(&self) -> usize {
-        self.rings.values().map(|r| r.bytes()).sum()
     }
 
     /// Messages evicted from this shard's memory rings, since start.

@@ -1,0 +1,133 @@
+//! Messages given up, by reason: the node's counters ([`Drops`], read through
+//! `Node::drops`) and the per-session report that feeds them.
+//!
+//! Sessions count what they give up in their own `SessionStats` on their shard; each
+//! sweep, [`Shard::report_drops`] adds what changed to the node's atomic counters (written
+//! once per sweep per shard, never per message) and logs it at most once per
+//! [`DROP_LOG_EVERY`] per session.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::session::{Session, SessionStats};
+use crate::shard::{NodeShared, Shard};
+
+/// Messages given up by the node, by reason, and the flow-control events beside them
+/// (see the README's flow control section); summed from the shards at each sweep.
+#[derive(Debug, Default)]
+pub struct DropCounters {
+    /// At the `max_queued_messages` cap, or for an offline session by `offline = false`.
+    pub queue_cap: AtomicU64,
+    /// Not kept by any log, past the session's hold of such messages.
+    pub unstored: AtomicU64,
+    /// QoS 0, for a connection whose outbox was full.
+    pub outbox_full: AtomicU64,
+    /// Message Expiry Interval passed before delivery.
+    pub expired: AtomicU64,
+    /// Larger than the client's Maximum Packet Size.
+    pub oversize: AtomicU64,
+    /// Clients disconnected for making no progress for `stuck_timeout`.
+    pub stuck: AtomicU64,
+    /// Clients disconnected for an outbox past twice its bound.
+    pub slow_consumers: AtomicU64,
+    /// Messages that waited at a full memory ring (`backpressure`): not drops.
+    pub held_back: AtomicU64,
+    /// Shared-group messages with no member left, or handed round too often.
+    pub shared: AtomicU64,
+}
+
+/// A reading of the node's counters of messages given up, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    /// Evicted from a memory ring under `drop_oldest` (or watched by offline sessions only).
+    pub evicted: u64,
+    /// Waited for by a session and gone from its log when it was read back.
+    pub lost: u64,
+    /// Given up at the `max_queued_messages` cap, or offline under `offline = false`.
+    pub queue_cap: u64,
+    /// Kept by no log, past a session's hold of such messages.
+    pub unstored: u64,
+    /// QoS 0 dropped for a connection whose outbox was full.
+    pub outbox_full: u64,
+    /// Expired before delivery.
+    pub expired: u64,
+    /// Larger than the client's Maximum Packet Size.
+    pub oversize: u64,
+    /// Clients disconnected as stuck.
+    pub stuck: u64,
+    /// Clients disconnected for an outbox past twice its bound.
+    pub slow_consumers: u64,
+    /// Messages that waited at a full memory ring (publishers held back, nothing dropped).
+    pub held_back: u64,
+    /// Shared-group messages with no member left, or handed round too often.
+    pub shared: u64,
+}
+
+impl NodeShared {
+    /// The counters now.
+    pub fn drops(&self) -> Drops {
+        let d = &self.drops;
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Drops {
+            evicted: r(&self.evicted),
+            lost: r(&self.lost),
+            queue_cap: r(&d.queue_cap),
+            unstored: r(&d.unstored),
+            outbox_full: r(&d.outbox_full),
+            expired: r(&d.expired),
+            oversize: r(&d.oversize),
+            stuck: r(&d.stuck),
+            slow_consumers: r(&d.slow_consumers),
+            held_back: r(&d.held_back),
+            shared: r(&d.shared),
+        }
+    }
+
+    /// Adds what a session gave up since it was last reported.
+    fn add_session_drops(&self, now: &SessionStats, before: &SessionStats) {
+        let d = &self.drops;
+        let add = |a: &AtomicU64, n: u64, b: u64| {
+            if n > b {
+                a.fetch_add(n - b, Ordering::Relaxed);
+            }
+        };
+        add(&d.queue_cap, now.dropped, before.dropped);
+        add(&d.unstored, now.unstored, before.unstored);
+        add(&d.outbox_full, now.outbox_full, before.outbox_full);
+        add(&d.expired, now.expired, before.expired);
+        add(&d.oversize, now.oversize, before.oversize);
+        add(&self.lost, now.lost, before.lost);
+    }
+}
+
+/// How often one session's drops are logged at most.
+pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Shard {
+    /// Adds what `s` gave up since the last report to the node's counters, and logs it,
+    /// once per [`DROP_LOG_EVERY`] at most (never per message).
+    pub fn report_drops(&self, s: &mut Session, now: Instant) {
+        if s.stats == s.reported {
+            return;
+        }
+        self.node.add_session_drops(&s.stats, &s.reported);
+        s.reported = s.stats;
+        if s.logged_at.is_some_and(|t| now.saturating_duration_since(t) < DROP_LOG_EVERY) {
+            // Counted now, logged with the next interval's line.
+            return;
+        }
+        let (n, b) = (s.stats, s.logged);
+        if n.dropped + n.unstored + n.outbox_full + n.lost > b.dropped + b.unstored + b.outbox_full + b.lost {
+            tracing::info!(
+                client_id = %crate::show::short(&s.client_id),
+                queue_cap = n.dropped - b.dropped,
+                unstored = n.unstored - b.unstored,
+                outbox_full = n.outbox_full - b.outbox_full,
+                lost = n.lost - b.lost,
+                "messages given up for this session"
+            );
+        }
+        s.logged_at = Some(now);
+        s.logged = s.stats;
+    }
+}

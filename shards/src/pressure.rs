@@ -1,0 +1,112 @@
+//! Backpressure at a full memory ring (`when_full = "backpressure"`): the messages that
+//! wait at the owner, the per-partition flags publishers read, and the task that admits
+//! the waiting messages as the ring frees up.
+//!
+//! Runs on the partition's owner shard, except [`Shard::must_wait`], which every session
+//! shard calls per QoS 1/2 publish (one relaxed load while no ring anywhere is full).
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::local_channel::LocalReceiver;
+
+use crate::batch::Outgoing;
+use crate::msg::{AckTo, Message};
+use crate::shard::{Shard, State};
+use crate::store::Admit;
+
+/// A flag on a cache line of its own (one writer: the partition's owner).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct Flag(pub AtomicBool);
+
+/// A message waiting at a full memory ring, with its publisher's acknowledgement if that
+/// waits too.
+pub type Waiting = (Arc<Message>, Option<AckTo>);
+
+impl Shard {
+    /// A full ring under `backpressure`: the message waits at its owner (its publisher's
+    /// acknowledgement with it, if it was not sent yet), and publishers to the partition
+    /// are told to wait for their acknowledgements from now on, until the slowest
+    /// connected subscriber moves on ([`relieve`](Shard::relieve)).
+    pub(crate) fn hold_back(&self, st: &mut State, partition: u32, msg: Arc<Message>, ack: Option<AckTo>) {
+        st.waiting.entry(partition).or_default().push_back((msg, ack));
+        if let Some(flag) = self.node.pressure.get(partition as usize) {
+            if !flag.0.swap(true, Ordering::Relaxed) {
+                self.node.pressured.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(partition, "memory ring full: publishers wait");
+            }
+        }
+        st.stats.held_back += 1;
+        if let Some(k) = &st.pressure_kick {
+            let _ = k.try_send(());
+        }
+    }
+
+    /// Admits what waits at full rings as they free up, in order; a partition whose
+    /// queue empties lets its publishers go. Returns true while anything still waits.
+    pub fn relieve(&self, out: &mut Outgoing) -> bool {
+        let parts: Vec<u32> = self.st.borrow().waiting.keys().copied().collect();
+        for partition in parts {
+            loop {
+                let next = {
+                    let st = &mut *self.st.borrow_mut();
+                    let Some(w) = st.waiting.get_mut(&partition) else { break };
+                    let Some((msg, _)) = w.front() else {
+                        st.waiting.remove(&partition);
+                        if let Some(flag) = self.node.pressure.get(partition as usize) {
+                            flag.0.store(false, Ordering::Relaxed);
+                            self.node.pressured.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        break;
+                    };
+                    let pos = match st.store.admit(partition, msg) {
+                        Admit::Full => break,
+                        Admit::Kept(p) => Some(p),
+                        Admit::NotKept => None,
+                    };
+                    let Some((msg, ack)) = st.waiting.get_mut(&partition).and_then(|w| w.pop_front()) else { break };
+                    (msg, ack, pos)
+                };
+                let (msg, ack, pos) = next;
+                self.publish_at_owner(msg, ack, partition, pos, out);
+            }
+        }
+        !self.st.borrow().waiting.is_empty()
+    }
+
+    /// True when publishes to `topic` must wait for their owner to acknowledge them: its
+    /// partition's memory ring is full under `backpressure` (one relaxed load when no
+    /// ring anywhere is).
+    pub fn must_wait(&self, topic: &[u8]) -> bool {
+        self.node.pressured.load(Ordering::Relaxed) > 0
+            && self
+                .node
+                .pressure
+                .get(self.table.partition_of(topic) as usize)
+                .is_some_and(|f| f.0.load(Ordering::Relaxed))
+    }
+}
+
+/// How often an owner with messages waiting at full memory rings looks again: the
+/// subscribers that free the rings run anywhere and nothing wakes the owner for it.
+const RELIEVE_EVERY: Duration = Duration::from_millis(1);
+
+/// Admits the messages waiting at this shard's full memory rings as the rings free up
+/// (see [`Shard::relieve`]); asleep while nothing waits.
+pub async fn relieve_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
+    while wake.recv().await.is_some() {
+        loop {
+            glommio::timer::sleep(RELIEVE_EVERY).await;
+            let mut out = shard.outgoing();
+            let more = shard.relieve(&mut out);
+            crate::store::commit_inline(&shard, &mut out);
+            out.flush(&shard).await;
+            if !more || shard.stopping() {
+                break;
+            }
+        }
+    }
+}
