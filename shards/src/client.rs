@@ -565,9 +565,8 @@ impl Client {
         let st = &mut *self.shard.st.borrow_mut();
         let s = st.session(self.slot, self.generation)?;
         let r = f(s);
-        if s.wants_replay_page() && !st.replay_now.contains(&self.slot) {
-            st.replay_now.push(self.slot);
-            st.kick();
+        if s.wants_replay_page() {
+            st.replay_soon(self.slot);
         }
         Some(r)
     }

@@ -258,8 +258,7 @@ impl Shard {
         session.requeue_older(older, max_queued);
         session.replay_answered(rest, lost);
         if session.wants_replay_page() {
-            st.replay_now.push(to.slot);
-            st.kick();
+            st.replay_soon(to.slot);
         }
     }
 

@@ -67,10 +67,9 @@ impl Shard {
                         Admit::Kept(p) => Some(p),
                         Admit::NotKept => None,
                     };
-                    let Some((msg, ack)) = st.waiting.get_mut(&partition).and_then(|w| w.pop_front()) else { break };
-                    (msg, ack, pos)
+                    w.pop_front().map(|(msg, ack)| (msg, ack, pos))
                 };
-                let (msg, ack, pos) = next;
+                let Some((msg, ack, pos)) = next else { break };
                 self.publish_at_owner(msg, ack, partition, pos, out);
             }
         }

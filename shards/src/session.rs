@@ -488,14 +488,10 @@ impl Session {
         out.map(|(qos, rap, ids)| (msg.qos.min(qos), rap && msg.retain, ids))
     }
 
+    /// A segment-log message reached the session: the cursor moves past it, and (QoS 1/2)
+    /// it is pending until acknowledged.
     fn track(&mut self, q: &Queued) {
-        self.track_at(q.pos, q.qos);
-    }
-
-    /// A segment-log message at `pos` reached the session: the cursor moves past it, and
-    /// (QoS 1/2) it is pending until acknowledged.
-    fn track_at(&mut self, pos: Option<Pos>, qos: QoS) {
-        let (true, Some(pos)) = (self.persist, pos) else { return };
+        let (true, Some(pos), qos) = (self.persist, q.pos, q.qos) else { return };
         if pos.engine != Engine::Segment {
             return;
         }

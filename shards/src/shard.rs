@@ -200,6 +200,15 @@ impl State {
         self.kick = Some(kick);
     }
 
+    /// Has [`deferred_sends`] ask for the next replay page of `slot` (once, however often
+    /// this is called before it runs).
+    pub fn replay_soon(&mut self, slot: u32) {
+        if !self.replay_now.contains(&slot) {
+            self.replay_now.push(slot);
+        }
+        self.kick();
+    }
+
     /// Wakes [`deferred_sends`]: never blocks, so handlers that must not send use it.
     pub fn kick(&self) {
         if let Some(k) = &self.kick {
