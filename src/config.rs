@@ -308,8 +308,12 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
         engine.listen = addrs;
     }
     if let Some(v) = file.shards {
-        if v > 64 {
-            return Err(bad(origin, "shards", "must be at most 64 (0 means one per CPU)"));
+        if v > shards::node::MAX_SHARDS {
+            return Err(bad(
+                origin,
+                "shards",
+                format!("must be at most {} (0 means one per CPU)", shards::node::MAX_SHARDS),
+            ));
         }
         engine.shards = v;
     }
@@ -352,8 +356,12 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
         engine.listen = cli.listen.clone();
     }
     if let Some(v) = cli.shards {
-        if v > 64 {
-            return Err(bad(flags, "--shards", "must be at most 64 (0 means one per CPU)"));
+        if v > shards::node::MAX_SHARDS {
+            return Err(bad(
+                flags,
+                "--shards",
+                format!("must be at most {} (0 means one per CPU)", shards::node::MAX_SHARDS),
+            ));
         }
         engine.shards = v;
     }

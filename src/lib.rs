@@ -17,8 +17,9 @@
 
 pub mod config;
 
+pub use shards::metrics::ShardMetrics;
 pub use shards::store::RecoveryReport;
 pub use shards::{
-    check_io_uring, AuthMethod, AuthStep, Drops, Engine, EngineConfig, Fsync, FullPolicy, Limits, Node, StorageConfig,
-    StorageRule,
+    check_io_uring, Action, AuthMethod, AuthStep, Authenticator, Authorizer, Credentials, Drops, Engine, EngineConfig,
+    Fsync, FullPolicy, Limits, Node, Principal, Refusal, Snapshot, StorageConfig, StorageRule,
 };

@@ -300,7 +300,7 @@ async fn offline_segment_session_gets_every_acknowledged_message_after_a_restart
 
 /// Two topics in different partitions of a broker with 64 partitions.
 fn two_partitions(prefix: &str) -> (String, String) {
-    let part = |t: &str| shards::partition::hash(t.as_bytes()) % 64;
+    let part = |t: &str| shards::route::partition::hash(t.as_bytes()) % 64;
     let a = unique_topic(prefix);
     for i in 0..1000 {
         let b = format!("{a}/other{i}");

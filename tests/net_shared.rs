@@ -13,7 +13,7 @@ use support::*;
 
 /// `n` client ids, half on each of the test broker's two shards.
 fn ids_across_shards(prefix: &str, n: usize) -> Vec<String> {
-    let table = shards::partition::PartitionTable::new(64, 2);
+    let table = shards::route::PartitionTable::new(64, 2);
     let mut per_shard: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..1000 {
         let id = unique_id(prefix);

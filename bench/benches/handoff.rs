@@ -70,7 +70,7 @@ fn message(read_buffer: &Bytes, publisher: &Arc<str>) -> Arc<Message> {
         retain: false,
         properties: Default::default(),
         publisher: publisher.clone(),
-        received: Instant::now(),
+        received: shards::msg::now_us(),
         durable: false,
         offline: true,
         backpressure: true,

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::{AuthMethod, Authenticator, Authorizer};
+
 /// What the engine needs to run: listeners, shard and partition counts, and limits.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -33,6 +35,11 @@ pub struct EngineConfig {
     /// MQTT 5.0 enhanced authentication methods, by name (none by default: a CONNECT
     /// naming a method is refused with 0x8C).
     pub auth_methods: Vec<Arc<dyn AuthMethod>>,
+    /// Decides who a client is at CONNECT (None: everyone is let in, as themselves).
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+    /// Decides what a client may publish, subscribe to, read retained and leave as a will
+    /// (None: everything is allowed).
+    pub authorizer: Option<Arc<dyn Authorizer>>,
 }
 
 /// How a shared subscription group (`$share/{group}/{filter}`) picks a member.
@@ -45,31 +52,6 @@ pub enum SharedStrategy {
     HashClientId,
     /// By a hash of the topic: one topic's messages to one member, in order.
     HashTopic,
-}
-
-/// One step of an enhanced authentication exchange (MQTT 5.0, 4.12).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthStep {
-    /// Send this challenge (AUTH 0x18) and wait for the client's answer.
-    Continue(Vec<u8>),
-    /// Authenticated; the CONNACK carries this data, if any.
-    Success(Option<Vec<u8>>),
-    /// Refused with this CONNACK reason code (e.g. 0x87 not authorized).
-    Fail(u8),
-}
-
-/// An enhanced authentication method: the hook where SCRAM, Kerberos or a custom method
-/// plugs in. One instance serves every connection; the state of one exchange is the
-/// `Vec<u8>` it returns from `start` and gets back at each `step`. Runs on the accepting
-/// shard during the CONNECT handshake (bounded in rounds and by `connect_timeout`), so
-/// it must not block.
-pub trait AuthMethod: Send + Sync + std::fmt::Debug {
-    /// The method's name, as clients send it in the Authentication Method property.
-    fn name(&self) -> &str;
-    /// First step, from the CONNECT's client id and Authentication Data.
-    fn start(&self, client_id: &str, data: Option<&[u8]>) -> (AuthStep, Vec<u8>);
-    /// Next step, from the client's AUTH (0x18) Authentication Data.
-    fn step(&self, state: &mut Vec<u8>, data: Option<&[u8]>) -> AuthStep;
 }
 
 /// A storage engine for the messages of a topic.
@@ -301,6 +283,8 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             storage: StorageConfig::default(),
             auth_methods: Vec::new(),
+            authenticator: None,
+            authorizer: None,
             response_information: None,
             shared_strategy: SharedStrategy::RoundRobin,
         }

@@ -16,34 +16,35 @@
 //! sessions, encoding it once per (protocol, QoS). Shards talk only through two meshes of
 //! bounded channels ([`msg::Ingress`], [`msg::Egress`]), in batches.
 //!
+//! The code is layered, arrows pointing down only: [`node`] (start, stop, wiring) ->
+//! [`front`] (listeners, handshake, client packets) -> [`engine`] (owner step, delivery,
+//! sessions, shared groups, persistence of state) -> [`route`] (destinations, batches,
+//! cross-shard work, partition table) -> leaves ([`net`], [`auth`], [`metrics`],
+//! [`store`], [`msg`], [`trie`], [`config`]).
+//!
 //! Start a node with [`Node::start`]; see `ARCHITECTURE.md` at the repository root for the
 //! whole picture.
 
 #![warn(missing_docs)]
 
-pub mod accept;
-pub mod batch;
-pub mod client;
-pub mod config;
-pub mod conn;
-pub mod drops;
-pub mod error;
-pub mod image;
-pub mod msg;
+// Layers, top down; each may use only those below it (see ARCHITECTURE.md).
+pub mod engine;
+pub mod front;
 pub mod node;
-pub mod partition;
-pub mod persist;
-pub mod pressure;
-pub mod session;
-pub mod shard;
-pub mod shared;
+pub mod route;
+// Leaves.
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod msg;
+pub mod net;
 pub mod show;
 pub mod store;
 pub mod trie;
 
-pub use config::{
-    AuthMethod, AuthStep, Engine, EngineConfig, Fsync, FullPolicy, Limits, Placement, StorageConfig, StorageRule,
-};
-pub use drops::Drops;
+pub use auth::{Action, AuthMethod, AuthStep, Authenticator, Authorizer, Credentials, Principal, Refusal};
+pub use config::{Engine, EngineConfig, Fsync, FullPolicy, Limits, Placement, StorageConfig, StorageRule};
 pub use error::Error;
+pub use metrics::{Drops, Snapshot};
 pub use node::{check_io_uring, Node};

@@ -1,18 +1,17 @@
-//! The typed messages shards send each other, and the message record they carry.
+//! The records every layer passes around: an application message ([`Message`]), where it
+//! is stored ([`Pos`]), who a session is ([`SessionRef`]), who waits for an
+//! acknowledgement ([`AckTo`]), a subscription's granted options ([`SubOptions`]), and
+//! what a replay asks for and gets back.
 //!
-//! Two meshes of bounded channels connect every pair of shards (see ARCHITECTURE.md):
-//! *ingress* carries work towards an owner (a PUBLISH to its topic's owner, interest
-//! updates, subscription requests, connection hand-offs); *egress* carries results back out
-//! (deliveries to shards with subscribers, subscription replies). Egress receivers never
-//! send to another shard, so a full channel can stall a sender but never deadlock the mesh.
-//! Messages travel in batches (`Vec<_>`), one batch per destination per flush.
+//! A leaf: plain data, no runtime, nothing that cannot cross a thread. Every field of a
+//! [`Message`] is valid in another process too (its receive time is wall-clock), so a
+//! message can later travel between nodes as it is.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use proto::{Connect, Props, QoS};
+use proto::{Props, QoS};
 
 use crate::config::Engine;
 
@@ -33,8 +32,9 @@ pub struct Message {
     pub properties: Props,
     /// Client id of the publisher (for No Local).
     pub publisher: Arc<str>,
-    /// When the broker received it.
-    pub received: Instant,
+    /// When the broker received it: microseconds since the Unix epoch (wall clock, so it
+    /// keeps its meaning in a log record or on another node).
+    pub received: u64,
     /// Its topic is kept in a segment log: the owner appends it, and acknowledges it to
     /// the publisher once it is as durable as the fsync policy promises.
     pub durable: bool,
@@ -84,44 +84,19 @@ pub struct SessionRef {
     pub generation: u64,
 }
 
-/// One filter of a subscription request sent to a shard that may own matching topics.
-#[derive(Debug)]
-pub struct InterestItem {
-    /// Index of the filter in the SUBSCRIBE packet.
-    pub index: u16,
-    /// The filter.
-    pub filter: String,
-    /// A new subscription: add one to the sending shard's count for this filter.
-    pub add_interest: bool,
-    /// Send back the retained messages matching it.
-    pub want_retained: bool,
-}
-
-/// A connection whose session lives on another shard, moved there after CONNECT.
-#[derive(Debug)]
-pub struct Handoff {
-    /// The socket.
-    pub fd: OwnedFd,
-    /// The CONNECT packet already read.
-    pub connect: Box<Connect>,
-    /// Bytes read after the CONNECT.
-    pub rest: Bytes,
-    /// The connection's place under the node's connection limit.
-    pub admitted: crate::accept::Admitted,
-}
-
 impl Message {
-    /// Seconds left of its 5.0 Message Expiry Interval at `now` (None: it never expires;
-    /// Some(0): expired, not to be delivered).
-    pub fn expiry_left(&self, now: Instant) -> Option<u32> {
+    /// Seconds left of its 5.0 Message Expiry Interval at `now_us` (wall clock,
+    /// microseconds since the epoch; None: it never expires; Some(0): expired, not to be
+    /// delivered).
+    pub fn expiry_left(&self, now_us: u64) -> Option<u32> {
         let interval = self.properties.message_expiry_interval?;
-        let waited = now.saturating_duration_since(self.received).as_secs();
+        let waited = now_us.saturating_sub(self.received) / 1_000_000;
         Some(u64::from(interval).saturating_sub(waited) as u32)
     }
 
     /// True once its Message Expiry Interval has passed.
-    pub fn expired(&self, now: Instant) -> bool {
-        self.expiry_left(now) == Some(0)
+    pub fn expired(&self, now_us: u64) -> bool {
+        self.expiry_left(now_us) == Some(0)
     }
 }
 
@@ -188,90 +163,20 @@ pub struct ReplayItem {
     pub scanned: bool,
 }
 
-/// Work sent towards an owner shard.
-#[derive(Debug)]
-pub enum Ingress {
-    /// A PUBLISH for a topic the receiver owns, with its acknowledgement when that waits
-    /// for the append.
-    Publish(Arc<Message>, Option<AckTo>),
-    /// Read back records of `parts` (owned by the receiver) for a session: those it was
-    /// handed while offline, or, restored after a restart, those written before the restart
-    /// that match `filters`.
-    Replay {
-        /// The session.
-        to: SessionRef,
-        /// Partitions and where to start.
-        parts: Vec<ReplayPart>,
-        /// The session's filters with their granted QoS.
-        filters: Vec<(String, QoS)>,
-    },
-    /// Subscription filters: record interest and/or return retained messages.
-    Subscribe {
-        /// The subscribing session.
-        from: SessionRef,
-        /// Request number within that session.
-        req: u32,
-        /// The filters concerning the receiver.
-        items: Vec<InterestItem>,
-    },
-    /// The origin shard's count of subscriptions to `filter` (or of members of the shared
-    /// group `filter`) changes by `delta`: a subscription ended (-1), a shared group's
-    /// member left (-1) or came back online (+1).
-    Interest {
-        /// The origin shard.
-        origin: u16,
-        /// The filter.
-        filter: String,
-        /// +1 or -1.
-        delta: i64,
-    },
-    /// A message of a shared group handed back by a member that left: pick another.
-    Reshare(crate::shared::Reshare),
-    /// A connection for a session the receiver owns.
-    Handoff(Handoff),
+/// Options of one subscription, as granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubOptions {
+    /// Granted maximum QoS.
+    pub qos: QoS,
+    /// Do not deliver the session's own publications.
+    pub no_local: bool,
+    /// Keep the retain flag of forwarded messages.
+    pub retain_as_published: bool,
+    /// 5.0 subscription identifier.
+    pub sub_id: Option<u32>,
 }
 
-/// Results sent out from an owner shard.
-#[derive(Debug)]
-pub enum Egress {
-    /// A message for the receiver's local subscribers, with its log position if stored.
-    Deliver(Arc<Message>, Option<Pos>),
-    /// A message for members of shared groups on the receiver: per group, the index of
-    /// the member among the receiver's members.
-    DeliverShared {
-        /// The message.
-        msg: Arc<Message>,
-        /// Its log position.
-        pos: Option<Pos>,
-        /// (group key `$share/g/f`, member index).
-        picks: Vec<(Arc<str>, u32)>,
-        /// Times it was handed round already.
-        hops: u8,
-    },
-    /// The reply to an [`Ingress::Subscribe`].
-    SubscribeDone {
-        /// The subscribing session.
-        to: SessionRef,
-        /// Its request number.
-        req: u32,
-        /// Retained messages, each with the index of the filter it matched.
-        retained: Vec<(u16, Arc<Message>)>,
-        /// Next offsets of the replier's partition logs that may hold matching topics:
-        /// where a new persistent subscription's cursors start.
-        offsets: Vec<(u32, u64)>,
-    },
-    /// Appends are durable (reason code 0) or failed: acknowledge these publishes.
-    Acked(Vec<(AckTo, u8)>),
-    /// Records read back for an [`Ingress::Replay`].
-    Replayed {
-        /// The session.
-        to: SessionRef,
-        /// Messages with their positions, in log order per partition.
-        msgs: Vec<ReplayItem>,
-        /// Where the owner stopped, for the next page.
-        rest: Vec<ReplayPart>,
-        /// Records asked for by offset that the log no longer holds (evicted from the
-        /// memory ring, or deleted by retention).
-        lost: u64,
-    },
+/// The wall clock in microseconds since the Unix epoch: what [`Message::received`] holds.
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }

@@ -19,17 +19,21 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use proto::{reason, Protocol};
 use socket2::{Domain, Socket, Type};
 
-use crate::accept::accept_loop;
 use crate::config::EngineConfig;
-use crate::conn::CloseCause;
+use crate::engine::shard::{Flag, NodeShared, Shard};
+use crate::engine::sweep::{SWEEP_EVERY, TICK};
 use crate::error::Error;
-use crate::image::SessionImage;
-use crate::msg::{Egress, Ingress};
-use crate::partition::PartitionTable;
-use crate::pressure::Flag;
-use crate::shard::{NodeShared, Shard, SWEEP_EVERY, TICK};
+use crate::front::accept_loop;
+use crate::metrics::{ShardSlot, Snapshot};
+use crate::net::{CloseCause, Conn};
+use crate::route::mesh::{Egress, Ingress};
+use crate::route::{Mesh, PartitionTable};
+use crate::store::image::SessionImage;
 use crate::store::Store;
 
+/// Most shards a node runs: the meshes between them grow with the square of their number
+/// (two channels per pair), so past this the channels alone would cost gigabytes.
+pub const MAX_SHARDS: usize = 256;
 /// Backlog of each listening socket.
 const LISTEN_BACKLOG: i32 = 4096;
 /// Memory glommio registers for fixed I/O buffers per shard. Kept small: locked memory is
@@ -38,8 +42,15 @@ const LISTEN_BACKLOG: i32 = 4096;
 const IO_MEMORY: usize = 512 * 1024;
 /// How long a stopping shard waits for its connections to flush their goodbyes.
 const STOP_GRACE: Duration = Duration::from_secs(3);
-/// How long the shards may take to start and meet each other before the start fails.
-const START_LIMIT: Duration = Duration::from_secs(20);
+/// How long the shards may take to start and meet each other before the start fails:
+/// 20 s, and a second more per shard past 32 (meeting takes longer with more peers,
+/// most on a machine with fewer cores than shards).
+fn start_limit(shards: usize) -> Duration {
+    Duration::from_secs(20) + Duration::from_secs(1) * shards.saturating_sub(32) as u32
+}
+/// Connections handed to a shard and not yet started: a burst of hand-offs from every
+/// shard at once fits; past it a connection is closed (its client reconnects).
+const ARRIVALS: usize = 4096;
 /// How often a shard wakes while it waits for its peers at start (see `shard_main`).
 const JOIN_HEARTBEAT: Duration = Duration::from_millis(25);
 
@@ -129,8 +140,8 @@ impl Node {
     /// Binds the listeners and starts the shards.
     pub fn start(cfg: EngineConfig) -> Result<Node, Error> {
         let nshards = if cfg.shards == 0 { default_shards() } else { cfg.shards };
-        if nshards > 64 {
-            return Err(Error::Config(format!("shards = {nshards}: at most 64 are supported")));
+        if nshards > MAX_SHARDS {
+            return Err(Error::Config(format!("shards = {nshards}: at most {MAX_SHARDS} are supported")));
         }
         if cfg.partitions == 0 || (cfg.partitions as usize) < nshards {
             return Err(Error::Config(format!(
@@ -140,15 +151,19 @@ impl Node {
         }
         check_io_uring().map_err(|message| Error::Executor { shard: 0, message })?;
         let table = PartitionTable::new(cfg.partitions, nshards);
-        let recovered = crate::store::open(&cfg, &table, nshards)?;
+        let owners: Vec<usize> = (0..table.partitions()).map(|p| table.shard_of_partition(p)).collect();
+        let recovered = crate::store::open(&cfg, &owners, nshards)?;
         let lock = recovered.lock;
         let recovery = recovered.report;
-        let shared =
-            NodeShared { pressure: (0..cfg.partitions).map(|_| Flag::default()).collect(), ..Default::default() };
+        let shared = NodeShared {
+            pressure: (0..cfg.partitions).map(|_| Flag::default()).collect(),
+            metrics: (0..nshards).map(|_| ShardSlot::default()).collect(),
+            ..Default::default()
+        };
         let mut interest: Vec<Vec<(String, usize)>> = vec![Vec::new(); nshards];
         for (origin, images) in recovered.sessions.iter().enumerate() {
             // Shared groups count members online only: none at start.
-            let subs = images.iter().flat_map(|i| i.subs.iter()).filter(|(f, _)| !crate::shared::is_shared(f));
+            let subs = images.iter().flat_map(|i| i.subs.iter()).filter(|(f, _)| !crate::route::is_shared(f));
             for (filter, _) in subs {
                 if filter.contains(['+', '#']) {
                     for list in interest.iter_mut() {
@@ -222,10 +237,10 @@ impl Node {
         // Every shard says it joined the meshes and accepts; one that cannot (its executor
         // failed to start, a peer never joined) stops the node instead of leaving it half up.
         for _ in 0..nshards {
-            let why = match ready_rx.recv_timeout(START_LIMIT) {
+            let why = match ready_rx.recv_timeout(start_limit(nshards)) {
                 Ok(Ok(())) => continue,
                 Ok(Err(why)) => why,
-                Err(_) => format!("a shard did not start within {START_LIMIT:?}"),
+                Err(_) => format!("a shard did not start within {:?}", start_limit(nshards)),
             };
             node.stop();
             let _ = node.join();
@@ -257,8 +272,14 @@ impl Node {
 
     /// Messages given up by the node, by reason, and the flow-control events beside them
     /// (summed from the shards each sweep, 500 ms).
-    pub fn drops(&self) -> crate::drops::Drops {
+    pub fn drops(&self) -> crate::metrics::Drops {
         self.shared.drops()
+    }
+
+    /// The node's metrics: each shard's counters and gauges as it last published them
+    /// (every tick, 100 ms), their sum, and the drop counters (every sweep, 500 ms).
+    pub fn metrics(&self) -> Snapshot {
+        Snapshot::gather(&self.shared.metrics, self.shared.drops())
     }
 
     /// Open client connections on the node.
@@ -304,6 +325,7 @@ async fn shard_main(
     start: Start,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
+    let nshards = ingress.nr_peers();
     // While the shards rendezvous, a timer keeps this executor waking: a wake-up from a
     // peer thread that the reactor misses would otherwise leave it parked for good (no
     // other timer is armed yet). The rendezvous is bounded and gives up when stopped.
@@ -313,7 +335,7 @@ async fn shard_main(
         }
     });
     let joined = futures_lite::future::or(async { Some((ingress.join().await, egress.join().await)) }, async {
-        let deadline = Instant::now() + START_LIMIT;
+        let deadline = Instant::now() + start_limit(nshards);
         while !node.stopping() && Instant::now() < deadline {
             glommio::timer::sleep(JOIN_HEARTBEAT).await;
         }
@@ -328,13 +350,13 @@ async fn shard_main(
             return;
         }
         None => {
-            let _ = ready.send(Err(format!("the shards did not meet within {START_LIMIT:?}")));
+            let _ = ready.send(Err(format!("the shards did not meet within {:?}", start_limit(nshards))));
             return;
         }
     };
     let id = itx.peer_id();
     debug_assert_eq!(id, etx.peer_id(), "both meshes order peers by executor id");
-    let shard = Rc::new(Shard::new(id, cfg, node.clone(), itx, etx));
+    let shard = Rc::new(Shard::new(id, cfg, node.clone(), Mesh { ingress: itx, egress: etx }));
     let (wake_tx, wake_rx) = glommio::channels::local_channel::new_bounded(1);
     {
         let st = &mut *shard.st.borrow_mut();
@@ -346,16 +368,19 @@ async fn shard_main(
         }
     }
     shard.restore(start.sessions, start.retained);
-    let commit = glommio::spawn_local(crate::store::commit_loop(shard.clone(), wake_rx));
+    let commit = glommio::spawn_local(crate::engine::commit::commit_loop(shard.clone(), wake_rx));
     let (kick_tx, kick_rx) = glommio::channels::local_channel::new_bounded(1);
     shard.st.borrow_mut().set_kick(kick_tx);
-    let deferred = glommio::spawn_local(crate::shard::deferred_sends(shard.clone(), kick_rx));
+    let deferred = glommio::spawn_local(crate::engine::dispatch::deferred_sends(shard.clone(), kick_rx));
     let (relieve_tx, relieve_rx) = glommio::channels::local_channel::new_bounded(1);
     shard.st.borrow_mut().pressure_kick = Some(relieve_tx);
-    let relieve = glommio::spawn_local(crate::pressure::relieve_loop(shard.clone(), relieve_rx));
+    let relieve = glommio::spawn_local(crate::engine::pressure::relieve_loop(shard.clone(), relieve_rx));
+    let (arrivals_tx, arrivals_rx) = glommio::channels::local_channel::new_bounded(ARRIVALS);
+    shard.st.borrow_mut().arrivals = Some(arrivals_tx);
+    let arrivals = glommio::spawn_local(crate::front::arrivals(shard.clone(), arrivals_rx));
     let interval = match shard.cfg.storage.fsync {
         crate::config::Fsync::Interval(every) if shard.st.borrow().store.persistent() => {
-            Some(glommio::spawn_local(crate::store::interval_sync_loop(shard.clone(), every)))
+            Some(glommio::spawn_local(crate::engine::commit::interval_sync_loop(shard.clone(), every)))
         }
         _ => None,
     };
@@ -390,18 +415,19 @@ async fn shard_main(
     let mut last_sweep = Instant::now();
     while !node.stopping() {
         glommio::timer::sleep(TICK).await;
+        shard.publish_metrics();
         let now = Instant::now();
         if now.duration_since(last_sweep) >= SWEEP_EVERY {
             last_sweep = now;
             let mut out = shard.outgoing();
             shard.sweep(now, &mut out);
-            out.flush(&shard).await;
+            out.flush(&shard.mesh).await;
         }
     }
     // Stop accepting: dropping the accept tasks closes the listeners.
     drop(accepts);
     let conns: Vec<_> = shard.st.borrow().slots.iter().flatten().filter_map(|s| s.conn.clone()).collect();
-    let bye = crate::conn::Conn::disconnect(reason::SERVER_SHUTTING_DOWN);
+    let bye = Conn::disconnect(reason::SERVER_SHUTTING_DOWN);
     for c in conns {
         c.close_with(CloseCause::Shutdown, (c.protocol == Protocol::V5).then_some(&bye));
     }
@@ -419,6 +445,7 @@ async fn shard_main(
     drop(commit);
     drop(deferred);
     drop(relieve);
+    drop(arrivals);
     shard.st.borrow_mut().store.sync_all();
     tracing::debug!(shard = id, "shard stopped");
 }

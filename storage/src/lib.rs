@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod changelog;
+mod config;
 mod error;
 mod index;
 mod log;

@@ -27,9 +27,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::SegmentConfig;
 use crate::error::{IoContext, Result};
 use crate::index::{SparseIndex, Trailer};
-use crate::log::SegmentConfig;
 use crate::record;
 use crate::segment::{self, index_path, log_path, Active, Damage, Sealed};
 

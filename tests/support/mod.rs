@@ -120,6 +120,33 @@ impl TestBroker {
         panic!("broker: {what} not seen")
     }
 
+    /// The node's metrics snapshot (each shard publishes every 100 ms).
+    pub fn metrics(&self) -> ringmq::Snapshot {
+        self.node.as_ref().map(|n| n.metrics()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until `f` holds for the node's metrics summed over its shards;
+    /// returns the snapshot.
+    pub async fn wait_metrics(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&ringmq::ShardMetrics) -> bool,
+    ) -> ringmq::Snapshot {
+        let deadline = Instant::now() + timeout;
+        for _ in 0..10_000 {
+            let m = self.metrics();
+            if f(&m.total) {
+                return m;
+            }
+            if Instant::now() >= deadline {
+                panic!("broker: {what} not seen within {timeout:?}; metrics: {:?}", m.total);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("broker: {what} not seen")
+    }
+
     /// Client connections the node currently counts.
     pub fn connections(&self) -> usize {
         self.node.as_ref().map_or(0, |n| n.connections())

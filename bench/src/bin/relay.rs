@@ -36,7 +36,8 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use proto::{ConnAck, Packet, Props, Protocol, SubAck};
-use shards::conn::Socket;
+use shards::net::tcp::Tcp;
+use shards::net::Socket;
 
 /// Smallest read asked of the socket; a larger pending frame asks for all it still needs.
 const READ: usize = 16 * 1024;
@@ -211,7 +212,7 @@ async fn write_loop(out: Rc<Outbox>) {
 
 async fn connection(local: Rc<Local>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let socket = Socket::new(stream);
+    let socket = Socket::new(Box::new(Tcp(stream)));
     let out = Rc::new(Outbox { buf: RefCell::default(), waker: Cell::new(None), closed: Cell::new(false), socket });
     let writer = glommio::spawn_local(write_loop(out.clone()));
     read_loop(&local, &out).await;

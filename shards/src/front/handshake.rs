@@ -1,47 +1,44 @@
-//! Accepting connections: the listener loop every shard runs, the CONNECT handshake, and
-//! the hand-off of a connection to the shard that owns its session.
+//! Accepting connections: the listener loop every shard runs, the CONNECT handshake
+//! (refusals, enhanced authentication, the [`Authenticator`](crate::auth::Authenticator)
+//! and the will's authorization), and the hand-off of the connection to the shard that
+//! owns its session, through the routing step.
 //!
 //! Any shard may accept a connection (SO_REUSEPORT spreads them). It reads until the
 //! CONNECT is complete, refuses what must be refused with the right CONNACK, picks the
-//! session shard from `hash(client_id)` and either runs the session itself or sends the
-//! socket and the bytes already read to that shard.
+//! session shard from `hash(client_id)` and hands the transport, in its sendable form, and
+//! the bytes already read to that shard (this one included: the same path).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_lite::AsyncReadExt;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use proto::{reason, ConnAck, Connect, Error as ProtoError, Packet, Props, Protocol};
 
-use crate::client::run_session;
-use crate::config::AuthStep;
-use crate::msg::{Handoff, Ingress};
-use crate::shard::{NodeShared, Shard};
+use super::rules::{topic_allowed, MAX_AUTH_ROUNDS};
+use crate::auth::{allowed, anonymous, Action, AuthStep, Credentials, Principal};
+use crate::engine::Shard;
+use crate::metrics::Counters;
+use crate::net::tcp::Tcp;
+use crate::net::{reason_props, Admitted, Transport};
+use crate::route::mesh::{Handoff, Ingress};
 use crate::show::short;
 
 /// Bytes asked of the socket per read while waiting for CONNECT.
 const HANDSHAKE_READ: usize = 1024;
 
-/// One admitted connection, counted against `max_connections` until dropped.
-#[derive(Debug)]
-pub struct Admitted(Arc<NodeShared>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+/// A connection's transport during the handshake.
+type Stream = Box<dyn Transport>;
 
 /// Accepts connections until the task is dropped.
 pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(handshake(shard.clone(), stream)).detach();
+                let _ = stream.set_nodelay(true);
+                glommio::spawn_local(handshake(shard.clone(), Box::new(Tcp(stream)))).detach();
             }
             Err(e) => {
                 if shard.node.stopping() {
@@ -59,7 +56,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 /// A CONNECT that could not be decoded: the error, and the protocol level byte if seen.
 type BadConnect = (ProtoError, Option<u8>);
 
-async fn read_connect(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> Result<Connect, Option<BadConnect>> {
+async fn read_connect(stream: &mut Stream, buf: &mut BytesMut, max: usize) -> Result<Connect, Option<BadConnect>> {
     loop {
         if let Some(first) = buf.first() {
             if first >> 4 != 1 {
@@ -80,16 +77,13 @@ async fn read_connect(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) ->
     }
 }
 
-/// Most challenge rounds of one enhanced authentication exchange.
-pub const MAX_AUTH_ROUNDS: usize = 8;
-
 /// Runs an enhanced authentication exchange after a CONNECT that names a registered
 /// method: AUTH 0x18 challenges and the client's AUTH 0x18 answers, until the method
 /// accepts (the data for the CONNACK) or refuses (the CONNACK code; None: the connection
 /// went away or broke the protocol and is just closed).
 async fn authenticate(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     c: &Connect,
 ) -> Result<Option<Vec<u8>>, Option<u8>> {
@@ -141,7 +135,7 @@ async fn authenticate(
 
 /// Appends up to [`HANDSHAKE_READ`] bytes from the socket to `buf`; false when the
 /// connection ended or failed.
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
+async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> bool {
     let len = buf.len();
     buf.resize(len + HANDSHAKE_READ, 0);
     match stream.read(&mut buf[len..]).await {
@@ -166,10 +160,10 @@ fn connect_level(buf: &[u8]) -> Option<u8> {
 }
 
 /// Writes a refusing CONNACK (best effort) before the socket is closed.
-async fn refuse(stream: &mut TcpStream, protocol: Protocol, code: u8) {
+async fn refuse(stream: &mut Stream, protocol: Protocol, code: u8) {
     use futures_lite::AsyncWriteExt;
     let mut out = BytesMut::new();
-    let properties = if protocol == Protocol::V5 { crate::conn::reason_props(code) } else { Props::default() };
+    let properties = if protocol == Protocol::V5 { reason_props(code) } else { Props::default() };
     let ack = Packet::ConnAck(ConnAck { session_present: false, code, properties });
     if ack.write(protocol, &mut out).is_ok() {
         let _ = stream.write_all(&out).await;
@@ -181,7 +175,7 @@ async fn refuse(stream: &mut TcpStream, protocol: Protocol, code: u8) {
 /// CONNACK in the form its level names: 0x84 in the 5.0 form from level 5 up, return code 1
 /// in the 3.1.1 form (which is 3.1's too) below. Any other error of a 5.0 CONNECT gets its
 /// reason code; anything else is just closed.
-async fn refuse_bad_connect(stream: &mut TcpStream, level: Option<u8>, e: &ProtoError) {
+async fn refuse_bad_connect(stream: &mut Stream, level: Option<u8>, e: &ProtoError) {
     match (e, level) {
         (ProtoError::UnsupportedProtocolVersion(named), _) if *named >= 5 => {
             refuse(stream, Protocol::V5, reason::UNSUPPORTED_PROTOCOL_VERSION).await
@@ -198,37 +192,39 @@ async fn refuse_bad_connect(stream: &mut TcpStream, level: Option<u8>, e: &Proto
 fn assign_client_id(shard: &Shard) -> String {
     loop {
         let id = format!("ringmq-{}-{}-{:x}", shard.id, shard.conn_id(), std::process::id());
-        if shard.table.shard_of(id.as_bytes()) == shard.id {
+        if shard.router.owner(id.as_bytes()) == shard.id {
             return id;
         }
     }
 }
 
-async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
+async fn handshake(shard: Rc<Shard>, mut stream: Stream) {
     let limits = &shard.cfg.limits;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(limits.connect_timeout));
+    stream.set_read_timeout(Some(limits.connect_timeout));
     let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
+    let refused = || Counters::bump(&shard.counters.connections_refused);
     let mut connect = match read_connect(&mut stream, &mut buf, limits.max_packet_size).await {
         Ok(c) => c,
         Err(Some((e, level))) => {
             tracing::debug!(error = %e, "bad CONNECT");
+            refused();
             refuse_bad_connect(&mut stream, level, &e).await;
             return;
         }
         Err(None) => return,
     };
     let v5 = connect.protocol == Protocol::V5;
-    let prev = shard.node.connections.fetch_add(1, Ordering::Relaxed);
-    let admitted = Admitted(shard.node.clone());
-    if prev >= limits.max_connections {
+    let (admitted, before) = Admitted::count(&shard.node.connections);
+    if before >= limits.max_connections {
         tracing::info!(limit = limits.max_connections, "connection refused: limit reached");
+        refused();
         let code = if v5 { reason::QUOTA_EXCEEDED } else { reason::V4_SERVER_UNAVAILABLE };
         refuse(&mut stream, connect.protocol, code).await;
         return;
     }
     if let Some(code) = refusal(&shard, &connect) {
         tracing::debug!(client_id = %short(&connect.client_id), code, "CONNECT refused");
+        refused();
         refuse(&mut stream, connect.protocol, code).await;
         return;
     }
@@ -237,6 +233,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
             Ok(data) => connect.properties.authentication_data = data.map(bytes::Bytes::from),
             Err(Some(code)) => {
                 tracing::info!(client_id = %short(&connect.client_id), code, "authentication failed");
+                refused();
                 refuse(&mut stream, Protocol::V5, code).await;
                 return;
             }
@@ -248,25 +245,56 @@ async fn handshake(shard: Rc<Shard>, mut stream: TcpStream) {
         connect.client_id = assign_client_id(&shard);
         assigned = true;
     }
-    let target = shard.table.shard_of(connect.client_id.as_bytes());
+    let principal = match admit(&shard, &connect, stream.peer_addr()) {
+        Ok(p) => p,
+        Err(code) => {
+            tracing::info!(client_id = %short(&connect.client_id), code, "CONNECT not authorized");
+            refused();
+            refuse(&mut stream, connect.protocol, code).await;
+            return;
+        }
+    };
+    Counters::bump(&shard.counters.connections_accepted);
+    let target = shard.router.owner(connect.client_id.as_bytes());
     let rest = buf.split().freeze();
-    if target == shard.id {
-        // A task of its own: the handshake's state is freed, the connection keeps only
-        // what the session needs.
-        glommio::spawn_local(run_session(shard, stream, Box::new(connect), rest, admitted, assigned)).detach();
-        return;
-    }
-    // SAFETY: dup(2) of a descriptor we own; the new descriptor is owned by the OwnedFd.
-    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
-    if fd < 0 {
-        return;
-    }
-    drop(stream);
-    // SAFETY: `fd` is a fresh descriptor returned by dup above, owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let stream = match stream.detach() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "connection could not be handed over");
+            return;
+        }
+    };
+    let h = Handoff { stream, connect: Box::new(connect), rest, admitted, assigned, principal };
     let mut out = shard.outgoing();
-    out.ingress(target, Ingress::Handoff(Handoff { fd, connect: Box::new(connect), rest, admitted }));
-    out.flush(&shard).await;
+    shard.to_owner(&mut shard.st.borrow_mut(), target, Ingress::Handoff(h), &mut out);
+    out.flush(&shard.mesh).await;
+}
+
+/// Who the client is (by the configured [`Authenticator`](crate::auth::Authenticator), or
+/// as it says) and whether it may leave its will; Err: the CONNACK code refusing it.
+fn admit(shard: &Shard, c: &Connect, peer: Option<std::net::SocketAddr>) -> Result<Principal, u8> {
+    let v5 = c.protocol == Protocol::V5;
+    let creds = Credentials {
+        client_id: &c.client_id,
+        username: c.username.as_deref(),
+        password: c.password.as_deref(),
+        peer,
+        method: c.properties.authentication_method.as_deref(),
+    };
+    let mut principal = match &shard.cfg.authenticator {
+        Some(a) => a.authenticate(&creds).map_err(|r| r.connack_code(v5))?,
+        None => anonymous(&creds),
+    };
+    // The session is found by the CONNECT's client id, whatever the authenticator says.
+    if *principal.client_id != *c.client_id {
+        principal.client_id = Arc::from(c.client_id.as_str());
+    }
+    if let Some(w) = &c.will {
+        if !allowed(shard.cfg.authorizer.as_ref(), Some(&principal), Action::Will, &w.topic) {
+            return Err(if v5 { reason::NOT_AUTHORIZED } else { reason::V4_NOT_AUTHORIZED });
+        }
+    }
+    Ok(principal)
 }
 
 /// The CONNACK code refusing this CONNECT, if it must be refused.
@@ -291,7 +319,7 @@ fn refusal(shard: &Shard, c: &Connect) -> Option<u8> {
         }
     }
     if let Some(w) = &c.will {
-        let topic_ok = std::str::from_utf8(&w.topic).is_ok_and(|t| crate::client::topic_allowed(&shard.cfg.limits, t));
+        let topic_ok = std::str::from_utf8(&w.topic).is_ok_and(|t| topic_allowed(&shard.cfg.limits, t));
         if !topic_ok {
             return Some(if v5 { reason::TOPIC_NAME_INVALID } else { reason::V4_NOT_AUTHORIZED });
         }

@@ -14,17 +14,19 @@ use std::time::{Duration, Instant};
 
 use proto::{Protocol, QoS};
 
+use super::session::{PendingWill, Queued};
+use super::shard::{Shard, State};
 use crate::config::FullPolicy;
-use crate::image::{message_from_record, SessionImage};
-use crate::msg::{AckTo, Ingress, Message, Pos, ReplayItem, ReplayPart, SessionRef};
-use crate::session::{PendingWill, Queued};
-use crate::shard::{Shard, State};
+use crate::msg::{AckTo, Message, Pos, ReplayItem, ReplayPart, SessionRef};
+use crate::route::mesh::Ingress;
+use crate::route::Outgoing;
+use crate::store::image::{message_from_record, SessionImage};
 use crate::store::{now_ms, retained_key, session_key};
 
 /// Most matching records one replay answer carries per partition (and at most the
 /// `max_queued_messages` cap): as many as a session holds as copies; the rest is asked for
 /// as the session's queue drains.
-const REPLAY_PAGE_RECORDS: usize = crate::session::HOLD;
+const REPLAY_PAGE_RECORDS: usize = crate::engine::session::HOLD;
 /// Most bytes read per partition per replay answer, so one answer never stalls the owner.
 const REPLAY_PAGE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -50,31 +52,22 @@ impl Shard {
         msg
     }
 
-    /// True once the node is stopping.
-    pub fn stopping(&self) -> bool {
-        self.node.stopping()
-    }
-
     /// A publish is durable (or failed): its PUBACK/PUBREC goes out on the publisher's
     /// connection, in order with the others.
     /// For a QoS 2 publish of a persistent session, the packet id is written first (now
     /// that the message is durable) and the PUBREC waits for this shard's next commit.
-    pub fn acked(&self, a: AckTo, code: u8) {
-        {
-            let st = &mut *self.st.borrow_mut();
-            let persist = st.session(a.to.slot, a.to.generation).is_some_and(|s| s.persist);
-            if persist && a.qos == QoS::ExactlyOnce && code < 0x80 {
-                self.persist_session(st, a.to.slot);
-                st.store.defer(crate::store::Deferred::Release(a, code));
-                return;
-            }
+    pub fn acked(&self, st: &mut State, a: AckTo, code: u8) {
+        let persist = st.session(a.to.slot, a.to.generation).is_some_and(|s| s.persist);
+        if persist && a.qos == QoS::ExactlyOnce && code < 0x80 {
+            self.persist_session(st, a.to.slot);
+            st.store.defer(crate::store::Deferred::Release(a, code));
+            return;
         }
-        self.release_ack(a, code);
+        self.release_ack(st, a, code);
     }
 
     /// Sends a PUBACK/PUBREC that waited, in order with the connection's others.
-    pub fn release_ack(&self, a: AckTo, code: u8) {
-        let st = &mut *self.st.borrow_mut();
+    pub fn release_ack(&self, st: &mut State, a: AckTo, code: u8) {
         if let Some(conn) = st.session(a.to.slot, a.to.generation).and_then(|s| s.conn.clone()) {
             if conn.id == a.conn_id {
                 conn.ack_ready(a.pkid, code);
@@ -94,7 +87,7 @@ impl Shard {
         // A copy of its own: the retained store is no reader of the memory ring's message.
         st.retained.insert(msg.topic.clone(), msg.detached());
         if st.store.persistent() {
-            match crate::image::encode_retained(msg, now_ms()) {
+            match crate::store::image::encode_retained(msg, msg.received / 1000) {
                 Ok(v) => st.store.put(partition, &key, Some(&v)),
                 Err(e) => tracing::error!(error = %e, "retained message not persisted"),
             }
@@ -109,14 +102,14 @@ impl Shard {
         }
         s.dirty = false;
         let image = s.image(now_ms());
-        let partition = self.table.partition_of(s.client_id.as_bytes());
+        let partition = self.router.table.partition_of(s.client_id.as_bytes());
         st.store.put(partition, &session_key(&image.client_id), Some(&image.encode()));
     }
 
     /// Removes the image of a session that stopped persisting (clean start, expiry 0).
     pub fn forget_session(&self, st: &mut State, client_id: &str) {
         if st.store.persistent() {
-            st.store.put(self.table.partition_of(client_id.as_bytes()), &session_key(client_id), None);
+            st.store.put(self.router.table.partition_of(client_id.as_bytes()), &session_key(client_id), None);
         }
     }
 
@@ -143,8 +136,12 @@ impl Shard {
     /// recovered whose topic matches one of the filters. One answer is a page (bounded in
     /// records and bytes per partition); what is left comes back as the parts to ask for
     /// next. Also returns how many records asked for by offset the logs no longer hold.
-    pub fn serve_replay(&self, parts: &[ReplayPart], filters: &[(String, QoS)]) -> (Replay, Vec<ReplayPart>, u64) {
-        let st = &mut *self.st.borrow_mut();
+    pub fn serve_replay(
+        &self,
+        st: &mut State,
+        parts: &[ReplayPart],
+        filters: &[(String, QoS)],
+    ) -> (Replay, Vec<ReplayPart>, u64) {
         let page = match self.cfg.limits.max_queued_messages {
             0 => REPLAY_PAGE_RECORDS,
             cap => cap.clamp(1, REPLAY_PAGE_RECORDS),
@@ -240,8 +237,7 @@ impl Shard {
     /// Records read back for a session: queued ahead of live messages (a restored
     /// session's scan skips what it already has pending). What the owner left for a next
     /// page is asked for by the sweep once the session's queue has room.
-    pub fn replayed(&self, to: SessionRef, msgs: Replay, rest: Vec<ReplayPart>, lost: u64) {
-        let st = &mut *self.st.borrow_mut();
+    pub fn replayed(&self, st: &mut State, to: SessionRef, msgs: Replay, rest: Vec<ReplayPart>, lost: u64) {
         let max_queued = self.cfg.limits.max_queued_messages;
         let Some(session) = st.session(to.slot, to.generation) else { return };
         let mut older = Vec::with_capacity(msgs.len());
@@ -264,33 +260,21 @@ impl Shard {
 
     /// A returning session asks the owners for its parked messages (and, restored at
     /// start, for what it may have missed before the restart); later pages likewise.
-    pub fn request_replay(&self, slot: u32, out: &mut crate::batch::Outgoing) {
-        let mut local = None;
-        {
-            let st = &mut *self.st.borrow_mut();
-            let Some(Some(s)) = st.slots.get_mut(slot as usize) else { return };
-            let Some(plan) = s.take_replay() else { return };
-            let to = SessionRef { shard: self.id as u16, slot, generation: s.generation };
-            let filters: Vec<(String, QoS)> = s.subs.iter().map(|(f, o)| (f.clone(), o.qos)).collect();
-            let mut per_shard: HashMap<usize, Vec<ReplayPart>> = HashMap::new();
-            for part in plan {
-                per_shard.entry(self.table.shard_of_partition(part.partition)).or_default().push(part);
-            }
-            s.replay_asked(per_shard.len());
-            if per_shard.is_empty() {
-                s.replay_answered(Vec::new(), 0);
-            }
-            for (shard, parts) in per_shard {
-                if shard == self.id {
-                    local = Some((to, parts, filters.clone()));
-                } else {
-                    out.ingress(shard, Ingress::Replay { to, parts, filters: filters.clone() });
-                }
-            }
+    pub fn request_replay(&self, st: &mut State, slot: u32, out: &mut Outgoing) {
+        let Some(Some(s)) = st.slots.get_mut(slot as usize) else { return };
+        let Some(plan) = s.take_replay() else { return };
+        let to = SessionRef { shard: self.id as u16, slot, generation: s.generation };
+        let filters: Vec<(String, QoS)> = s.subs.iter().map(|(f, o)| (f.clone(), o.qos)).collect();
+        let mut per_shard: HashMap<usize, Vec<ReplayPart>> = HashMap::new();
+        for part in plan {
+            per_shard.entry(self.router.table.shard_of_partition(part.partition)).or_default().push(part);
         }
-        if let Some((to, parts, filters)) = local {
-            let (msgs, rest, lost) = self.serve_replay(&parts, &filters);
-            self.replayed(to, msgs, rest, lost);
+        s.replay_asked(per_shard.len());
+        if per_shard.is_empty() {
+            s.replay_answered(Vec::new(), 0);
+        }
+        for (shard, parts) in per_shard {
+            self.to_owner(st, shard, Ingress::Replay { to, parts, filters: filters.clone() }, out);
         }
     }
 
@@ -326,7 +310,7 @@ impl Shard {
             let client_id: Arc<str> = Arc::from(img.client_id.as_str());
             let slot = st.insert_session(client_id.clone(), protocol);
             // Shared groups: a member only once its client is back.
-            for (filter, opts) in img.subs.iter().filter(|(f, _)| !crate::shared::is_shared(f)) {
+            for (filter, opts) in img.subs.iter().filter(|(f, _)| !crate::route::is_shared(f)) {
                 self.add_local(st, slot, filter, *opts);
             }
             let Some(Some(s)) = st.slots.get_mut(slot as usize) else { continue };

@@ -6,25 +6,16 @@
 //! shard calls per QoS 1/2 publish (one relaxed load while no ring anywhere is full).
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use glommio::channels::local_channel::LocalReceiver;
 
-use crate::batch::Outgoing;
+use super::shard::{Shard, State};
 use crate::msg::{AckTo, Message};
-use crate::shard::{Shard, State};
+use crate::route::Outgoing;
 use crate::store::Admit;
-
-/// A flag on a cache line of its own (one writer: the partition's owner).
-#[derive(Debug, Default)]
-#[repr(align(64))]
-pub struct Flag(pub AtomicBool);
-
-/// A message waiting at a full memory ring, with its publisher's acknowledgement if that
-/// waits too.
-pub type Waiting = (Arc<Message>, Option<AckTo>);
 
 impl Shard {
     /// A full ring under `backpressure`: the message waits at its owner (its publisher's
@@ -47,12 +38,11 @@ impl Shard {
 
     /// Admits what waits at full rings as they free up, in order; a partition whose
     /// queue empties lets its publishers go. Returns true while anything still waits.
-    pub fn relieve(&self, out: &mut Outgoing) -> bool {
-        let parts: Vec<u32> = self.st.borrow().waiting.keys().copied().collect();
+    pub fn relieve(&self, st: &mut State, out: &mut Outgoing) -> bool {
+        let parts: Vec<u32> = st.waiting.keys().copied().collect();
         for partition in parts {
             loop {
                 let next = {
-                    let st = &mut *self.st.borrow_mut();
                     let Some(w) = st.waiting.get_mut(&partition) else { break };
                     let Some((msg, _)) = w.front() else {
                         st.waiting.remove(&partition);
@@ -70,10 +60,10 @@ impl Shard {
                     w.pop_front().map(|(msg, ack)| (msg, ack, pos))
                 };
                 let Some((msg, ack, pos)) = next else { break };
-                self.publish_at_owner(msg, ack, partition, pos, out);
+                self.publish_at_owner(st, msg, ack, partition, pos, out);
             }
         }
-        !self.st.borrow().waiting.is_empty()
+        !st.waiting.is_empty()
     }
 
     /// True when publishes to `topic` must wait for their owner to acknowledge them: its
@@ -84,7 +74,7 @@ impl Shard {
             && self
                 .node
                 .pressure
-                .get(self.table.partition_of(topic) as usize)
+                .get(self.router.table.partition_of(topic) as usize)
                 .is_some_and(|f| f.0.load(Ordering::Relaxed))
     }
 }
@@ -100,9 +90,9 @@ pub async fn relieve_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
         loop {
             glommio::timer::sleep(RELIEVE_EVERY).await;
             let mut out = shard.outgoing();
-            let more = shard.relieve(&mut out);
-            crate::store::commit_inline(&shard, &mut out);
-            out.flush(&shard).await;
+            let more = shard.relieve(&mut shard.st.borrow_mut(), &mut out);
+            crate::engine::commit::commit_inline(&shard, &mut out);
+            out.flush(&shard.mesh).await;
             if !more || shard.stopping() {
                 break;
             }

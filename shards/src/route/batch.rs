@@ -1,12 +1,21 @@
-//! Outgoing batches: cross-shard messages collected per destination and sent as one
-//! channel message per destination when flushed.
+//! Outgoing batches: cross-shard work collected per destination and sent as one channel
+//! message per destination when flushed, over the shard's [`Mesh`] senders.
 //!
 //! A connection's reader fills one while it parses everything it has read, then flushes
 //! once; an owner shard fills one while it handles an incoming batch. Sending awaits when
 //! the destination channel is full, which is the backpressure: the reader stops reading.
 
-use crate::msg::{Egress, Ingress};
-use crate::shard::Shard;
+use glommio::channels::channel_mesh::Senders;
+
+use super::mesh::{Egress, Ingress};
+
+/// A shard's senders of the two meshes.
+pub struct Mesh {
+    /// Work towards owners.
+    pub ingress: Senders<Vec<Ingress>>,
+    /// Results out of owners.
+    pub egress: Senders<Vec<Egress>>,
+}
 
 /// A batch is sent early once it holds this many messages, so one busy connection cannot
 /// build an arbitrarily large batch.
@@ -58,7 +67,7 @@ impl Outgoing {
 
     /// Sends every non-empty batch, one channel message per destination. Egress goes
     /// first: it never waits on ingress, so draining it first keeps the mesh moving.
-    pub async fn flush(&mut self, shard: &Shard) {
+    pub async fn flush(&mut self, mesh: &Mesh) {
         if self.len == 0 {
             return;
         }
@@ -66,7 +75,7 @@ impl Outgoing {
         for to in 0..self.egress.len() {
             if !self.egress[to].is_empty() {
                 let batch = std::mem::take(&mut self.egress[to]);
-                if shard.egress_tx.send_to(to, batch).await.is_err() {
+                if mesh.egress.send_to(to, batch).await.is_err() {
                     tracing::debug!(to, "egress channel closed, batch dropped");
                 }
             }
@@ -74,7 +83,7 @@ impl Outgoing {
         for to in 0..self.ingress.len() {
             if !self.ingress[to].is_empty() {
                 let batch = std::mem::take(&mut self.ingress[to]);
-                if shard.ingress_tx.send_to(to, batch).await.is_err() {
+                if mesh.ingress.send_to(to, batch).await.is_err() {
                     tracing::debug!(to, "ingress channel closed, batch dropped");
                 }
             }

@@ -14,20 +14,16 @@
 //! allocated while used and given back after a burst.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 use bytes::{Bytes, BytesMut};
-use futures_lite::{future::poll_fn, AsyncRead, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
+use futures_lite::{future::poll_fn, AsyncWriteExt};
 use proto::{Packet, Properties, Props, Protocol, QoS};
+
+use super::Socket;
 
 /// How long a closing connection may take to flush its last packets to a client that does
 /// not read before the socket is shut down anyway.
@@ -51,71 +47,21 @@ const LAGGING: usize = 64 * 1024;
 pub struct OutboxBudget {
     used: Cell<usize>,
     cap: usize,
+    /// PUBLISH packets queued in this shard's outboxes, by QoS (a metric).
+    pub sent: [Cell<u64>; 3],
+    /// Bytes this shard's writers wrote to their sockets (a metric).
+    pub written: Cell<u64>,
 }
 
 impl OutboxBudget {
     /// A budget of `cap` bytes.
     pub fn new(cap: usize) -> Rc<Self> {
-        Rc::new(OutboxBudget { used: Cell::new(0), cap })
+        Rc::new(OutboxBudget { used: Cell::new(0), cap, sent: Default::default(), written: Cell::new(0) })
     }
 
     /// Bytes waiting in this shard's outboxes.
     pub fn used(&self) -> usize {
         self.used.get()
-    }
-}
-
-/// One socket shared by the reader and writer tasks of a connection (one descriptor per
-/// connection). Each poll borrows it only for the duration of the call; glommio keeps
-/// separate read and write readiness sources, so a pending read and a pending write
-/// coexist.
-#[derive(Clone)]
-pub struct Socket(Rc<RefCell<TcpStream>>);
-
-impl Socket {
-    /// Wraps an accepted stream.
-    pub fn new(stream: TcpStream) -> Self {
-        Socket(Rc::new(RefCell::new(stream)))
-    }
-
-    /// Sets the read timeout (keep-alive).
-    pub fn set_read_timeout(&self, d: Option<Duration>) {
-        let _ = self.0.borrow().set_read_timeout(d);
-    }
-
-    /// Shuts the socket down both ways: pending reads and writes return at once.
-    pub fn shutdown(&self) {
-        shutdown_socket(self.0.borrow().as_raw_fd());
-    }
-
-    /// Shuts the socket down for writing: the client reads to the end of the stream, and
-    /// can still be read from.
-    fn shutdown_write(&self) {
-        // SAFETY: shutdown(2) on a descriptor this process owns; an error (already shut
-        // down or reset) is harmless and ignored.
-        unsafe {
-            libc::shutdown(self.0.borrow().as_raw_fd(), libc::SHUT_WR);
-        }
-    }
-}
-
-impl AsyncRead for Socket {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_close(cx)
     }
 }
 
@@ -318,6 +264,12 @@ impl Conn {
     /// outbox would pass its limit.
     pub fn push_bytes(&self, bytes: &[u8]) -> bool {
         self.push_with(bytes.len(), |b| b.extend_from_slice(bytes))
+    }
+
+    /// Counts a PUBLISH of `qos` queued for this connection (a metric of its shard).
+    pub fn count_publish(&self, qos: QoS) {
+        let c = &self.budget.sent[qos as usize];
+        c.set(c.get() + 1);
     }
 
     /// Queues a shared PUBLISH encoding with its packet id (and DUP flag) patched in.
@@ -529,15 +481,6 @@ impl Drop for Conn {
     }
 }
 
-/// Shuts a socket down in both directions so a blocked read returns.
-pub fn shutdown_socket(fd: RawFd) {
-    // SAFETY: shutdown(2) on a descriptor this process owns; an error (already closed or
-    // shut down) is harmless and ignored.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
-    }
-}
-
 /// How one write of the writer ended.
 enum WriteEnd {
     Done,
@@ -567,7 +510,10 @@ pub async fn writer(conn: Rc<Conn>) {
                     None
                 };
                 match futures_lite::future::or(step, stall).await {
-                    Some(Ok(n)) if n > 0 => at += n,
+                    Some(Ok(n)) if n > 0 => {
+                        at += n;
+                        conn.budget.written.set(conn.budget.written.get() + n as u64);
+                    }
                     Some(_) => return WriteEnd::Failed,
                     None => return WriteEnd::Stuck,
                 }

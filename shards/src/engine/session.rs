@@ -23,28 +23,16 @@ use std::time::Instant;
 
 use proto::{Packet, Props, Protocol, QoS};
 
-use crate::config::Engine;
-use crate::conn::Conn;
-use crate::image::{SessionImage, WillImage};
-use crate::msg::{Message, Pos, ReplayPart};
+use crate::auth::{allowed, Action, Principal};
+use crate::config::{Engine, EngineConfig};
+use crate::msg::{now_us, Message, Pos, ReplayPart, SubOptions};
+use crate::net::Conn;
+use crate::store::image::{SessionImage, WillImage};
 
 mod encode;
 
 pub use encode::{publish_packet, EncodeCache};
 use encode::{write_publish, Written};
-
-/// Options of one subscription, as granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubOptions {
-    /// Granted maximum QoS.
-    pub qos: QoS,
-    /// Do not deliver the session's own publications.
-    pub no_local: bool,
-    /// Keep the retain flag of forwarded messages.
-    pub retain_as_published: bool,
-    /// 5.0 subscription identifier.
-    pub sub_id: Option<u32>,
-}
 
 /// A message waiting to be sent to a session.
 #[derive(Debug, Clone)]
@@ -209,6 +197,8 @@ pub struct Session {
     pub subs: HashMap<String, SubOptions>,
     /// The live connection, if any.
     pub conn: Option<Rc<Conn>>,
+    /// Who its connection authenticated as (set at each CONNECT).
+    pub principal: Option<Arc<Principal>>,
     /// Outbound in-flight window by packet id, in send order.
     pub inflight: BTreeMap<u16, Inflight>,
     /// Send order of the in-flight packet ids (for resend in order).
@@ -262,6 +252,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// True when the session's principal may do `action` with `topic` (see
+    /// [`crate::auth::Authorizer`]).
+    pub fn may(&self, cfg: &EngineConfig, action: Action, topic: &[u8]) -> bool {
+        allowed(cfg.authorizer.as_ref(), self.principal.as_deref(), action, topic)
+    }
+
     /// A fresh session.
     pub fn new(client_id: Arc<str>, generation: u64, protocol: Protocol) -> Self {
         Session {
@@ -271,6 +267,7 @@ impl Session {
             expiry: 0,
             subs: HashMap::new(),
             conn: None,
+            principal: None,
             inflight: BTreeMap::new(),
             inflight_order: VecDeque::new(),
             window: 1,
@@ -477,7 +474,7 @@ impl Session {
         let mut out: Option<(QoS, bool, Vec<u32>)> = None;
         for (f, o) in &self.subs {
             // Shared groups are served to members online only, never read back.
-            if crate::shared::is_shared(f) || !proto::topic::matches(f, topic) {
+            if crate::route::is_shared(f) || !proto::topic::matches(f, topic) {
                 continue;
             }
             let m = out.get_or_insert((o.qos, false, Vec::new()));
@@ -587,7 +584,7 @@ impl Session {
     /// else parked by its log position (see the module docs). `max_queued` (0: none) caps
     /// everything waiting, the oldest given up and counted.
     pub fn deliver(&mut self, q: Queued, cache: &mut EncodeCache, max_queued: usize) {
-        if q.msg.properties.message_expiry_interval.is_some() && q.msg.expired(Instant::now()) {
+        if q.msg.properties.message_expiry_interval.is_some() && q.msg.expired(now_us()) {
             self.stats.expired += 1;
             return;
         }
@@ -721,7 +718,7 @@ impl Session {
             }
             let Some(q) = self.queue.pop_front() else { break };
             self.replay_front = self.replay_front.saturating_sub(1);
-            if q.msg.properties.message_expiry_interval.is_some() && q.msg.expired(Instant::now()) {
+            if q.msg.properties.message_expiry_interval.is_some() && q.msg.expired(now_us()) {
                 // Expired while it waited: dropped, and no longer holds the cursor back.
                 self.stats.expired += 1;
                 self.untrack(q.pos);

@@ -9,59 +9,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::session::{Session, SessionStats};
-use crate::shard::{NodeShared, Shard};
-
-/// Messages given up by the node, by reason, and the flow-control events beside them
-/// (see the README's flow control section); summed from the shards at each sweep.
-#[derive(Debug, Default)]
-pub struct DropCounters {
-    /// At the `max_queued_messages` cap, or for an offline session by `offline = false`.
-    pub queue_cap: AtomicU64,
-    /// Not kept by any log, past the session's hold of such messages.
-    pub unstored: AtomicU64,
-    /// QoS 0, for a connection whose outbox was full.
-    pub outbox_full: AtomicU64,
-    /// Message Expiry Interval passed before delivery.
-    pub expired: AtomicU64,
-    /// Larger than the client's Maximum Packet Size.
-    pub oversize: AtomicU64,
-    /// Clients disconnected for making no progress for `stuck_timeout`.
-    pub stuck: AtomicU64,
-    /// Clients disconnected for an outbox past twice its bound.
-    pub slow_consumers: AtomicU64,
-    /// Messages that waited at a full memory ring (`backpressure`): not drops.
-    pub held_back: AtomicU64,
-    /// Shared-group messages with no member left, or handed round too often.
-    pub shared: AtomicU64,
-}
-
-/// A reading of the node's counters of messages given up, by reason.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Drops {
-    /// Evicted from a memory ring under `drop_oldest` (or watched by offline sessions only).
-    pub evicted: u64,
-    /// Waited for by a session and gone from its log when it was read back.
-    pub lost: u64,
-    /// Given up at the `max_queued_messages` cap, or offline under `offline = false`.
-    pub queue_cap: u64,
-    /// Kept by no log, past a session's hold of such messages.
-    pub unstored: u64,
-    /// QoS 0 dropped for a connection whose outbox was full.
-    pub outbox_full: u64,
-    /// Expired before delivery.
-    pub expired: u64,
-    /// Larger than the client's Maximum Packet Size.
-    pub oversize: u64,
-    /// Clients disconnected as stuck.
-    pub stuck: u64,
-    /// Clients disconnected for an outbox past twice its bound.
-    pub slow_consumers: u64,
-    /// Messages that waited at a full memory ring (publishers held back, nothing dropped).
-    pub held_back: u64,
-    /// Shared-group messages with no member left, or handed round too often.
-    pub shared: u64,
-}
+use super::session::{Session, SessionStats};
+use super::shard::{NodeShared, Shard};
+use crate::metrics::Drops;
 
 impl NodeShared {
     /// The counters now.

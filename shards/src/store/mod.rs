@@ -14,25 +14,23 @@
 //! `interval` and `never` acknowledgements go out once the bytes are written to the OS,
 //! which survives a crash of the broker; `interval` fsyncs on its own timer.
 
+pub mod image;
+
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use glommio::channels::local_channel::{LocalReceiver, LocalSender};
-use proto::reason;
+use glommio::channels::local_channel::LocalSender;
 use storage::{MemoryLog, SegmentConfig, SegmentLog, StateStore, SyncPoint};
 
 use crate::config::{EngineConfig, Fsync, StorageConfig};
 use crate::error::Error;
-use crate::image::SessionImage;
-use crate::msg::{AckTo, Egress, Message, Pos, SessionRef};
-use crate::partition::PartitionTable;
-use crate::shard::Shard;
+use crate::msg::{AckTo, Message, Pos, SessionRef};
+use image::SessionImage;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -50,7 +48,7 @@ pub fn retained_key(topic: &[u8]) -> Vec<u8> {
 }
 
 /// What one commit must fsync: per partition, its log's and its state store's points.
-type Points = Vec<(u32, Option<SyncPoint>, SyncPoint)>;
+pub(crate) type Points = Vec<(u32, Option<SyncPoint>, SyncPoint)>;
 
 /// What waits for the next commit.
 #[derive(Debug)]
@@ -138,6 +136,10 @@ pub struct StoreStats {
     pub commits: u64,
     /// fsync calls that failed (their acknowledgements are not sent).
     pub sync_errors: u64,
+    /// fsyncs run (commits and the interval task).
+    pub fsyncs: u64,
+    /// Time those fsyncs took, microseconds.
+    pub fsync_us: u64,
 }
 
 /// A shard's storage.
@@ -149,10 +151,10 @@ pub struct Store {
     /// Memory rings of this shard's partitions (made on first use): QoS 1/2 messages of
     /// `memory` topics that offline sessions may still need.
     pub rings: HashMap<u32, MemoryLog<Held>>,
-    deferred: Vec<Deferred>,
+    pub(crate) deferred: Vec<Deferred>,
     wake: Option<LocalSender<()>>,
     /// Written but not yet fsynced (`fsync = interval`): what the interval task syncs.
-    unsynced: Points,
+    pub(crate) unsynced: Points,
     /// Counters.
     pub stats: StoreStats,
 }
@@ -200,8 +202,9 @@ impl Store {
         let log = part.log.as_mut().ok_or(Error::Storage("no segment log".into()))?;
         let props = msg.properties.to_publish_block().map_err(|e| Error::Storage(e.to_string()))?;
         let flags = storage::record::flags(msg.retain, msg.qos as u8);
-        let offset =
-            log.append(now_ms(), flags, &msg.topic, &props, &msg.payload).map_err(|e| Error::Storage(e.to_string()))?;
+        let offset = log
+            .append(msg.received / 1000, flags, &msg.topic, &props, &msg.payload)
+            .map_err(|e| Error::Storage(e.to_string()))?;
         part.dirty = true;
         self.stats.appended += 1;
         self.poke();
@@ -287,7 +290,7 @@ impl Store {
 
     /// Writes every buffer out; returns what an fsync must cover, what waits for it, and
     /// whether every write succeeded (if not, what waits is released as failed).
-    fn flush(&mut self) -> (Points, Vec<Deferred>, bool) {
+    pub(crate) fn flush(&mut self) -> (Points, Vec<Deferred>, bool) {
         let mut points = Vec::new();
         let mut ok = true;
         for (p, part) in &mut self.parts {
@@ -318,14 +321,14 @@ impl Store {
 
     /// After a commit wrote `points` out (and, with `always`, fsynced them): durable now,
     /// or, with `interval`, left for the interval task to fsync.
-    fn settle(&mut self, points: Points) {
+    pub(crate) fn settle(&mut self, points: Points) {
         match self.cfg.fsync {
             Fsync::Interval(_) => self.unsynced.extend(points),
             Fsync::Always | Fsync::Never => self.mark_durable(&points),
         }
     }
 
-    fn mark_durable(&mut self, points: &Points) {
+    pub(crate) fn mark_durable(&mut self, points: &Points) {
         for (p, log, state) in points {
             if let Some(part) = self.parts.get_mut(p) {
                 if let (Some(l), Some(point)) = (part.log.as_mut(), log) {
@@ -378,113 +381,9 @@ fn sync_points(points: &Points) -> storage::Result<()> {
 }
 
 /// fdatasyncs `points` on glommio's blocking pool, so the shard keeps serving meanwhile.
-async fn sync_off_shard(points: &Points) -> storage::Result<()> {
+pub(crate) async fn sync_off_shard(points: &Points) -> storage::Result<()> {
     let p = points.clone();
     glommio::executor().spawn_blocking(move || sync_points(&p)).await
-}
-
-/// The commit task of a shard: one commit per wake-up, covering everything since the last.
-pub async fn commit_loop(shard: Rc<Shard>, wake: LocalReceiver<()>) {
-    while wake.recv().await.is_some() {
-        let (points, deferred, written, policy) = {
-            let st = &mut *shard.st.borrow_mut();
-            let (points, deferred, written) = st.store.flush();
-            st.store.stats.commits += 1;
-            (points, deferred, written, st.store.cfg.fsync)
-        };
-        let synced = match policy {
-            Fsync::Always if !points.is_empty() => sync_off_shard(&points).await.inspect_err(|e| {
-                tracing::error!(error = %e, "fsync failed; acknowledgements withheld");
-            }),
-            _ => Ok(()),
-        }
-        .is_ok();
-        {
-            let st = &mut *shard.st.borrow_mut();
-            if synced {
-                st.store.settle(points);
-            } else {
-                st.store.stats.sync_errors += 1;
-            }
-        }
-        let mut out = shard.outgoing();
-        release(&shard, deferred, written && synced, &mut out);
-        out.flush(&shard).await;
-    }
-}
-
-/// For `fsync = interval` and `never`, where nothing waits for an fsync: writes what was
-/// appended out now and releases its acknowledgements into `out`, at the end of a read or
-/// of an ingress batch, without the commit task's extra hop. `always` leaves it to the
-/// commit task.
-pub fn commit_inline(shard: &Shard, out: &mut crate::batch::Outgoing) {
-    let (deferred, written) = {
-        let st = &mut *shard.st.borrow_mut();
-        let store = &mut st.store;
-        if store.cfg.fsync == Fsync::Always || store.deferred.is_empty() {
-            return;
-        }
-        let (points, deferred, written) = store.flush();
-        store.settle(points);
-        (deferred, written)
-    };
-    release(shard, deferred, written, out);
-}
-
-/// The `fsync = interval` task: fsyncs what commits wrote since the last one.
-pub async fn interval_sync_loop(shard: Rc<Shard>, every: Duration) {
-    while !shard.stopping() {
-        glommio::timer::sleep(every).await;
-        let points = std::mem::take(&mut shard.st.borrow_mut().store.unsynced);
-        if points.is_empty() {
-            continue;
-        }
-        match sync_off_shard(&points).await {
-            Ok(()) => shard.st.borrow_mut().store.mark_durable(&points),
-            Err(e) => {
-                shard.st.borrow_mut().store.stats.sync_errors += 1;
-                tracing::error!(error = %e, "interval fsync failed");
-            }
-        }
-    }
-}
-
-/// Sends what waited for a commit: local acknowledgements directly, others to their shard.
-/// When the commit failed, publishes are refused (5.0: 0x80; 3.1.1: the connection closes)
-/// and connections waiting for a SUBACK or PUBCOMP are closed.
-fn release(shard: &Shard, deferred: Vec<Deferred>, ok: bool, out: &mut crate::batch::Outgoing) {
-    let mut remote: HashMap<u16, Vec<(AckTo, u8)>> = HashMap::new();
-    for d in deferred {
-        match d {
-            Deferred::Ack(a, code) => {
-                let code = if ok { code } else { reason::UNSPECIFIED_ERROR };
-                if usize::from(a.to.shard) == shard.id {
-                    shard.acked(a, code);
-                } else {
-                    remote.entry(a.to.shard).or_default().push((a, code));
-                }
-            }
-            Deferred::Release(a, code) => {
-                let code = if ok { code } else { reason::UNSPECIFIED_ERROR };
-                shard.release_ack(a, code);
-            }
-            Deferred::Packet { to, conn_id, packet } => {
-                let st = &mut *shard.st.borrow_mut();
-                if let Some(conn) =
-                    st.session(to.slot, to.generation).and_then(|s| s.conn.clone()).filter(|c| c.id == conn_id)
-                {
-                    if ok {
-                        conn.send(&packet);
-                    } else {
-                        conn.close(crate::conn::CloseCause::StoreFailed);
-                    }
-                }
-            }
-        }
-    }
-    for (to, acks) in remote {
-        out.egress(usize::from(to), Egress::Acked(acks));
-    }
 }
 
 /// What a start recovered from the data directory, in sum.
@@ -560,7 +459,7 @@ fn prepare_dir(dir: &Path, partitions: u32) -> Result<File, Error> {
 }
 
 /// Opens (and recovers) every partition of the node, grouped by owning shard.
-pub fn open(cfg: &EngineConfig, table: &PartitionTable, nshards: usize) -> Result<Recovered, Error> {
+pub fn open(cfg: &EngineConfig, owners: &[usize], nshards: usize) -> Result<Recovered, Error> {
     let s = &cfg.storage;
     let mut rec = Recovered {
         parts: (0..nshards).map(|_| HashMap::new()).collect(),
@@ -573,7 +472,7 @@ pub fn open(cfg: &EngineConfig, table: &PartitionTable, nshards: usize) -> Resul
         return Ok(rec);
     }
     let started = Instant::now();
-    rec.lock = Some(prepare_dir(&s.data_dir, table.partitions())?);
+    rec.lock = Some(prepare_dir(&s.data_dir, owners.len() as u32)?);
     let with_logs = s.engine == crate::config::Engine::Segment
         || s.rules.iter().any(|r| r.engine == Some(crate::config::Engine::Segment));
     let seg = SegmentConfig {
@@ -585,8 +484,7 @@ pub fn open(cfg: &EngineConfig, table: &PartitionTable, nshards: usize) -> Resul
     };
     let (mut records, mut truncated, mut sessions, mut retained) = (0u64, 0u64, 0usize, 0usize);
     let restorer: Arc<str> = Arc::from("");
-    for p in 0..table.partitions() {
-        let shard = table.shard_of_partition(p);
+    for (p, &shard) in (0u32..).zip(owners) {
         let dir: PathBuf = s.data_dir.join(format!("p{p:05}"));
         let log = if with_logs {
             let (log, r) = SegmentLog::open(dir.join("log"), seg.clone()).map_err(|e| io_err(&dir, e))?;
@@ -616,7 +514,7 @@ pub fn open(cfg: &EngineConfig, table: &PartitionTable, nshards: usize) -> Resul
                     }
                 }
             } else if key.starts_with(b"r/") {
-                match crate::image::decode_retained(value, &restorer) {
+                match crate::store::image::decode_retained(value, &restorer) {
                     Some(m) => {
                         retained += 1;
                         rec.retained[shard].push(m);
@@ -637,7 +535,7 @@ pub fn open(cfg: &EngineConfig, table: &PartitionTable, nshards: usize) -> Resul
     };
     tracing::info!(
         dir = %s.data_dir.display(),
-        partitions = table.partitions(),
+        partitions = owners.len(),
         records,
         sessions,
         retained,

@@ -6,9 +6,12 @@
 
 use proto::{reason, Packet, Props, SubAck, Subscribe, UnsubAck, Unsubscribe};
 
-use super::{filter_allowed, Client};
-use crate::msg::{Ingress, InterestItem, SessionRef};
-use crate::session::{PendingSubscribe, SubOptions};
+use super::Client;
+use crate::auth::{allowed, Action};
+use crate::engine::session::PendingSubscribe;
+use crate::front::rules::filter_allowed;
+use crate::msg::{SessionRef, SubOptions};
+use crate::route::mesh::{Ingress, InterestItem};
 
 impl Client {
     pub(super) fn on_subscribe(&mut self, s: Subscribe) {
@@ -30,6 +33,12 @@ impl Client {
                 granted.push(None);
                 continue;
             }
+            if !allowed(self.authorizer.as_ref(), Some(&self.principal), Action::Subscribe, f.filter.as_bytes()) {
+                tracing::debug!(client_id = %crate::show::short(&self.client_id), filter = %crate::show::short(&f.filter), "subscription not authorized");
+                codes.push(if v5 { reason::NOT_AUTHORIZED } else { reason::V4_SUBACK_FAILURE });
+                granted.push(None);
+                continue;
+            }
             let opts = SubOptions {
                 qos: f.qos,
                 no_local: v5 && f.no_local,
@@ -43,7 +52,7 @@ impl Client {
                 continue;
             }
             let existed = session.subs.insert(f.filter.clone(), opts).is_some();
-            let shared = crate::shared::is_shared(&f.filter);
+            let shared = crate::route::is_shared(&f.filter);
             // A shared group's member: counted by the owners through this request, like
             // a new subscription, so the SUBACK still means "from now on".
             let new_member = shared && shard.add_member(st, self.slot, &f.filter, opts);
@@ -59,7 +68,7 @@ impl Client {
             };
             let add_interest = if shared { new_member } else { !existed };
             if add_interest || want_retained {
-                for t in shard.targets(&f.filter) {
+                for t in shard.router.targets(&f.filter) {
                     items[t].push(InterestItem {
                         index: i as u16,
                         filter: f.filter.clone(),
@@ -83,21 +92,10 @@ impl Client {
             PendingSubscribe { pkid: s.pkid, codes, granted, remaining, retained: Vec::new(), conn_id: self.conn.id },
         );
         let from = SessionRef { shard: shard.id as u16, slot: self.slot, generation: self.generation };
-        let mut local = None;
         for (t, its) in items.into_iter().enumerate() {
-            if its.is_empty() {
-                continue;
+            if !its.is_empty() {
+                shard.to_owner(st, t, Ingress::Subscribe { from, req, items: its }, &mut self.out);
             }
-            if t == shard.id {
-                local = Some(its);
-            } else {
-                self.out.ingress(t, Ingress::Subscribe { from, req, items: its });
-            }
-        }
-        drop(guard);
-        if let Some(its) = local {
-            let (retained, offsets) = shard.serve_subscribe(shard.id, &its);
-            shard.subscribe_answered(from, req, retained, offsets);
         }
     }
 

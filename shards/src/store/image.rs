@@ -7,13 +7,11 @@
 //! what a session still has to receive is named by a cursor per partition log.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use proto::{Props, QoS};
 
-use crate::msg::Message;
-use crate::session::SubOptions;
+use crate::msg::{Message, SubOptions};
 
 const VERSION: u8 = 1;
 
@@ -268,11 +266,7 @@ pub fn message_from_record(
         properties,
         publisher: publisher.clone(),
         // Received when it was stored: its expiry keeps counting across a restart.
-        received: {
-            let age = crate::store::now_ms().saturating_sub(r.timestamp_ms);
-            let now = Instant::now();
-            now.checked_sub(std::time::Duration::from_millis(age)).unwrap_or(now)
-        },
+        received: r.timestamp_ms.saturating_mul(1000),
         durable: false,
         offline: true,
         backpressure: true,

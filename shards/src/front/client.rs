@@ -11,25 +11,27 @@ mod subscribe;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncReadExt;
-use glommio::net::TcpStream;
+use glommio::channels::local_channel::LocalReceiver;
 use proto::{
     reason, Ack, ConnAck, Connect, Disconnect, Error as ProtoError, Packet, Properties, Protocol, Publish, QoS,
 };
 
-use crate::accept::Admitted;
-use crate::batch::Outgoing;
+use super::rules::topic_within_limits;
+use crate::auth::{allowed, Action, Authorizer, Principal};
 use crate::config::Limits;
-use crate::conn::{writer, CloseCause, Conn, Socket};
-use crate::msg::{AckTo, Handoff, Message, SessionRef};
-use crate::session::PendingWill;
-use crate::shard::Shard;
+use crate::engine::session::PendingWill;
+use crate::engine::Shard;
+use crate::metrics::Counters;
+use crate::msg::{now_us, AckTo, Message, SessionRef};
+use crate::net::{writer, Admitted, CloseCause, Conn, Socket, Transport};
+use crate::route::mesh::Handoff;
+use crate::route::Outgoing;
 use crate::show::short;
 
 /// Smallest read asked of the socket: an idle connection keeps no more than this, so
@@ -54,27 +56,6 @@ enum End {
     Violation(u8),
     /// The broker closed it (takeover, slow consumer, shutdown).
     Server,
-}
-
-/// True when `topic` passes the configured length and level limits and the topic rules.
-pub fn topic_allowed(limits: &Limits, topic: &str) -> bool {
-    topic.len() <= limits.max_topic_length
-        && topic.split('/').count() <= limits.max_topic_levels
-        && proto::topic::valid_topic(topic)
-}
-
-/// The limits part of [`topic_allowed`] for a topic the codec already validated (UTF-8,
-/// no wildcards, no U+0000): no second UTF-8 pass on the hot path.
-fn topic_within_limits(limits: &Limits, topic: &[u8]) -> bool {
-    !topic.is_empty()
-        && topic.len() <= limits.max_topic_length
-        && topic.iter().filter(|b| **b == b'/').count() < limits.max_topic_levels
-}
-
-fn filter_allowed(limits: &Limits, filter: &str) -> bool {
-    filter.len() <= limits.max_topic_length
-        && filter.split('/').count() <= limits.max_topic_levels
-        && proto::topic::valid_filter(filter)
 }
 
 /// Payloads below this are copied out of the read buffer (with their topic, into one
@@ -110,7 +91,7 @@ fn will_message(c: &Connect, client_id: &Arc<str>) -> Option<(Arc<Message>, u32)
         retain: w.retain,
         properties,
         publisher: client_id.clone(),
-        received: Instant::now(),
+        received: now_us(),
         durable: false,
         offline: true,
         backpressure: true,
@@ -134,10 +115,17 @@ struct Client {
     out: Outgoing,
     /// When the last read completed: the receive time of what it brought.
     now: Instant,
+    /// The same moment on the wall clock, microseconds since the epoch (what a message
+    /// records as its receive time).
+    now_us: u64,
+    /// Who the connection authenticated as.
+    principal: Arc<Principal>,
+    /// What it may do (None: everything).
+    authorizer: Option<Arc<dyn Authorizer>>,
     /// Publish rate limits, when configured.
     rate: RateLimit,
     /// The 5.0 enhanced authentication method of the CONNECT, if any.
-    auth: Option<Arc<dyn crate::config::AuthMethod>>,
+    auth: Option<Arc<dyn crate::auth::AuthMethod>>,
     /// A re-authentication in progress.
     reauth: Option<reauth::Reauth>,
 }
@@ -173,22 +161,36 @@ impl RateLimit {
     }
 }
 
-/// Runs a connection handed over from another shard.
-pub async fn run_handed_off(shard: Rc<Shard>, h: Handoff) {
-    // SAFETY: the descriptor was handed over with ownership (OwnedFd); it becomes the
-    // stream's.
-    let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
-    run_session(shard, stream, h.connect, h.rest, h.admitted, false).await;
+/// Runs the connections handed to this shard (by any shard, this one included), each in
+/// a task of its own; ends when the shard stops.
+pub async fn arrivals(shard: Rc<Shard>, rx: LocalReceiver<Handoff>) {
+    while let Some(h) = rx.recv().await {
+        glommio::spawn_local(run_handed_off(shard.clone(), h)).detach();
+    }
+}
+
+/// Runs a connection handed over after its CONNECT: its transport attached here.
+async fn run_handed_off(shard: Rc<Shard>, h: Handoff) {
+    let stream = match h.stream.attach() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "handed-over connection could not be attached");
+            return;
+        }
+    };
+    let principal = Arc::new(h.principal);
+    run_session(shard, stream, h.connect, h.rest, h.admitted, h.assigned, principal).await;
 }
 
 /// Runs a connection whose CONNECT was accepted, on its session's shard.
-pub async fn run_session(
+async fn run_session(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     connect: Box<Connect>,
     rest: Bytes,
     admitted: Admitted,
     assigned: bool,
+    principal: Arc<Principal>,
 ) {
     let limits = &shard.cfg.limits;
     let protocol = connect.protocol;
@@ -221,7 +223,7 @@ pub async fn run_session(
     glommio::spawn_local(writer(conn.clone())).detach();
     shard.conns.set(shard.conns.get() + 1);
 
-    let client_id: Arc<str> = Arc::from(connect.client_id.as_str());
+    let client_id = principal.client_id.clone();
     let connect_expiry = match protocol {
         Protocol::V4 if connect.clean_start => 0,
         Protocol::V4 => u32::MAX,
@@ -229,7 +231,7 @@ pub async fn run_session(
     };
     let expiry = connect_expiry.min(limits.max_session_expiry);
     let mut out = shard.outgoing();
-    let (slot, generation, present) = attach(&shard, &conn, &connect, &client_id, expiry, &mut out);
+    let (slot, generation, present) = attach(&shard, &conn, &connect, &principal, expiry, &mut out);
 
     let mut props = Properties::default();
     if v5 {
@@ -271,7 +273,7 @@ pub async fn run_session(
         let st = &mut *shard.st.borrow_mut();
         if let Some(s) = st.session(slot, generation) {
             // The will's properties without Will Delay: the ones it is published with.
-            s.will_image = will.as_ref().map(|(w, delay)| crate::image::WillImage {
+            s.will_image = will.as_ref().map(|(w, delay)| crate::store::image::WillImage {
                 topic: w.topic.clone(),
                 payload: w.payload.clone(),
                 qos: w.qos,
@@ -284,7 +286,7 @@ pub async fn run_session(
             }
         }
     }
-    shard.request_replay(slot, &mut out);
+    shard.request_replay(&mut shard.st.borrow_mut(), slot, &mut out);
     let mut client = Client {
         shard: shard.clone(),
         conn: conn.clone(),
@@ -297,6 +299,9 @@ pub async fn run_session(
         will,
         out,
         now: Instant::now(),
+        now_us: now_us(),
+        authorizer: shard.cfg.authorizer.clone(),
+        principal,
         rate: RateLimit::new(&shard.cfg.limits, Instant::now()),
         auth: connect
             .properties
@@ -306,7 +311,7 @@ pub async fn run_session(
         reauth: None,
     };
     drop(connect);
-    client.out.flush(&shard).await;
+    client.out.flush(&shard.mesh).await;
     let mut rbuf = BytesMut::new();
     rbuf.extend_from_slice(&rest);
     drop(rest);
@@ -344,10 +349,11 @@ fn attach(
     shard: &Shard,
     conn: &Rc<Conn>,
     c: &Connect,
-    client_id: &Arc<str>,
+    principal: &Arc<Principal>,
     expiry: u32,
     out: &mut Outgoing,
 ) -> (u32, u64, bool) {
+    let client_id = &principal.client_id;
     let mut guard = shard.st.borrow_mut();
     let st = &mut *guard;
     let mut wills = Vec::new();
@@ -389,6 +395,7 @@ fn attach(
     // A new connection cancels a will still waiting for its delay.
     s.will = None;
     s.conn = Some(conn.clone());
+    s.principal = Some(principal.clone());
     s.protocol = c.protocol;
     s.expiry = expiry;
     s.expires_at = None;
@@ -398,10 +405,10 @@ fn attach(
     let generation = s.generation;
     // Back online: a member of its shared groups again.
     shard.join_groups(st, slot, out);
-    drop(guard);
     for w in wills {
-        shard.route(w, None, out);
+        shard.route(st, w, None, out);
     }
+    drop(guard);
     (slot, generation, present)
 }
 
@@ -431,11 +438,11 @@ impl Client {
                 match proto::read(&mut rbuf, self.protocol, max) {
                     Ok(packet) => {
                         if let Err(end) = self.handle(packet) {
-                            self.out.flush(&self.shard).await;
+                            self.out.flush(&self.shard.mesh).await;
                             return end;
                         }
                         if self.out.is_full() {
-                            self.out.flush(&self.shard).await;
+                            self.out.flush(&self.shard.mesh).await;
                         }
                     }
                     Err(ProtoError::Incomplete(n)) => {
@@ -444,14 +451,14 @@ impl Client {
                     }
                     Err(e) => {
                         tracing::debug!(client_id = %short(&self.client_id), error = %e, "protocol error");
-                        self.out.flush(&self.shard).await;
+                        self.out.flush(&self.shard.mesh).await;
                         let code = e.reason_code();
                         return End::Violation(if code < 0x80 { reason::MALFORMED_PACKET } else { code });
                     }
                 }
             }
-            crate::store::commit_inline(&self.shard, &mut self.out);
-            self.out.flush(&self.shard).await;
+            crate::engine::commit::commit_inline(&self.shard, &mut self.out);
+            self.out.flush(&self.shard.mesh).await;
             if self.conn.is_closing() {
                 return End::Server;
             }
@@ -470,6 +477,7 @@ impl Client {
                 Ok(_) if self.conn.is_closing() => return End::Server,
                 Ok(n) => {
                     self.now = Instant::now();
+                    self.now_us = now_us();
                     rbuf.truncate(len + n);
                     if n == want {
                         read_size = (read_size * 2).min(READ_MAX);
@@ -532,7 +540,7 @@ impl Client {
             }
             Packet::Subscribe(s) => {
                 // No Local on a shared subscription is a Protocol Error [MQTT-3.8.3-4].
-                if self.v5() && s.filters.iter().any(|f| f.no_local && crate::shared::is_shared(&f.filter)) {
+                if self.v5() && s.filters.iter().any(|f| f.no_local && crate::route::is_shared(&f.filter)) {
                     return Err(End::Violation(reason::PROTOCOL_ERROR));
                 }
                 self.on_subscribe(s);
@@ -554,14 +562,14 @@ impl Client {
         }
     }
 
-    fn with_session<R>(&self, f: impl FnOnce(&mut crate::session::Session) -> R) -> Option<R> {
+    fn with_session<R>(&self, f: impl FnOnce(&mut crate::engine::session::Session) -> R) -> Option<R> {
         let mut st = self.shard.st.borrow_mut();
         st.session(self.slot, self.generation).map(f)
     }
 
     /// Applies the client's acknowledgement of an outbound message; when that leaves the
     /// queue short and positions parked in segment logs, the next page is asked for.
-    fn acked_out<R>(&self, f: impl FnOnce(&mut crate::session::Session) -> R) -> Option<R> {
+    fn acked_out<R>(&self, f: impl FnOnce(&mut crate::engine::session::Session) -> R) -> Option<R> {
         let st = &mut *self.shard.st.borrow_mut();
         let s = st.session(self.slot, self.generation)?;
         let r = f(s);
@@ -572,6 +580,9 @@ impl Client {
     }
 
     fn on_publish(&mut self, mut p: Publish) -> Result<(), End> {
+        let counters = &self.shard.counters;
+        Counters::bump(&counters.received[p.qos as usize]);
+        counters.received_bytes.set(counters.received_bytes.get() + (p.topic.len() + p.payload.len()) as u64);
         let limits = &self.shard.cfg.limits;
         if limits.max_publish_rate > 0 || limits.max_publish_bytes_rate > 0 {
             let size = p.topic.len() + p.payload.len();
@@ -606,6 +617,21 @@ impl Client {
             }
             let code = Some(reason::PAYLOAD_FORMAT_INVALID);
             if !self.conn.ack_in_order(p.pkid, p.qos, code, self.max_pending_acks()) {
+                return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
+            }
+            return Ok(());
+        }
+        if self.authorizer.is_some()
+            && !allowed(self.authorizer.as_ref(), Some(&self.principal), Action::Publish, &p.topic)
+        {
+            tracing::debug!(client_id = %short(&self.client_id), topic = %short(&String::from_utf8_lossy(&p.topic)), "publish not authorized");
+            if p.qos == QoS::AtMostOnce {
+                return Ok(());
+            }
+            // 3.1.1 has no negative acknowledgement: acknowledged and dropped, as Mosquitto
+            // does; 5.0 is told 0x87.
+            let code = if self.v5() { reason::NOT_AUTHORIZED } else { reason::SUCCESS };
+            if !self.conn.ack_in_order(p.pkid, p.qos, Some(code), self.max_pending_acks()) {
                 return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
             }
             return Ok(());
@@ -645,7 +671,7 @@ impl Client {
             retain: p.retain,
             properties,
             publisher: self.client_id.clone(),
-            received: self.now,
+            received: self.now_us,
             durable: false,
             offline: true,
             backpressure: true,
@@ -668,7 +694,7 @@ impl Client {
                 None
             }
         };
-        self.shard.route(msg, ack, &mut self.out);
+        self.shard.route(&mut self.shard.st.borrow_mut(), msg, ack, &mut self.out);
         Ok(())
     }
 
@@ -765,9 +791,9 @@ impl Client {
             }
         }
         for w in wills {
-            self.shard.route(w, None, &mut self.out);
+            self.shard.route(&mut self.shard.st.borrow_mut(), w, None, &mut self.out);
         }
-        self.out.flush(&self.shard).await;
+        self.out.flush(&self.shard.mesh).await;
         tracing::info!(client_id = %short(&self.client_id), reason = ?end, "client disconnected");
     }
 }

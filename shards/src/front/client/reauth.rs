@@ -8,8 +8,8 @@ use std::sync::Arc;
 use proto::{reason, Auth, Packet, Properties};
 
 use super::{Client, End};
-use crate::accept::MAX_AUTH_ROUNDS;
-use crate::config::{AuthMethod, AuthStep};
+use crate::auth::{AuthMethod, AuthStep};
+use crate::front::rules::MAX_AUTH_ROUNDS;
 use crate::show::short;
 
 /// A re-authentication in progress.

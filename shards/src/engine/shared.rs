@@ -22,99 +22,20 @@
 //! egress handlers never send, so those wait in `State::reshare` (bounded) for the next
 //! flush. A message is handed round at most [`MAX_HOPS`] times, then dropped and counted.
 
-use std::cell::Cell;
-use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-use crate::batch::Outgoing;
-use crate::config::SharedStrategy;
-use crate::msg::{Egress, Ingress, Message, Pos};
-use crate::session::{EncodeCache, Queued, SubOptions};
-use crate::shard::{LocalSub, Shard, State};
+use super::interest::LocalSub;
+use super::session::{EncodeCache, Queued};
+use super::shard::{Shard, State};
+use crate::msg::{Message, Pos, SubOptions};
+use crate::route::is_shared;
+use crate::route::mesh::{Egress, Ingress, Reshare};
+use crate::route::Outgoing;
 
 /// Most times one message is handed from a leaving member to another.
 pub const MAX_HOPS: u8 = 4;
 /// Most messages waiting on a shard to be handed back to their owners.
 pub const MAX_RESHARE: usize = 65_536;
-
-/// A message to hand back to its owner for another member of `key`.
-#[derive(Debug)]
-pub struct Reshare {
-    /// The message.
-    pub msg: Arc<Message>,
-    /// Its log position.
-    pub pos: Option<Pos>,
-    /// The group.
-    pub key: Arc<str>,
-    /// Times it was handed round already.
-    pub hops: u8,
-}
-
-/// One group as an owner sees it: members per shard.
-#[derive(Debug)]
-pub struct Group {
-    /// `$share/{group}/{filter}`.
-    pub key: Arc<str>,
-    counts: Box<[i64]>,
-    next: Cell<u64>,
-}
-
-impl Group {
-    /// A group with no members yet.
-    pub fn new(key: Arc<str>, shards: usize) -> Group {
-        Group { key, counts: vec![0; shards].into_boxed_slice(), next: Cell::new(0) }
-    }
-
-    /// Adds `delta` to `origin`'s member count. Returns true when no shard counts any.
-    pub fn apply(&mut self, origin: usize, delta: i64) -> bool {
-        self.counts[origin] += delta;
-        self.counts.iter().all(|c| *c == 0)
-    }
-
-    /// The member a message goes to: (shard, index among that shard's members), or None
-    /// without members.
-    pub fn pick(&self, strategy: SharedStrategy, msg: &Message) -> Option<(usize, u32)> {
-        let total: i64 = self.counts.iter().filter(|c| **c > 0).sum();
-        if total <= 0 {
-            return None;
-        }
-        let n = match strategy {
-            SharedStrategy::RoundRobin => {
-                let n = self.next.get();
-                self.next.set(n.wrapping_add(1));
-                n
-            }
-            SharedStrategy::HashClientId => hash(&*msg.publisher),
-            SharedStrategy::HashTopic => hash(&msg.topic[..]),
-        };
-        let mut at = (n % total as u64) as i64;
-        for (shard, &c) in self.counts.iter().enumerate() {
-            if c <= 0 {
-                continue;
-            }
-            if at < c {
-                return Some((shard, at as u32));
-            }
-            at -= c;
-        }
-        None
-    }
-}
-
-fn hash(v: &(impl Hash + ?Sized)) -> u64 {
-    // Fixed keys: the same client id or topic lands on the same member on every shard.
-    ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(v)
-}
-
-/// The inner filter of a shared subscription, or the filter itself.
-pub fn inner(filter: &str) -> &str {
-    proto::topic::parse_shared(filter).map_or(filter, |(_, f)| f)
-}
-
-/// True for a `$share/...` filter.
-pub fn is_shared(filter: &str) -> bool {
-    proto::topic::parse_shared(filter).is_some()
-}
 
 impl Shard {
     /// Makes the session in `slot` a member of group `key` here (or updates its options).
@@ -173,12 +94,8 @@ impl Shard {
             st.stats.shared_dropped += 1;
             return;
         }
-        let owner = self.owner(&r.msg.topic);
-        if owner == self.id {
-            self.pick_again(st, r, out);
-        } else {
-            out.ingress(owner, Ingress::Reshare(r));
-        }
+        let owner = self.router.owner(&r.msg.topic);
+        self.to_owner(st, owner, Ingress::Reshare(r), out);
     }
 
     /// The owner's part of a hand-back: another pick in the group.
@@ -186,7 +103,7 @@ impl Shard {
         let strategy = self.cfg.shared_strategy;
         let pick = st
             .interest
-            .get_mut(inner(&r.key))
+            .get_mut(crate::route::inner(&r.key))
             .and_then(|i| i.groups.iter().find(|g| g.key == r.key))
             .and_then(|g| g.pick(strategy, &r.msg));
         let Some((d, index)) = pick else {
@@ -194,21 +111,12 @@ impl Shard {
             return;
         };
         let picks = vec![(r.key, index)];
-        if d == self.id {
-            self.deliver_shared_in(st, &r.msg, r.pos, picks, r.hops + 1);
-        } else {
-            out.egress(d, Egress::DeliverShared { msg: r.msg, pos: r.pos, picks, hops: r.hops + 1 });
-        }
+        self.to_origin(st, d, Egress::DeliverShared { msg: r.msg, pos: r.pos, picks, hops: r.hops + 1 }, out);
     }
 
     /// A member shard's part: each pick to one local member of its group; a pick for a
     /// group without members here any more goes back to the owner (at the next flush).
-    pub fn deliver_shared(&self, msg: &Arc<Message>, pos: Option<Pos>, picks: Vec<(Arc<str>, u32)>, hops: u8) {
-        let st = &mut *self.st.borrow_mut();
-        self.deliver_shared_in(st, msg, pos, picks, hops);
-    }
-
-    fn deliver_shared_in(
+    pub fn deliver_shared(
         &self,
         st: &mut State,
         msg: &Arc<Message>,
@@ -246,8 +154,7 @@ impl Shard {
 
     /// Sends the hand-backs that waited on this shard (from the egress handler, which
     /// never sends).
-    pub fn flush_reshare(&self, out: &mut Outgoing) {
-        let st = &mut *self.st.borrow_mut();
+    pub fn flush_reshare(&self, st: &mut State, out: &mut Outgoing) {
         for r in std::mem::take(&mut st.reshare) {
             self.reshare(st, r, out);
         }

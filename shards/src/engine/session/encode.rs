@@ -4,14 +4,12 @@
 //!
 //! Called by the session's delivery on the session's shard.
 
-use std::time::Instant;
-
 use bytes::BytesMut;
 use proto::{Packet, Props, Protocol, Publish, QoS};
 
 use super::Queued;
-use crate::conn::Conn;
 use crate::msg::Message;
+use crate::net::Conn;
 
 /// What became of a PUBLISH written to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +47,9 @@ pub(super) fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache
         if let Some((a, false)) = alias {
             conn.alias_sent(&q.msg.topic, a);
         }
-        conn.push_bytes(&out);
+        if conn.push_bytes(&out) {
+            conn.count_publish(q.qos);
+        }
         return Written::Yes;
     }
     let (bytes, at) = cache.get(&q.msg, conn.protocol, q.qos, q.retain);
@@ -59,7 +59,9 @@ pub(super) fn write_publish(conn: &Conn, q: &Queued, pkid: u16, dup: bool, cache
     if droppable && conn.is_full() {
         return Written::OutboxFull;
     }
-    conn.push_publish(bytes, at, pkid, dup);
+    if conn.push_publish(bytes, at, pkid, dup) {
+        conn.count_publish(q.qos);
+    }
     Written::Yes
 }
 
@@ -79,7 +81,7 @@ pub fn publish_packet(
     };
     if protocol == Protocol::V5 && properties.message_expiry_interval.is_some() {
         // Forwarded with the time it waited taken off (MQTT 5.0, 3.3.2.3.3).
-        properties.message_expiry_interval = msg.expiry_left(Instant::now()).map(|s| s.max(1));
+        properties.message_expiry_interval = msg.expiry_left(crate::msg::now_us()).map(|s| s.max(1));
     }
     if protocol == Protocol::V5 && !sub_ids.is_empty() {
         properties.subscription_identifiers = sub_ids.to_vec();
