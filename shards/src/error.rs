@@ -1,4 +1,6 @@
 //! The engine's error type.
+//!
+//! A leaf: returned by `Node::start` and the store.
 
 use std::io;
 

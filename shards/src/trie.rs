@@ -10,6 +10,8 @@
 //! Every walk (insert, lookup, update and prune, match, drop) is a loop, never a recursion
 //! per level: a filter with as many levels as `max_topic_length` allows costs heap, not
 //! stack.
+//!
+//! A leaf: the engine's local and interest tries.
 
 use std::collections::HashMap;
 

@@ -87,7 +87,7 @@ impl Shard {
 
     /// A connection for one of this shard's sessions: queued for the front, which runs
     /// it. When the queue is full the connection is closed (its client reconnects).
-    fn arrive(&self, st: &mut State, h: Handoff) {
+    fn arrive(&self, st: &mut State, h: Box<Handoff>) {
         let Some(arrivals) = &st.arrivals else { return };
         if let Err(e) = arrivals.try_send(h) {
             tracing::warn!(error = %e, "connection hand-off queue full: connection closed");

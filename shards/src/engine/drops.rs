@@ -5,6 +5,8 @@
 //! sweep, [`Shard::report_drops`] adds what changed to the node's atomic counters (written
 //! once per sweep per shard, never per message) and logs it at most once per
 //! [`DROP_LOG_EVERY`] per session.
+//!
+//! Engine layer; called by the sweep and the session end; `Node::drops` reads the counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -99,10 +99,18 @@ impl Shard {
         if !picks.is_empty() {
             self.send_picks(st, &msg, pos, picks, out);
         }
+        // The last destination takes the message itself: a fan-in to one shard touches its
+        // reference count no more than the owner's own drop would.
+        let mut last = None;
         for d in fanout.iter() {
-            self.to_origin(st, d, Egress::Deliver(msg.clone(), pos), out);
+            if let Some(prev) = last.replace(d) {
+                self.to_origin(st, prev, Egress::Deliver(msg.clone(), pos), out);
+            }
         }
         st.fanout = fanout;
+        if let Some(d) = last {
+            self.to_origin(st, d, Egress::Deliver(msg, pos), out);
+        }
     }
 
     /// Sends a message to the shards of the members its owner picked, one copy per shard.

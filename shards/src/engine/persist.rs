@@ -7,6 +7,9 @@
 //! the session's shard asks each owner for the records between the cursor and the end of
 //! the log as it was recovered (everything appended later is delivered live, since interest
 //! is restored before the listeners open); duplicates are possible, as QoS 1 allows.
+//!
+//! Engine layer: `impl Shard` for persistence; called by the front at connect and
+//! disconnect, by the handlers of the routing step, and by the sweep.
 
 use std::collections::HashMap;
 use std::sync::Arc;

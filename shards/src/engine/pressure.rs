@@ -4,6 +4,8 @@
 //!
 //! Runs on the partition's owner shard, except [`Shard::must_wait`], which every session
 //! shard calls per QoS 1/2 publish (one relaxed load while no ring anywhere is full).
+//!
+//! Engine layer; the node starts `relieve_loop`.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;

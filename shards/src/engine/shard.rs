@@ -121,7 +121,7 @@ pub struct State {
     kick: Option<LocalSender<()>>,
     /// Connections handed to this shard, for the front to run (bounded; when full, the
     /// connection is closed).
-    pub arrivals: Option<LocalSender<Handoff>>,
+    pub arrivals: Option<LocalSender<Box<Handoff>>>,
     /// Messages waiting at full memory rings (`backpressure`), per partition, in arrival
     /// order, each with its publisher's acknowledgement if that waits too. Bounded by what
     /// publishers may have unacknowledged (their Receive Maximum) plus what was on its

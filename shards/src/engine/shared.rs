@@ -21,6 +21,9 @@
 //! shard that receives a pick after its last member left (the owner's counts were behind):
 //! egress handlers never send, so those wait in `State::reshare` (bounded) for the next
 //! flush. A message is handed round at most [`MAX_HOPS`] times, then dropped and counted.
+//!
+//! Engine layer: `impl Shard` for shared groups; called by the front (subscribe, leave),
+//! the routing step's handlers and the session end.
 
 use std::sync::Arc;
 

@@ -264,7 +264,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: Stream) {
             return;
         }
     };
-    let h = Handoff { stream, connect: Box::new(connect), rest, admitted, assigned, principal };
+    let h = Box::new(Handoff { stream, connect: Box::new(connect), rest, admitted, assigned, principal });
     let mut out = shard.outgoing();
     shard.to_owner(&mut shard.st.borrow_mut(), target, Ingress::Handoff(h), &mut out);
     out.flush(&shard.mesh).await;

@@ -12,6 +12,9 @@
 //! bounded by the window), past which the connection is closed. A connection is closed
 //! for slowness only when its socket accepts no byte for `stuck_timeout`. The outbox is
 //! allocated while used and given back after a burst.
+//!
+//! A leaf below the engine: the front creates a connection's `Conn` and runs its writer;
+//! the engine's sessions write PUBLISHes and acknowledgements into it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};

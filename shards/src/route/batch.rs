@@ -4,6 +4,8 @@
 //! A connection's reader fills one while it parses everything it has read, then flushes
 //! once; an owner shard fills one while it handles an incoming batch. Sending awaits when
 //! the destination channel is full, which is the backpressure: the reader stops reading.
+//!
+//! Route layer: the routing step fills it, the front and the engine flush it.
 
 use glommio::channels::channel_mesh::Senders;
 

@@ -57,8 +57,9 @@ pub enum Ingress {
     },
     /// A message of a shared group handed back by a member that left: pick another.
     Reshare(Reshare),
-    /// A connection for a session the receiver owns.
-    Handoff(Handoff),
+    /// A connection for a session the receiver owns (boxed: rare, and large next to the
+    /// PUBLISHes that fill the batches).
+    Handoff(Box<Handoff>),
 }
 
 /// Results sent out from an owner shard.

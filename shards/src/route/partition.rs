@@ -1,6 +1,9 @@
 //! Partitions: the unit of ownership. Topics and client ids hash into `P` partitions and
 //! every shard holds a full copy of the table `partition -> shard`, so any shard routes
 //! without asking another.
+//!
+//! Route layer: held by each shard's `Router`; the node uses it at start to place
+//! partitions.
 
 /// FNV-1a, 64-bit: stable across runs and builds (partition assignment must not change
 /// when the binary does, since later it names on-disk partitions).

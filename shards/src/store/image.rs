@@ -5,6 +5,8 @@
 //! its first byte and checked field by field when read back; a retained message is one
 //! storage record (CRC32C included). Messages themselves are never copied into an image:
 //! what a session still has to receive is named by a cursor per partition log.
+//!
+//! A leaf: used by the store at recovery and by the engine's persistence.
 
 use std::sync::Arc;
 

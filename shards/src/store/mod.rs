@@ -13,6 +13,9 @@
 //! acknowledgements (PUBACK/PUBREC, SUBACK of persistent sessions) that waited. With
 //! `interval` and `never` acknowledgements go out once the bytes are written to the OS,
 //! which survives a crash of the broker; `interval` fsyncs on its own timer.
+//!
+//! A leaf: synchronous, owned by one shard's `State`; the engine calls it (the commit task
+//! lives in `engine::commit`), the node opens it at start.
 
 pub mod image;
 

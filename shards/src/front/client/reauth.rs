@@ -2,6 +2,8 @@
 //! with a method at CONNECT sends AUTH 0x19 with the same method; the method runs its
 //! exchange again (AUTH 0x18 both ways, bounded in rounds) while traffic goes on, and the
 //! broker ends it with AUTH 0x00, or with DISCONNECT and the method's reason code.
+//!
+//! Front layer: part of the client path.
 
 use std::sync::Arc;
 

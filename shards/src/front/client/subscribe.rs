@@ -3,6 +3,8 @@
 //! matching topics asked to count the new interest and send retained messages; the SUBACK
 //! goes out when the last of them has answered (after the image is on disk, for a
 //! persistent session).
+//!
+//! Front layer: part of the client path.
 
 use proto::{reason, Packet, Props, SubAck, Subscribe, UnsubAck, Unsubscribe};
 
