@@ -59,16 +59,19 @@ impl Shard {
     /// Adds what `s` gave up since the last report to the node's counters, and logs it,
     /// once per [`DROP_LOG_EVERY`] at most (never per message).
     pub fn report_drops(&self, s: &mut Session, now: Instant) {
-        if s.stats == s.reported {
+        let unchanged = s.reports.as_ref().map_or(SessionStats::default(), |r| r.reported) == s.stats;
+        if unchanged {
             return;
         }
-        self.node.add_session_drops(&s.stats, &s.reported);
-        s.reported = s.stats;
-        if s.logged_at.is_some_and(|t| now.saturating_duration_since(t) < DROP_LOG_EVERY) {
+        let stats = s.stats;
+        let r = s.reports.get_or_insert_with(Default::default);
+        self.node.add_session_drops(&stats, &r.reported);
+        r.reported = stats;
+        if r.logged_at.is_some_and(|t| now.saturating_duration_since(t) < DROP_LOG_EVERY) {
             // Counted now, logged with the next interval's line.
             return;
         }
-        let (n, b) = (s.stats, s.logged);
+        let (n, b) = (stats, r.logged);
         if n.dropped + n.unstored + n.outbox_full + n.lost > b.dropped + b.unstored + b.outbox_full + b.lost {
             tracing::info!(
                 client_id = %crate::show::short(&s.client_id),
@@ -79,7 +82,7 @@ impl Shard {
                 "messages given up for this session"
             );
         }
-        s.logged_at = Some(now);
-        s.logged = s.stats;
+        r.logged_at = Some(now);
+        r.logged = stats;
     }
 }

@@ -19,7 +19,7 @@
 //! Engine layer; owned by the session's shard, used by the engine's delivery and by the
 //! front's client path on that shard only.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -187,6 +187,17 @@ pub struct SessionStats {
     pub lost: u64,
 }
 
+/// What was last done with a session's counters: added to the node's, and logged.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Reports {
+    /// Counters as last added to the node's.
+    pub reported: SessionStats,
+    /// Counters as last logged.
+    pub logged: SessionStats,
+    /// When the drops were last logged.
+    pub logged_at: Option<Instant>,
+}
+
 /// A session.
 pub struct Session {
     /// The client id.
@@ -215,7 +226,7 @@ pub struct Session {
     /// back as the window frees. With `queue`, capped by `max_queued_messages` when set.
     pub parked: VecDeque<Parked>,
     /// Inbound QoS 2 packet ids received and not yet released.
-    pub incoming_qos2: HashSet<u16>,
+    pub incoming_qos2: BTreeSet<u16>,
     /// A will waiting for its delay.
     pub will: Option<PendingWill>,
     /// When the session ends if the client stays away.
@@ -234,7 +245,7 @@ pub struct Session {
     /// Per partition log: what the client has acknowledged.
     pub cursors: HashMap<u32, PartCursor>,
     /// The will of the live connection (or of the session, offline), as persisted.
-    pub will_image: Option<WillImage>,
+    pub will_image: Option<Box<WillImage>>,
     /// What to read back from the logs once the client is back: restored cursors, pages
     /// left by an earlier answer.
     replay_plan: Option<Vec<ReplayPart>>,
@@ -247,12 +258,9 @@ pub struct Session {
     /// from empty to busy: with messages in flight and no acknowledgement for the stuck
     /// timeout, the client makes no progress.
     pub last_ack: Instant,
-    /// Counters as last added to the node's.
-    pub reported: SessionStats,
-    /// Counters as last logged, and when.
-    pub logged: SessionStats,
-    /// When the drops were last logged.
-    pub logged_at: Option<Instant>,
+    /// What was last reported of its counters (boxed, made on the first drop: most
+    /// sessions never give anything up).
+    pub reports: Option<Box<Reports>>,
 }
 
 impl Session {
@@ -277,7 +285,7 @@ impl Session {
             window: 1,
             queue: VecDeque::new(),
             parked: VecDeque::new(),
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: BTreeSet::new(),
             will: None,
             expires_at: None,
             pending_subs: HashMap::new(),
@@ -292,9 +300,7 @@ impl Session {
             replay_waiting: 0,
             replay_front: 0,
             last_ack: Instant::now(),
-            reported: SessionStats::default(),
-            logged: SessionStats::default(),
-            logged_at: None,
+            reports: None,
         }
     }
 
@@ -405,7 +411,7 @@ impl Session {
                 .copied()
                 .filter(|id| matches!(self.inflight.get(id), Some(Inflight::Release)))
                 .collect(),
-            will: self.will_image.clone(),
+            will: self.will_image.as_deref().cloned(),
         }
     }
 

@@ -104,8 +104,9 @@ pub struct Gauges {
 pub struct State {
     /// Client id -> session slot.
     pub sessions: HashMap<Arc<str>, u32>,
-    /// Session slots.
-    pub slots: Vec<Option<Session>>,
+    /// Session slots (boxed: a free slot, and the table's spare capacity, cost a pointer,
+    /// not a session).
+    pub slots: Vec<Option<Box<Session>>>,
     pub(crate) free: Vec<u32>,
     next_generation: u64,
     /// Local subscriptions (not shared ones).
@@ -175,7 +176,7 @@ impl State {
 
     /// The session in `slot` if it is still generation `generation`.
     pub fn session(&mut self, slot: u32, generation: u64) -> Option<&mut Session> {
-        self.slots.get_mut(slot as usize)?.as_mut().filter(|s| s.generation == generation)
+        self.slots.get_mut(slot as usize)?.as_deref_mut().filter(|s| s.generation == generation)
     }
 
     /// Creates a session for `client_id`.
@@ -184,11 +185,11 @@ impl State {
         let s = Session::new(client_id.clone(), self.next_generation, protocol);
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = Some(s);
+                self.slots[slot as usize] = Some(Box::new(s));
                 slot
             }
             None => {
-                self.slots.push(Some(s));
+                self.slots.push(Some(Box::new(s)));
                 (self.slots.len() - 1) as u32
             }
         };

@@ -57,6 +57,6 @@ impl Shard {
             self.forget_session(st, &session.client_id);
         }
         st.free.push(slot);
-        Some(session)
+        Some(*session)
     }
 }

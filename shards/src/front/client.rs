@@ -26,7 +26,7 @@ use proto::{
 };
 
 use super::rules::topic_within_limits;
-use crate::auth::{allowed, Action, Authorizer, Principal};
+use crate::auth::{allowed, Action, Principal};
 use crate::config::Limits;
 use crate::engine::Shard;
 use crate::metrics::Counters;
@@ -38,7 +38,7 @@ use crate::show::short;
 
 /// Smallest read asked of the socket: an idle connection keeps no more than this, so
 /// 10^5 idle connections cost little memory.
-const READ_MIN: usize = 512;
+const READ_MIN: usize = 64;
 /// Largest single read; a busy connection's read size doubles towards it.
 const READ_MAX: usize = 64 * 1024;
 /// Most bytes read and dropped from a client after the broker closed on it (see
@@ -106,7 +106,6 @@ struct Client {
     shard: Rc<Shard>,
     conn: Rc<Conn>,
     protocol: Protocol,
-    client_id: Arc<str>,
     slot: u32,
     generation: u64,
     /// Expiry asked at CONNECT (a DISCONNECT may not raise it from 0).
@@ -122,14 +121,12 @@ struct Client {
     now_us: u64,
     /// Who the connection authenticated as.
     principal: Arc<Principal>,
-    /// What it may do (None: everything).
-    authorizer: Option<Arc<dyn Authorizer>>,
     /// Publish rate limits, when configured.
     rate: RateLimit,
     /// The 5.0 enhanced authentication method of the CONNECT, if any.
     auth: Option<Arc<dyn crate::auth::AuthMethod>>,
     /// A re-authentication in progress.
-    reauth: Option<reauth::Reauth>,
+    reauth: Option<Box<reauth::Reauth>>,
 }
 
 /// Token buckets for `max_publish_rate` and `max_publish_bytes_rate`: each holds up to one
@@ -185,7 +182,10 @@ async fn run_handed_off(shard: Rc<Shard>, h: Box<Handoff>) {
     run_session(shard, stream, h.connect, h.rest, h.admitted, h.assigned, principal).await;
 }
 
-/// Runs a connection whose CONNECT was accepted, on its session's shard.
+/// Runs a connection whose CONNECT was accepted, on its session's shard. This future is
+/// what every connection holds for its whole life, so it keeps only the client, its
+/// socket and its place under the limit: the set-up runs in a plain function, and the
+/// end of the connection in a boxed future of its own.
 async fn run_session(
     shard: Rc<Shard>,
     stream: Box<dyn Transport>,
@@ -195,6 +195,31 @@ async fn run_session(
     assigned: bool,
     principal: Arc<Principal>,
 ) {
+    let (mut client, sock, rbuf) = setup(&shard, stream, connect, rest, assigned, principal);
+    drop(shard);
+    client.flush().await;
+    let end = client.read_loop(sock.clone(), rbuf).await;
+    Box::pin(client.finish(end)).await;
+    if !matches!(end, End::Closed | End::Disconnect(_)) {
+        // The broker closed first: the client may be sending still.
+        Box::pin(drain(sock)).await;
+    }
+    client.conn.reader_finished();
+    client.shard.conns.set(client.shard.conns.get() - 1);
+    drop(admitted);
+}
+
+/// Attaches a new connection to its session and answers its CONNECT: the connection's
+/// outbox and writer, the session (taken over or fresh), the CONNACK, the will, the
+/// replay of what waited. Returns the client, its socket and its first read buffer.
+fn setup(
+    shard: &Rc<Shard>,
+    stream: Box<dyn Transport>,
+    connect: Box<Connect>,
+    rest: Bytes,
+    assigned: bool,
+    principal: Arc<Principal>,
+) -> (Client, Socket, BytesMut) {
     let limits = &shard.cfg.limits;
     let protocol = connect.protocol;
     let v5 = protocol == Protocol::V5;
@@ -234,7 +259,7 @@ async fn run_session(
     };
     let expiry = connect_expiry.min(limits.max_session_expiry);
     let mut out = shard.outgoing();
-    let (slot, generation, present) = attach(&shard, &conn, &connect, &principal, expiry, &mut out);
+    let (slot, generation, present) = attach(shard, &conn, &connect, &principal, expiry, &mut out);
 
     let mut props = Properties::default();
     if v5 {
@@ -276,13 +301,15 @@ async fn run_session(
         let st = &mut *shard.st.borrow_mut();
         if let Some(s) = st.session(slot, generation) {
             // The will's properties without Will Delay: the ones it is published with.
-            s.will_image = will.as_ref().map(|(w, delay)| crate::store::image::WillImage {
-                topic: w.topic.clone(),
-                payload: w.payload.clone(),
-                qos: w.qos,
-                retain: w.retain,
-                properties: w.properties.to_publish_block().unwrap_or_default(),
-                delay: *delay,
+            s.will_image = will.as_ref().map(|(w, delay)| {
+                Box::new(crate::store::image::WillImage {
+                    topic: w.topic.clone(),
+                    payload: w.payload.clone(),
+                    qos: w.qos,
+                    retain: w.retain,
+                    properties: w.properties.to_publish_block().unwrap_or_default(),
+                    delay: *delay,
+                })
             });
             if s.persist {
                 shard.persist_session(st, slot);
@@ -290,11 +317,10 @@ async fn run_session(
         }
     }
     shard.request_replay(&mut shard.st.borrow_mut(), slot, &mut out);
-    let mut client = Client {
+    let client = Client {
         shard: shard.clone(),
         conn: conn.clone(),
         protocol,
-        client_id,
         slot,
         generation,
         connect_expiry,
@@ -303,7 +329,6 @@ async fn run_session(
         out,
         now: Instant::now(),
         now_us: now_us(),
-        authorizer: shard.cfg.authorizer.clone(),
         principal,
         rate: RateLimit::new(&shard.cfg.limits, Instant::now()),
         auth: connect
@@ -313,20 +338,9 @@ async fn run_session(
             .and_then(|name| shard.cfg.auth_methods.iter().find(|m| m.name() == name).cloned()),
         reauth: None,
     };
-    drop(connect);
-    client.out.flush(&shard.mesh).await;
     let mut rbuf = BytesMut::new();
     rbuf.extend_from_slice(&rest);
-    drop(rest);
-    let end = client.read_loop(sock.clone(), rbuf).await;
-    client.finish(end).await;
-    if !matches!(end, End::Closed | End::Disconnect(_)) {
-        // The broker closed first: the client may be sending still.
-        drain(sock).await;
-    }
-    conn.reader_finished();
-    shard.conns.set(shard.conns.get() - 1);
-    drop(admitted);
+    (client, sock, rbuf)
 }
 
 /// Reads and drops what a client sends after the broker closed on it, until the client
@@ -416,6 +430,15 @@ fn attach(
 }
 
 impl Client {
+    /// Sends the batch: at once when the channels take it (no state kept), else in a boxed
+    /// future that waits for room, so a connection's task does not carry a send's state
+    /// between reads.
+    async fn flush(&mut self) {
+        if !self.out.try_flush(&self.shard.mesh) {
+            Box::pin(self.out.flush(&self.shard.mesh)).await;
+        }
+    }
+
     fn v5(&self) -> bool {
         self.protocol == Protocol::V5
     }
@@ -438,30 +461,33 @@ impl Client {
         loop {
             let want;
             loop {
-                match proto::read(&mut rbuf, self.protocol, max) {
-                    Ok(packet) => {
-                        if let Err(end) = self.handle(packet) {
-                            self.out.flush(&self.shard.mesh).await;
-                            return end;
-                        }
-                        if self.out.is_full() {
-                            self.out.flush(&self.shard.mesh).await;
-                        }
-                    }
+                // Decided before any await: a packet (or an error) is not kept in the
+                // connection's task while it waits.
+                let step = match proto::read(&mut rbuf, self.protocol, max) {
+                    Ok(packet) => match self.handle(packet) {
+                        Ok(()) => None,
+                        Err(end) => Some(end),
+                    },
                     Err(ProtoError::Incomplete(n)) => {
                         want = n.clamp(read_size, READ_MAX);
                         break;
                     }
                     Err(e) => {
-                        tracing::debug!(client_id = %short(&self.client_id), error = %e, "protocol error");
-                        self.out.flush(&self.shard.mesh).await;
+                        tracing::debug!(client_id = %short(&self.principal.client_id), error = %e, "protocol error");
                         let code = e.reason_code();
-                        return End::Violation(if code < 0x80 { reason::MALFORMED_PACKET } else { code });
+                        Some(End::Violation(if code < 0x80 { reason::MALFORMED_PACKET } else { code }))
                     }
+                };
+                if let Some(end) = step {
+                    self.flush().await;
+                    return end;
+                }
+                if self.out.is_full() {
+                    self.flush().await;
                 }
             }
             crate::engine::commit::commit_inline(&self.shard, &mut self.out);
-            self.out.flush(&self.shard.mesh).await;
+            self.flush().await;
             if self.conn.is_closing() {
                 return End::Server;
             }
@@ -590,7 +616,7 @@ impl Client {
         if limits.max_publish_rate > 0 || limits.max_publish_bytes_rate > 0 {
             let size = p.topic.len() + p.payload.len();
             if !self.rate.take(limits, size, self.now) {
-                tracing::info!(client_id = %short(&self.client_id), "publish rate limit exceeded");
+                tracing::info!(client_id = %short(&self.principal.client_id), "publish rate limit exceeded");
                 return Err(End::Violation(reason::MESSAGE_RATE_TOO_HIGH));
             }
         }
@@ -624,10 +650,10 @@ impl Client {
             }
             return Ok(());
         }
-        if self.authorizer.is_some()
-            && !allowed(self.authorizer.as_ref(), Some(&self.principal), Action::Publish, &p.topic)
+        if self.shard.cfg.authorizer.is_some()
+            && !allowed(self.shard.cfg.authorizer.as_ref(), Some(&self.principal), Action::Publish, &p.topic)
         {
-            tracing::debug!(client_id = %short(&self.client_id), topic = %short(&String::from_utf8_lossy(&p.topic)), "publish not authorized");
+            tracing::debug!(client_id = %short(&self.principal.client_id), topic = %short(&String::from_utf8_lossy(&p.topic)), "publish not authorized");
             if p.qos == QoS::AtMostOnce {
                 return Ok(());
             }
@@ -673,7 +699,7 @@ impl Client {
             qos: p.qos,
             retain: p.retain,
             properties,
-            publisher: self.client_id.clone(),
+            publisher: self.principal.client_id.clone(),
             received: self.now_us,
             durable: false,
             offline: true,

@@ -27,7 +27,7 @@ use crate::route::mesh::{Handoff, Ingress};
 use crate::show::short;
 
 /// Bytes asked of the socket per read while waiting for CONNECT.
-const HANDSHAKE_READ: usize = 1024;
+const HANDSHAKE_READ: usize = 256;
 
 /// A connection's transport during the handshake.
 type Stream = Box<dyn Transport>;
@@ -203,8 +203,10 @@ async fn handshake(shard: Rc<Shard>, mut stream: Stream) {
     stream.set_read_timeout(Some(limits.connect_timeout));
     let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
     let refused = || Counters::bump(&shard.counters.connections_refused);
-    let mut connect = match read_connect(&mut stream, &mut buf, limits.max_packet_size).await {
-        Ok(c) => c,
+    // The CONNECT is kept boxed and read in a boxed future: a handshake's task stays small
+    // while thousands of clients connect at once.
+    let mut connect = match Box::pin(read_connect(&mut stream, &mut buf, limits.max_packet_size)).await {
+        Ok(c) => Box::new(c),
         Err(Some((e, level))) => {
             tracing::debug!(error = %e, "bad CONNECT");
             refused();
@@ -229,7 +231,8 @@ async fn handshake(shard: Rc<Shard>, mut stream: Stream) {
         return;
     }
     if v5 && connect.properties.authentication_method.is_some() {
-        match authenticate(&shard, &mut stream, &mut buf, &connect).await {
+        // Boxed: rare, and its state should not make every handshake larger.
+        match Box::pin(authenticate(&shard, &mut stream, &mut buf, &connect)).await {
             Ok(data) => connect.properties.authentication_data = data.map(bytes::Bytes::from),
             Err(Some(code)) => {
                 tracing::info!(client_id = %short(&connect.client_id), code, "authentication failed");
@@ -264,7 +267,7 @@ async fn handshake(shard: Rc<Shard>, mut stream: Stream) {
             return;
         }
     };
-    let h = Box::new(Handoff { stream, connect: Box::new(connect), rest, admitted, assigned, principal });
+    let h = Box::new(Handoff { stream, connect, rest, admitted, assigned, principal });
     let mut out = shard.outgoing();
     shard.to_owner(&mut shard.st.borrow_mut(), target, Ingress::Handoff(h), &mut out);
     out.flush(&shard.mesh).await;

@@ -9,7 +9,21 @@
 
 use glommio::channels::channel_mesh::Senders;
 
+use glommio::{GlommioError, ResourceType};
+
 use super::mesh::{Egress, Ingress};
+
+/// The batch a channel refused to take now (full, or closed: then the waiting send drops
+/// it); none if the error carries no batch back.
+fn refused<T>(e: GlommioError<Vec<T>>) -> Vec<T> {
+    match e {
+        GlommioError::WouldBlock(ResourceType::Channel(v)) | GlommioError::Closed(ResourceType::Channel(v)) => v,
+        other => {
+            tracing::debug!(error = %other, "batch not sent");
+            Vec::new()
+        }
+    }
+}
 
 /// A shard's senders of the two meshes.
 pub struct Mesh {
@@ -65,6 +79,36 @@ impl Outgoing {
     /// True when the batch should be sent before more is added.
     pub fn is_full(&self) -> bool {
         self.len >= MAX_BATCH
+    }
+
+    /// Sends every non-empty batch that its channel takes now, without waiting; true when
+    /// nothing is left. What a full channel refused stays, in order, for [`flush`]
+    /// (Outgoing::flush) to wait for.
+    pub fn try_flush(&mut self, mesh: &Mesh) -> bool {
+        if self.len == 0 {
+            return true;
+        }
+        let mut left = 0;
+        for to in 0..self.egress.len() {
+            if !self.egress[to].is_empty() {
+                if let Err(e) = mesh.egress.try_send_to(to, std::mem::take(&mut self.egress[to])) {
+                    let back = refused(e);
+                    left += back.len();
+                    self.egress[to] = back;
+                }
+            }
+        }
+        for to in 0..self.ingress.len() {
+            if !self.ingress[to].is_empty() {
+                if let Err(e) = mesh.ingress.try_send_to(to, std::mem::take(&mut self.ingress[to])) {
+                    let back = refused(e);
+                    left += back.len();
+                    self.ingress[to] = back;
+                }
+            }
+        }
+        self.len = left;
+        left == 0
     }
 
     /// Sends every non-empty batch, one channel message per destination. Egress goes

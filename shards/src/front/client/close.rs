@@ -35,12 +35,12 @@ impl Client {
         match self.conn.close_cause() {
             Some(CloseCause::SlowConsumer) => {
                 self.shard.st.borrow_mut().stats.slow_consumers += 1;
-                tracing::info!(client_id = %short(&self.client_id), "subscriber disconnected: outbound buffer past twice its bound");
+                tracing::info!(client_id = %short(&self.principal.client_id), "subscriber disconnected: outbound buffer past twice its bound");
             }
             Some(CloseCause::Stuck) => {
                 self.shard.st.borrow_mut().stats.stuck += 1;
                 let secs = self.shard.cfg.limits.stuck_timeout.as_secs_f64();
-                tracing::info!(client_id = %short(&self.client_id), secs, "stuck client disconnected: no progress");
+                tracing::info!(client_id = %short(&self.principal.client_id), secs, "stuck client disconnected: no progress");
             }
             _ => {}
         }
@@ -99,6 +99,6 @@ impl Client {
             self.shard.route(&mut self.shard.st.borrow_mut(), w, None, &mut self.out);
         }
         self.out.flush(&self.shard.mesh).await;
-        tracing::info!(client_id = %short(&self.client_id), reason = ?end, "client disconnected");
+        tracing::info!(client_id = %short(&self.principal.client_id), reason = ?end, "client disconnected");
     }
 }

@@ -31,8 +31,8 @@ impl Client {
         let data = a.properties.authentication_data.as_deref();
         let step = match (a.reason, self.reauth.as_mut()) {
             (reason::REAUTHENTICATE, None) => {
-                let (step, state) = method.start(&self.client_id, data);
-                self.reauth = Some(Reauth { state, rounds: 0 });
+                let (step, state) = method.start(&self.principal.client_id, data);
+                self.reauth = Some(Box::new(Reauth { state, rounds: 0 }));
                 step
             }
             (reason::CONTINUE_AUTHENTICATION, Some(r)) => {
@@ -52,7 +52,7 @@ impl Client {
                 (reason::SUCCESS, data)
             }
             AuthStep::Fail(code) => {
-                tracing::info!(client_id = %short(&self.client_id), code, "re-authentication refused");
+                tracing::info!(client_id = %short(&self.principal.client_id), code, "re-authentication refused");
                 return Err(End::Violation(code));
             }
         };

@@ -35,8 +35,13 @@ impl Client {
                 granted.push(None);
                 continue;
             }
-            if !allowed(self.authorizer.as_ref(), Some(&self.principal), Action::Subscribe, f.filter.as_bytes()) {
-                tracing::debug!(client_id = %crate::show::short(&self.client_id), filter = %crate::show::short(&f.filter), "subscription not authorized");
+            if !allowed(
+                self.shard.cfg.authorizer.as_ref(),
+                Some(&self.principal),
+                Action::Subscribe,
+                f.filter.as_bytes(),
+            ) {
+                tracing::debug!(client_id = %crate::show::short(&self.principal.client_id), filter = %crate::show::short(&f.filter), "subscription not authorized");
                 codes.push(if v5 { reason::NOT_AUTHORIZED } else { reason::V4_SUBACK_FAILURE });
                 granted.push(None);
                 continue;
