@@ -4,14 +4,18 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Open-loop MQTT load generator: drives any MQTT 3.1.1 or 5.0 broker on a fixed schedule
 /// and reports end-to-end latency (from the scheduled send time, so a stalled broker shows
 /// up as latency) with loss, duplicate and order checks, and an SLO verdict.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
 pub struct Args {
+    /// `loadgen plot`: draw runs from their --json files instead of running one.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Scenario: fan-in (many publishers, few subscribers), fan-out (few publishers, many
     /// subscribers), p2p (publisher i -> subscriber i), shared (a $share group), conn
     /// (connection storm).
@@ -80,9 +84,14 @@ pub struct Args {
     /// 127.0.0.1,127.0.0.2), past the per-address port limit.
     #[arg(long, value_delimiter = ',')]
     pub source: Vec<IpAddr>,
-    /// Worker threads (one pinned executor each; default: the CPUs it may use).
+    /// Worker threads (one executor each; default: the CPUs it may use, or as many as
+    /// --cpus lists).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Pin the worker threads to these CPUs, round-robin (e.g. 1, 0,1 or 1-3); each must be
+    /// one the process may run on. Unpinned without it.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
     /// Connections opened per second in the `conn` scenario (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     pub connect_rate: u64,
@@ -105,9 +114,70 @@ pub struct Args {
     /// Write the end-to-end latency distribution in HdrHistogram's percentile text format.
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
+    /// Draw the run as SVG: the end-to-end latency percentile curve and the delivered
+    /// messages per second.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
     /// No progress lines, only the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+/// Commands other than a run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Overlay runs in one SVG from the files their --json wrote: one line per file in the
+    /// latency percentile panel and in the messages-per-second panel.
+    Plot(PlotArgs),
+}
+
+/// Flags of `loadgen plot`.
+#[derive(Debug, clap::Args)]
+pub struct PlotArgs {
+    /// JSON files written by `loadgen --json`.
+    #[arg(required = true, value_name = "JSON")]
+    pub files: Vec<PathBuf>,
+    /// The SVG to write.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Names for the legend, one per file, comma separated (default: the file stems).
+    #[arg(long, value_delimiter = ',')]
+    pub label: Vec<String>,
+    /// Title (default: the labels).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// CPUs to pin workers to, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parses `1`, `0,1`, `1-3` or `0,2-3` into CPU numbers, each once, in the order given.
+pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    let bad = |why: &str| format!("{s:?}: {why} (use e.g. 1, 0,1 or 1-3)");
+    let num = |t: &str| t.trim().parse::<usize>().map_err(|_| bad(&format!("{:?} is not a CPU number", t.trim())));
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => {
+                let c = num(part)?;
+                (c, c)
+            }
+        };
+        if lo > hi {
+            return Err(bad(&format!("range {lo}-{hi} runs backwards")));
+        }
+        if hi - lo >= 4096 {
+            return Err(bad(&format!("range {lo}-{hi} is too long")));
+        }
+        for c in lo..=hi {
+            if !cpus.contains(&c) {
+                cpus.push(c);
+            }
+        }
+    }
+    Ok(CpuList(cpus))
 }
 
 /// The load shapes.

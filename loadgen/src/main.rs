@@ -13,12 +13,17 @@
 //! subscribers `--drain` to receive what is still on its way, and fails the run when a
 //! message the broker acknowledged never arrived.
 //!
+//! `--plot` draws the latency percentile curve and the messages delivered per second as
+//! SVG; `loadgen plot` overlays runs from the files their `--json` wrote. `--cpus` pins the
+//! workers.
+//!
 //! Exit status: 0 done (and SLO met), 1 SLO failed, 2 could not run (bad flags, broker
 //! unreachable, CONNACK or SUBACK refused, descriptor limit too low).
 
 mod args;
 mod link;
 mod plan;
+mod plot;
 mod report;
 mod roles;
 mod stats;
@@ -33,7 +38,7 @@ use clap::Parser;
 
 use proto::QoS;
 
-use crate::args::{Args, Scenario};
+use crate::args::{Args, Command, Scenario};
 use crate::plan::Plan;
 use crate::report::{check_slo, Params, Percentiles, Summary};
 use crate::stats::{histogram, Shared, DONE, RUNNING};
@@ -45,6 +50,15 @@ const TICK: Duration = Duration::from_millis(10);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Plot(p)) = &args.command {
+        return match plot::overlay(p) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen plot: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match run(&args) {
         Ok(summary) => {
             print!("{}", report::text(&summary));
@@ -52,6 +66,12 @@ fn main() -> ExitCode {
                 let json = serde_json::to_string_pretty(&summary).unwrap_or_default();
                 if let Err(e) = std::fs::write(path, json + "\n") {
                     eprintln!("loadgen: cannot write {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+            if let Some(path) = &args.plot {
+                if let Err(e) = plot::write_run(&summary, path) {
+                    eprintln!("loadgen: {e}");
                     return ExitCode::from(2);
                 }
             }
@@ -251,6 +271,8 @@ fn empty_summary(plan: &Plan) -> Summary {
         errors: 0,
         error_samples: Vec::new(),
         slo: None,
+        percentile_curve: Vec::new(),
+        rate_per_second: Vec::new(),
     }
 }
 
@@ -268,7 +290,14 @@ fn summarize(
     let mut subs = Vec::new();
     let mut unacked = vec![Vec::new(); plan.pubs.len()];
     let mut last_connected = 0;
+    let mut per_second: Vec<u64> = Vec::new();
     for r in results {
+        if per_second.len() < r.per_second.len() {
+            per_second.resize(r.per_second.len(), 0);
+        }
+        for (total, n) in per_second.iter_mut().zip(&r.per_second) {
+            *total += n;
+        }
         let _ = latency.add(&r.latency);
         let _ = ack.add(&r.ack);
         let _ = connect.add(&r.connect);
@@ -319,6 +348,13 @@ fn summarize(
         s.sent_rate = if s.publish_time_s > 0.0 { s.sent as f64 / s.publish_time_s } else { 0.0 };
         s.received_rate = if s.delivery_time_s > 0.0 { s.unique as f64 / s.delivery_time_s } else { 0.0 };
     }
+    // The seconds publishers published, and any later ones a message arrived in: a quiet
+    // drain at the end is no second of zero deliveries.
+    let last = per_second.iter().rposition(|n| *n > 0).map_or(0, |i| i + 1);
+    let seconds = (s.publish_time_s.ceil() as usize).max(last);
+    per_second.truncate(seconds);
+    s.rate_per_second = per_second;
+    s.percentile_curve = plot::curve(&latency);
     s.latency_us = Percentiles::of(&latency);
     s.ack_latency_us = Percentiles::of(&ack);
     s.connect_latency_us = Percentiles::of(&connect);

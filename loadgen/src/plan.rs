@@ -70,6 +70,8 @@ pub struct Plan {
     pub sources: Vec<IpAddr>,
     /// Worker threads.
     pub threads: usize,
+    /// CPUs the workers are pinned to, round-robin (empty: unpinned).
+    pub cpus: Vec<usize>,
     /// Connections per second (conn scenario).
     pub connect_rate: u64,
     /// Publishers.
@@ -82,6 +84,9 @@ pub struct Plan {
     /// For each publisher, how many subscribers should receive each of its messages.
     pub deliveries: Vec<u64>,
 }
+
+/// Most seconds the per-second delivery tally holds; later deliveries count in its last.
+const MAX_TALLY_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
 /// Smallest payload: run id (4), publisher (4), sequence (8), scheduled time (8).
 pub const HEADER: usize = 24;
@@ -131,6 +136,10 @@ impl Plan {
         if !a.topic.contains("{i}") && a.scenario == Scenario::P2p {
             return Err("p2p needs `{i}` in --topic so each pair has its own topic".into());
         }
+        let cpus = match &a.cpus {
+            Some(list) => check_cpus(&list.0)?,
+            None => Vec::new(),
+        };
         // Before building anything per client: a million-client typo fails here, fast.
         check_fd_limit(npubs + nsubs)?;
         let run = run_id();
@@ -178,7 +187,11 @@ impl Plan {
                 }
             })
             .collect();
-        let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let threads = match (a.threads, cpus.len()) {
+            (Some(n), _) => n,
+            (None, 0) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            (None, n) => n,
+        };
         Ok(Plan {
             scenario: a.scenario,
             run,
@@ -199,6 +212,7 @@ impl Plan {
             keep_alive: a.keep_alive,
             sources: a.source.clone(),
             threads: threads.max(1),
+            cpus,
             connect_rate: a.connect_rate,
             pubs,
             subs,
@@ -216,6 +230,13 @@ impl Plan {
     pub fn shared(&self) -> bool {
         self.subs.first().is_some_and(|s| proto::topic::parse_shared(&s.filter).is_some())
     }
+
+    /// Whole seconds the per-second delivery tally has room for: warm-up, measuring and
+    /// drain, plus slack for the start and the stop (at most a week).
+    pub fn tally_seconds(&self) -> usize {
+        let secs = (self.warmup + self.duration + self.drain).as_secs_f64().ceil();
+        (secs.min(MAX_TALLY_SECONDS) as usize) + 2
+    }
 }
 
 /// A short id that keeps the client ids and the messages of concurrent or successive runs
@@ -226,6 +247,52 @@ fn run_id() -> u32 {
         .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
         .unwrap_or(0);
     nanos ^ std::process::id().rotate_left(16)
+}
+
+/// The CPUs this process may run on (its sched_getaffinity mask); None when the kernel
+/// does not say.
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain bits; all zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity(2) fills the set we own, of the size we give.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return None;
+    }
+    // SAFETY: every index is below CPU_SETSIZE, inside the set.
+    Some((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
+
+/// `0-3,6` for `[0, 1, 2, 3, 6]` (sorted input).
+fn ranges(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// Checks `--cpus` against the CPUs the process may run on.
+fn check_cpus(cpus: &[usize]) -> Result<Vec<usize>, String> {
+    let given = || cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let Some(allowed) = allowed_cpus() else {
+        return Err(format!("--cpus {}: cannot read the CPUs this process may use", given()));
+    };
+    let outside: Vec<usize> = cpus.iter().copied().filter(|c| !allowed.contains(c)).collect();
+    if !outside.is_empty() {
+        return Err(format!(
+            "--cpus {}: this process may not run on CPU {} (it may use CPUs {})",
+            given(),
+            outside.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+            ranges(&allowed)
+        ));
+    }
+    Ok(cpus.to_vec())
 }
 
 /// Checks the descriptor limit against the connections asked for.

@@ -98,6 +98,8 @@ pub struct Params {
     pub threads: usize,
     /// Persistent sessions.
     pub persistent: bool,
+    /// CPUs the workers were pinned to (--cpus; empty: unpinned).
+    pub cpus: Vec<usize>,
 }
 
 impl Params {
@@ -121,6 +123,7 @@ impl Params {
             drain_s: plan.drain.as_secs_f64(),
             threads: plan.threads,
             persistent: plan.persistent,
+            cpus: plan.cpus.clone(),
         }
     }
 }
@@ -181,6 +184,13 @@ pub struct Summary {
     pub error_samples: Vec<String>,
     /// SLO verdict, when one was given.
     pub slo: Option<Verdict>,
+    /// The end-to-end latency distribution for plotting: `[percentile in %, latency µs]`
+    /// at points evenly spaced in log10(1/(1-p)), from 0% to 99.999%.
+    pub percentile_curve: Vec<(f64, u64)>,
+    /// Distinct messages received in each whole second from the first scheduled publish
+    /// (warm-up included) to the last publish or the last delivery, whichever is later; the
+    /// last second may be partial.
+    pub rate_per_second: Vec<u64>,
 }
 
 /// The outcome of an SLO check.
@@ -410,6 +420,8 @@ mod tests {
             errors: 0,
             error_samples: vec![],
             slo: None,
+            percentile_curve: vec![],
+            rate_per_second: vec![],
         }
     }
 

@@ -47,11 +47,24 @@ pub struct Ctx {
     pub ack: RefCell<Histogram<u64>>,
     /// The first error messages of this worker's clients.
     pub errors: RefCell<Vec<String>>,
+    /// New messages this worker's subscribers received in each whole second after the
+    /// first scheduled publish (the last entry also takes any later ones).
+    pub per_second: RefCell<Vec<u64>>,
 }
 
 impl Ctx {
     fn counters(&self) -> &crate::stats::Counters {
         &self.shared.counters[self.worker]
+    }
+
+    /// Counts `n` new messages received at `now` (ns after time zero) in their second.
+    fn tally(&self, now: u64, n: u64) {
+        let go = self.shared.go_ns.load(Ordering::Relaxed);
+        let mut tally = self.per_second.borrow_mut();
+        if let Some(last) = tally.len().checked_sub(1) {
+            let second = (now.saturating_sub(go) / 1_000_000_000) as usize;
+            tally[second.min(last)] += n;
+        }
     }
 
     /// Counts an error and keeps its message if there are few yet.
@@ -555,6 +568,7 @@ pub async fn subscriber(ctx: Rc<Ctx>, spec: SubSpec, link: Rc<Link>, mut rbuf: B
         }
         if fresh > 0 {
             counters.last_unique_ns.fetch_max(now, Ordering::Relaxed);
+            ctx.tally(now, fresh);
         }
         if shared.phase() == DONE || why.is_some() {
             break;

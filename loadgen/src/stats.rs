@@ -259,6 +259,8 @@ pub struct WorkerResult {
     pub last_connected_ns: u64,
     /// Connections established.
     pub connected: u64,
+    /// New messages received in each whole second after the first scheduled publish.
+    pub per_second: Vec<u64>,
 }
 
 impl WorkerResult {
@@ -273,6 +275,7 @@ impl WorkerResult {
             errors: Vec::new(),
             last_connected_ns: 0,
             connected: 0,
+            per_second: Vec::new(),
         }
     }
 }

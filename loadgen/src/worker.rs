@@ -22,18 +22,27 @@ const IO_MEMORY: usize = 256 * 1024;
 /// How often a worker hands its interval histogram to the progress reporter.
 const HANDOVER: Duration = Duration::from_millis(250);
 
-/// Starts `plan.threads` workers.
+/// Starts `plan.threads` workers: on `plan.cpus` round-robin when given (--cpus), else
+/// pinned to CPU `w % cpus` with `pin`, else unbound.
 pub fn spawn(plan: Arc<Plan>, shared: Arc<Shared>, pin: bool) -> Result<Vec<ExecutorJoinHandle<WorkerResult>>, String> {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     (0..plan.threads)
         .map(|w| {
             let (plan, shared) = (plan.clone(), shared.clone());
-            let placement = if pin { Placement::Fixed(w % cpus) } else { Placement::Unbound };
+            let fixed = plan.cpus.get(w % plan.cpus.len().max(1)).copied();
+            let placement = match fixed {
+                Some(cpu) => Placement::Fixed(cpu),
+                None if pin => Placement::Fixed(w % cpus),
+                None => Placement::Unbound,
+            };
             LocalExecutorBuilder::new(placement)
                 .name(&format!("loadgen-{w}"))
                 .io_memory(IO_MEMORY)
                 .spawn(move || run(plan, shared, w))
-                .map_err(|e| format!("cannot start worker {w}: {e} (loadgen needs io_uring)"))
+                .map_err(|e| match fixed {
+                    Some(cpu) => format!("cannot start worker {w} on CPU {cpu}: {e}"),
+                    None => format!("cannot start worker {w}: {e} (loadgen needs io_uring)"),
+                })
         })
         .collect()
 }
@@ -51,6 +60,7 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
         interval: RefCell::new(histogram()),
         ack: RefCell::new(histogram()),
         errors: RefCell::new(Vec::new()),
+        per_second: RefCell::new(vec![0; plan.tally_seconds()]),
     });
     let handover = {
         let ctx = ctx.clone();
@@ -127,6 +137,7 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
     result.errors.extend(ctx.errors.take());
     result.latency = ctx.latency.borrow().clone();
     result.ack = ctx.ack.borrow().clone();
+    result.per_second = ctx.per_second.take();
     result
 }
 
