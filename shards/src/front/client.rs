@@ -464,10 +464,7 @@ impl Client {
                 // Decided before any await: a packet (or an error) is not kept in the
                 // connection's task while it waits.
                 let step = match proto::read(&mut rbuf, self.protocol, max) {
-                    Ok(packet) => match self.handle(packet) {
-                        Ok(()) => None,
-                        Err(end) => Some(end),
-                    },
+                    Ok(packet) => self.handle(packet).err(),
                     Err(ProtoError::Incomplete(n)) => {
                         want = n.clamp(read_size, READ_MAX);
                         break;
