@@ -300,10 +300,7 @@ impl Conn {
             Ok(_) if b.len() <= self.hard_cap() => {
                 let grown = b.capacity() != cap;
                 drop(b);
-                if grown {
-                    self.recharge();
-                }
-                self.wake();
+                self.queued_more(grown);
                 true
             }
             Ok(_) => {
@@ -334,12 +331,17 @@ impl Conn {
         fill(&mut b);
         let grown = b.capacity() != cap;
         drop(b);
+        self.queued_more(grown);
+        true
+    }
+
+    /// Something was queued: the writer wakes, and the budget is charged again if the
+    /// outbox grew (charged by what is allocated: only a growth changes it).
+    fn queued_more(&self, grown: bool) {
         if grown {
-            // Charged by what is allocated: only a growth changes it.
             self.recharge();
         }
         self.wake();
-        true
     }
 
     /// Charges the shard's budget with what this connection's buffers have allocated
