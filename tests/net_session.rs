@@ -101,12 +101,18 @@ async fn v5_takeover_with_clean_start_discards_session() {
     .await;
     assert!(!ack.session_present);
     first.closed().await;
-    let (mut control, _) = Mqtt5::connect(&broker, &unique_id("ctl")).await;
-    control.subscribe(&topic, 1).await;
-    let (mut publ, _) = Mqtt5::connect(&broker, &unique_id("pub")).await;
-    publ.publish_acked(&topic, 1, false, "x").await;
-    assert_eq!(&control.next_publish().await.payload[..], b"x");
+    published_and_seen(&broker, &topic).await;
     second.expect_no_publish(QUIET).await;
+}
+
+/// Publishes one QoS 1 message to `topic` and waits until a control subscriber has it: the
+/// sync point after which any other subscriber to `topic` would have had it too.
+async fn published_and_seen(broker: &TestBroker, topic: &str) {
+    let (mut control, _) = Mqtt4::connect(broker, &unique_id("ctl")).await;
+    control.subscribe(topic, 1).await;
+    let (mut publ, _) = Mqtt4::connect(broker, &unique_id("pub")).await;
+    publ.publish_acked(topic, 1, false, "x").await;
+    assert_eq!(&control.next_publish().await.payload[..], b"x");
 }
 
 /// Issue 10 [MQTT-3.1.2-6]: a clean session lasts as long as its connection; a
@@ -128,13 +134,7 @@ async fn v4_clean_session_taken_over_by_persistent_connection_is_not_reused_issu
     .await;
     assert!(!ack.session_present, "a clean session is never resumed");
     first.closed().await;
-    // A control subscriber is the sync point: once it has the message, the new session
-    // would have had it too.
-    let (mut control, _) = Mqtt4::connect(&broker, &unique_id("ctl")).await;
-    control.subscribe(&topic, 1).await;
-    let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("pub")).await;
-    publ.publish_acked(&topic, 1, false, "x").await;
-    assert_eq!(&control.next_publish().await.payload[..], b"x");
+    published_and_seen(&broker, &topic).await;
     second.expect_no_publish(QUIET).await;
 }
 
@@ -154,11 +154,7 @@ async fn v5_expiry_0_session_taken_over_by_clean_start_0_is_not_reused_issue_10(
     .await;
     assert!(!ack.session_present, "a session with expiry 0 is never resumed");
     first.closed().await;
-    let (mut control, _) = Mqtt5::connect(&broker, &unique_id("ctl")).await;
-    control.subscribe(&topic, 1).await;
-    let (mut publ, _) = Mqtt5::connect(&broker, &unique_id("pub")).await;
-    publ.publish_acked(&topic, 1, false, "x").await;
-    assert_eq!(&control.next_publish().await.payload[..], b"x");
+    published_and_seen(&broker, &topic).await;
     second.expect_no_publish(QUIET).await;
 }
 

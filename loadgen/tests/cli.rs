@@ -7,7 +7,7 @@ mod support;
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 
-use support::{free_port, have, text, wait_listening, Peer, BIN};
+use support::{free_port, have, output_within, text, wait_listening, Peer, BIN};
 
 fn broker(tweak: impl FnOnce(&mut ringmq::EngineConfig)) -> ringmq::Node {
     let mut cfg = ringmq::EngineConfig {
@@ -142,7 +142,7 @@ fn descriptor_limit_too_low_is_refused_before_connecting() {
             Ok(())
         })
     };
-    let out = cmd.output().unwrap();
+    let out = output_within(&mut cmd);
     assert_eq!(out.status.code(), Some(2));
     let t = text(&out);
     assert!(t.contains("5000 connections") && t.contains("ulimit -n") && t.contains("is 1000"), "{t}");
@@ -161,13 +161,13 @@ fn bad_flags_are_refused() {
 fn hgrm_file_is_written() {
     let node = broker(|_| {});
     let path = std::env::temp_dir().join(format!("loadgen-{}.hgrm", std::process::id()));
-    let out = Command::new(BIN)
-        .args(["fan-in", "--rate", "1000", "--duration", "500ms", "--warmup", "100ms", "--quiet", "--broker"])
-        .arg(node.local_addrs()[0].to_string())
-        .arg("--hgrm")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(BIN)
+            .args(["fan-in", "--rate", "1000", "--duration", "500ms", "--warmup", "100ms", "--quiet", "--broker"])
+            .arg(node.local_addrs()[0].to_string())
+            .arg("--hgrm")
+            .arg(&path),
+    );
     assert!(out.status.success(), "{}", text(&out));
     let t = std::fs::read_to_string(&path).unwrap();
     assert!(t.contains("Percentile") && t.contains("#[Max"), "{t}");

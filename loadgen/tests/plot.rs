@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{text, BIN};
+use support::{output_within, text, BIN};
 
 fn broker() -> ringmq::Node {
     let cfg = ringmq::EngineConfig {
@@ -29,7 +29,7 @@ fn scratch(test: &str) -> PathBuf {
 }
 
 fn loadgen(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("loadgen runs")
+    output_within(Command::new(BIN).args(args))
 }
 
 /// A short bounded run writing `<name>.json` and `<name>.svg` in `dir`; returns the JSON.

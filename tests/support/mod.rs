@@ -106,18 +106,7 @@ impl TestBroker {
 
     /// Waits (bounded) until `f` holds for the node's drop counters; returns them.
     pub async fn wait_drops(&self, what: &str, timeout: Duration, f: impl Fn(&ringmq::Drops) -> bool) -> ringmq::Drops {
-        let deadline = Instant::now() + timeout;
-        for _ in 0..10_000 {
-            let d = self.drops();
-            if f(&d) {
-                return d;
-            }
-            if Instant::now() >= deadline {
-                panic!("broker: {what} not seen within {timeout:?}; counters: {d:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("broker: {what} not seen")
+        poll_until(what, timeout, Duration::from_millis(50), || self.drops(), f).await
     }
 
     /// The node's metrics snapshot (each shard publishes every 100 ms).
@@ -133,18 +122,7 @@ impl TestBroker {
         timeout: Duration,
         f: impl Fn(&ringmq::ShardMetrics) -> bool,
     ) -> ringmq::Snapshot {
-        let deadline = Instant::now() + timeout;
-        for _ in 0..10_000 {
-            let m = self.metrics();
-            if f(&m.total) {
-                return m;
-            }
-            if Instant::now() >= deadline {
-                panic!("broker: {what} not seen within {timeout:?}; metrics: {:?}", m.total);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("broker: {what} not seen")
+        poll_until(what, timeout, Duration::from_millis(50), || self.metrics(), |m| f(&m.total)).await
     }
 
     /// Client connections the node currently counts.
@@ -154,17 +132,30 @@ impl TestBroker {
 
     /// Waits (bounded) until the node counts exactly `n` connections.
     pub async fn wait_connections(&self, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        for _ in 0..10_000 {
-            if self.connections() == n {
-                return;
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let what = format!("{n} connections");
+        poll_until(&what, timeout, Duration::from_millis(20), || self.connections(), |c| *c == n).await;
+    }
+}
+
+/// Reads `get` every `every` until `ok` holds for what it read, and returns that; panics
+/// naming `what` and the last reading once `timeout` has passed.
+async fn poll_until<T: Debug>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    get: impl Fn() -> T,
+    ok: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = get();
+        if ok(&v) {
+            return v;
         }
-        panic!("broker: expected {n} connections within {timeout:?}, it counts {}", self.connections());
+        if Instant::now() >= deadline {
+            panic!("broker: {what} not seen within {timeout:?}; last reading: {v:?}");
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

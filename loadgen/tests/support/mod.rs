@@ -22,16 +22,46 @@ pub fn run(addr: SocketAddr, args: &[&str]) -> (Output, serde_json::Value) {
     let name: String = args.join("_").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
     let json = dir.join(format!("{name}-{}.json", addr.port()));
     let _ = std::fs::remove_file(&json);
-    let out = Command::new(BIN)
-        .arg("--broker")
-        .arg(addr.to_string())
-        .args(["--quiet", "--json"])
-        .arg(&json)
-        .args(args)
-        .output()
-        .expect("loadgen runs");
+    let out = output_within(
+        Command::new(BIN).arg("--broker").arg(addr.to_string()).args(["--quiet", "--json"]).arg(&json).args(args),
+    );
     let value = std::fs::read_to_string(&json).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     (out, value)
+}
+
+/// How long one loadgen run in a test may take before it is killed: every run here is
+/// bounded by its own duration or count, so only a hang reaches this.
+pub const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `cmd` to its end and returns its output, or kills it and panics naming it once it
+/// has run for [`RUN_LIMIT`].
+pub fn output_within(cmd: &mut Command) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the command starts");
+    // Drained on their own threads so that a chatty child never blocks on a full pipe.
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read + Send>));
+    let err = drain(child.stderr.take().map(|e| Box::new(e) as Box<dyn std::io::Read + Send>));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the command can be waited for") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {RUN_LIMIT:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
 }
 
 /// Standard output and error of a run, for assertion messages.

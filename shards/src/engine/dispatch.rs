@@ -31,7 +31,7 @@ impl Shard {
     /// shard, and is queued in `out` for the meshes otherwise.
     pub fn dispatch(&self, st: &mut State, to: usize, work: Work, out: &mut Outgoing) {
         match (self.router.dest(to), work) {
-            (Dest::Here, Work::In(m)) => self.handle_ingress(st, self.id, m, out),
+            (Dest::Here, Work::In(m)) => self.handle_ingress(st, self.router.id, m, out),
             (Dest::Here, Work::Out(m)) => self.handle_egress(st, m),
             (Dest::Shard(d), Work::In(m)) => out.ingress(d, m),
             (Dest::Shard(d), Work::Out(m)) => out.egress(d, m),

@@ -150,7 +150,7 @@ impl Shard {
                     Some(p) => {
                         parts.insert(p);
                     }
-                    None => parts.extend(self.router.table.owned_by(self.id)),
+                    None => parts.extend(self.router.table.owned_by(self.router.id)),
                 }
             }
             if item.add_interest {
@@ -178,7 +178,7 @@ impl Shard {
     /// Changes `origin`'s subscription count for `filter` (member count, for a shared
     /// group) by `delta`.
     pub fn apply_interest(&self, st: &mut State, origin: usize, filter: &str, delta: i64) {
-        let n = self.nshards;
+        let n = self.router.nshards;
         match proto::topic::parse_shared(filter) {
             Some((_, inner)) => {
                 st.interest.entry(inner, || Interest::new(n));

@@ -266,7 +266,7 @@ impl Shard {
     pub fn request_replay(&self, st: &mut State, slot: u32, out: &mut Outgoing) {
         let Some(Some(s)) = st.slots.get_mut(slot as usize) else { return };
         let Some(plan) = s.take_replay() else { return };
-        let to = SessionRef { shard: self.id as u16, slot, generation: s.generation };
+        let to = SessionRef { shard: self.router.id as u16, slot, generation: s.generation };
         let filters: Vec<(String, QoS)> = s.subs.iter().map(|(f, o)| (f.clone(), o.qos)).collect();
         let mut per_shard: HashMap<usize, Vec<ReplayPart>> = HashMap::new();
         for part in plan {

@@ -200,11 +200,7 @@ impl State {
 
 /// A shard.
 pub struct Shard {
-    /// This shard's index (as in `router`).
-    pub id: usize,
-    /// Number of shards (as in `router`).
-    pub nshards: usize,
-    /// Where things live: this shard, the partition table.
+    /// Where things live: this shard's index, the number of shards, the partition table.
     pub router: Router,
     /// Configuration.
     pub cfg: Arc<EngineConfig>,
@@ -230,8 +226,6 @@ impl Shard {
         let outbox = OutboxBudget::new(cfg.limits.max_outbound_total / nshards.max(1));
         let st = State { fanout: ShardSet::new(nshards), ..State::default() };
         Shard {
-            id,
-            nshards,
             router: Router::new(id, nshards, cfg.partitions),
             cfg,
             node,
@@ -253,7 +247,7 @@ impl Shard {
 
     /// An outgoing batch sized for this node.
     pub fn outgoing(&self) -> Outgoing {
-        Outgoing::new(self.nshards)
+        Outgoing::new(self.router.nshards)
     }
 
     /// True once the node is stopping.

@@ -37,7 +37,12 @@ impl Shard {
     /// group) at every shard that may own matching topics.
     pub fn send_interest(&self, st: &mut State, filter: &str, delta: i64, out: &mut Outgoing) {
         for t in self.router.targets(filter) {
-            self.to_owner(st, t, Ingress::Interest { origin: self.id as u16, filter: filter.to_owned(), delta }, out);
+            self.to_owner(
+                st,
+                t,
+                Ingress::Interest { origin: self.router.id as u16, filter: filter.to_owned(), delta },
+                out,
+            );
         }
     }
 

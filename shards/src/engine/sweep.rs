@@ -87,7 +87,7 @@ impl Shard {
 
     /// Publishes this shard's metrics into its slot of the node (every tick).
     pub fn publish_metrics(&self) {
-        let Some(slot) = self.node.metrics.get(self.id) else { return };
+        let Some(slot) = self.node.metrics.get(self.router.id) else { return };
         let st = self.st.borrow();
         let (c, o, g, ss, store) = (&self.counters, &self.outbox, &st.gauges, &st.stats, &st.store.stats);
         slot.store(ShardMetrics {

@@ -294,7 +294,7 @@ fn setup(
             s.pump();
         }
     }
-    tracing::info!(client_id = %short(&client_id), ?protocol, shard = shard.id, session_present = present, "client connected");
+    tracing::info!(client_id = %short(&client_id), ?protocol, shard = shard.router.id, session_present = present, "client connected");
 
     let will = will_message(&connect, &client_id).map(|(m, delay)| (shard.placed(m), delay));
     {
@@ -553,7 +553,7 @@ impl Client {
                     let shard = self.shard.clone();
                     let st = &mut *shard.st.borrow_mut();
                     shard.persist_session(st, self.slot);
-                    let to = SessionRef { shard: shard.id as u16, slot: self.slot, generation: self.generation };
+                    let to = SessionRef { shard: shard.router.id as u16, slot: self.slot, generation: self.generation };
                     st.store.defer(crate::store::Deferred::Packet { to, conn_id: self.conn.id, packet: pubcomp });
                 } else {
                     self.conn.send(&pubcomp);
@@ -710,7 +710,8 @@ impl Client {
                 if !self.conn.ack_in_order(p.pkid, p.qos, None, self.max_pending_acks()) {
                     return Err(End::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
                 }
-                let to = SessionRef { shard: self.shard.id as u16, slot: self.slot, generation: self.generation };
+                let to =
+                    SessionRef { shard: self.shard.router.id as u16, slot: self.slot, generation: self.generation };
                 Some(AckTo { to, conn_id: self.conn.id, pkid: p.pkid, qos: p.qos })
             }
             _ => {

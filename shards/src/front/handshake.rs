@@ -191,8 +191,8 @@ async fn refuse_bad_connect(stream: &mut Stream, level: Option<u8>, e: &ProtoErr
 /// A client id assigned by the broker, chosen so that this shard owns it.
 fn assign_client_id(shard: &Shard) -> String {
     loop {
-        let id = format!("ringmq-{}-{}-{:x}", shard.id, shard.conn_id(), std::process::id());
-        if shard.router.owner(id.as_bytes()) == shard.id {
+        let id = format!("ringmq-{}-{}-{:x}", shard.router.id, shard.conn_id(), std::process::id());
+        if shard.router.owner(id.as_bytes()) == shard.router.id {
             return id;
         }
     }

@@ -88,27 +88,8 @@ impl Outgoing {
         if self.len == 0 {
             return true;
         }
-        let mut left = 0;
-        for to in 0..self.egress.len() {
-            if !self.egress[to].is_empty() {
-                if let Err(e) = mesh.egress.try_send_to(to, std::mem::take(&mut self.egress[to])) {
-                    let back = refused(e);
-                    left += back.len();
-                    self.egress[to] = back;
-                }
-            }
-        }
-        for to in 0..self.ingress.len() {
-            if !self.ingress[to].is_empty() {
-                if let Err(e) = mesh.ingress.try_send_to(to, std::mem::take(&mut self.ingress[to])) {
-                    let back = refused(e);
-                    left += back.len();
-                    self.ingress[to] = back;
-                }
-            }
-        }
-        self.len = left;
-        left == 0
+        self.len = try_send_all(&mut self.egress, &mesh.egress) + try_send_all(&mut self.ingress, &mesh.ingress);
+        self.len == 0
     }
 
     /// Sends every non-empty batch, one channel message per destination. Egress goes
@@ -118,21 +99,29 @@ impl Outgoing {
             return;
         }
         self.len = 0;
-        for to in 0..self.egress.len() {
-            if !self.egress[to].is_empty() {
-                let batch = std::mem::take(&mut self.egress[to]);
-                if mesh.egress.send_to(to, batch).await.is_err() {
-                    tracing::debug!(to, "egress channel closed, batch dropped");
-                }
-            }
+        send_all(&mut self.egress, &mesh.egress, "egress").await;
+        send_all(&mut self.ingress, &mesh.ingress, "ingress").await;
+    }
+}
+
+/// Offers each non-empty batch to its channel; a refused one stays in place. Returns how
+/// many messages are left.
+fn try_send_all<T: Send + 'static>(batches: &mut [Vec<T>], senders: &Senders<Vec<T>>) -> usize {
+    let mut left = 0;
+    for (to, batch) in batches.iter_mut().enumerate().filter(|(_, b)| !b.is_empty()) {
+        if let Err(e) = senders.try_send_to(to, std::mem::take(batch)) {
+            *batch = refused(e);
+            left += batch.len();
         }
-        for to in 0..self.ingress.len() {
-            if !self.ingress[to].is_empty() {
-                let batch = std::mem::take(&mut self.ingress[to]);
-                if mesh.ingress.send_to(to, batch).await.is_err() {
-                    tracing::debug!(to, "ingress channel closed, batch dropped");
-                }
-            }
+    }
+    left
+}
+
+/// Sends each non-empty batch, waiting for room; one whose channel is closed is dropped.
+async fn send_all<T: Send + 'static>(batches: &mut [Vec<T>], senders: &Senders<Vec<T>>, mesh: &str) {
+    for (to, batch) in batches.iter_mut().enumerate().filter(|(_, b)| !b.is_empty()) {
+        if senders.send_to(to, std::mem::take(batch)).await.is_err() {
+            tracing::debug!(to, mesh, "channel closed, batch dropped");
         }
     }
 }

@@ -98,7 +98,7 @@ impl Client {
         for w in wills {
             self.shard.route(&mut self.shard.st.borrow_mut(), w, None, &mut self.out);
         }
-        self.out.flush(&self.shard.mesh).await;
+        self.flush().await;
         tracing::info!(client_id = %short(&self.principal.client_id), reason = ?end, "client disconnected");
     }
 }

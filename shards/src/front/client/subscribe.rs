@@ -22,7 +22,7 @@ impl Client {
         let sub_id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut granted = Vec::with_capacity(s.filters.len());
-        let mut items: Vec<Vec<InterestItem>> = (0..self.shard.nshards).map(|_| Vec::new()).collect();
+        let mut items: Vec<Vec<InterestItem>> = (0..self.shard.router.nshards).map(|_| Vec::new()).collect();
         let shard = self.shard.clone();
         let mut guard = shard.st.borrow_mut();
         let st = &mut *guard;
@@ -98,7 +98,7 @@ impl Client {
             req,
             PendingSubscribe { pkid: s.pkid, codes, granted, remaining, retained: Vec::new(), conn_id: self.conn.id },
         );
-        let from = SessionRef { shard: shard.id as u16, slot: self.slot, generation: self.generation };
+        let from = SessionRef { shard: shard.router.id as u16, slot: self.slot, generation: self.generation };
         for (t, its) in items.into_iter().enumerate() {
             if !its.is_empty() {
                 shard.to_owner(st, t, Ingress::Subscribe { from, req, items: its }, &mut self.out);
