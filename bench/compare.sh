@@ -4,7 +4,7 @@
 # go on this machine, printed as one table with the machine's description on top.
 #
 #   bench/compare.sh [--quick] [--per-core] [--brokers "ringmq mosquitto nats rumqttd relay ..."]
-#                    [--only TEXT] [--no-build] [--out DIR]
+#                    [--only TEXT] [--no-build] [--out DIR] [--generator loadgen|clientgen]
 #
 # ringmq-seg-interval and ringmq-seg-always are RingMQ with segment storage (fsync
 # interval:5ms / always); they run only the QoS 1 storage row, where plain ringmq is the
@@ -15,6 +15,8 @@
 # share the whole machine.
 # --only TEXT: only the scenarios whose name contains TEXT (e.g. --only flood).
 # --no-build: use the release binaries already built (in $CARGO_TARGET_DIR or target/).
+# --generator clientgen: load from the second generator (bench/src/bin/clientgen.rs, rumqttc
+# on tokio) instead of loadgen, for the rows it can run (p2p); the others are skipped.
 # Flood rows (loadgen --flood): every publisher as fast as its own in-flight window allows,
 # no end-to-end limit; "msg/s received" is then messages delivered over the time from the
 # first publish to the last delivery, and "lost" adds "(N acked)" when the broker lost
@@ -34,6 +36,7 @@ BROKERS="ringmq mosquitto nats rumqttd relay ringmq-seg-interval ringmq-seg-alwa
 ONLY=""
 BUILD=1
 PER_CORE=0
+GEN=loadgen
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) DUR=3s; WARM=1s ;;
@@ -42,16 +45,19 @@ while [ $# -gt 0 ]; do
     --only) ONLY="$2"; shift ;;
     --no-build) BUILD=0 ;;
     --out) OUT="$2"; shift ;;
-    *) echo "usage: bench/compare.sh [--quick] [--per-core] [--brokers LIST] [--only TEXT] [--no-build] [--out DIR]" >&2; exit 2 ;;
+    --generator) GEN="$2"; shift ;;
+    *) echo "usage: bench/compare.sh [--quick] [--per-core] [--brokers LIST] [--only TEXT] [--no-build] [--out DIR] [--generator loadgen|clientgen]" >&2; exit 2 ;;
   esac
   shift
 done
+case "$GEN" in loadgen|clientgen) ;; *) echo "--generator $GEN: loadgen or clientgen" >&2; exit 2 ;; esac
 mkdir -p "$OUT"
 ulimit -n 20000 2>/dev/null || true
 
 if [ "$BUILD" = 1 ]; then cargo build --release -q -p ringmq -p loadgen -p bench --bins; fi
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 LG="$BIN/loadgen"
+CG="$BIN/clientgen"
 RUN="${PEERS_RUN:-/tmp/ringmq-peers}"
 # Per core: the broker (and everything it starts) on CPU 0, loadgen on CPU 1.
 BPIN=(); LGPIN=(); SHARDS=()
@@ -100,11 +106,11 @@ T="--duration $DUR --warmup $WARM"
 # default, 100), and up to 60 s after publishing for the subscribers to receive what the
 # broker accepted (the run ends as soon as they have): a deep buffer is not a loss.
 F="--inflight 100 --drain 60s"
-# name | loadgen arguments | which brokers can run it
+# name | loadgen arguments | which brokers can run it | clientgen arguments (none: loadgen only)
 SCENARIOS=(
   "fan-in 8->1 QoS0 64B max|fan-in --publishers 8 --subscribers 1 --qos 0 --size 64 --max $T|all"
   "fan-out 1->100 QoS0 64B max|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --max $T|all"
-  "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000 $T|qos1"
+  "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000 $T|qos1|--pairs 10 --qos 1 --size 64 --rate 20000 --duration ${DUR%s} --warmup ${WARM%s}"
   "15000 idle connections|conn --subscribers 15000 --connect-rate 5000 $T|all"
   "fan-in 8->1 QoS1 64B max|fan-in --publishers 8 --subscribers 1 --qos 1 --size 64 --max --inflight 100 $T|storage"
   "flood 1->1 QoS1 64B 50k msg|fan-in --flood --publishers 1 --subscribers 1 --qos 1 --size 64 $F --count 50000|qos1"
@@ -122,8 +128,9 @@ HZ=$(getconf CLK_TCK)
 ROWS="$OUT/rows.tsv"
 : >"$ROWS"
 for sc in "${SCENARIOS[@]}"; do
-  IFS='|' read -r name args which <<<"$sc"
+  IFS='|' read -r name args which cgargs <<<"$sc"
   if [ -n "$ONLY" ] && [[ "$name" != *"$ONLY"* ]]; then continue; fi
+  if [ "$GEN" = clientgen ] && [ -z "$cgargs" ]; then continue; fi
   for b in $BROKERS; do
     # The relay has no acknowledgements: QoS 1 runs are not meaningful against it.
     if [ "$which" = qos1 ] && [ "$b" = relay ]; then continue; fi
@@ -136,9 +143,15 @@ for sc in "${SCENARIOS[@]}"; do
     before=$(cpu_ticks "$pid")
     json="$OUT/$(echo "$b-$name" | tr -c 'a-zA-Z0-9\n' '_').json"
     rm -f "$json"
-    # shellcheck disable=SC2086
-    "${LGPIN[@]}" "$LG" $args --broker "127.0.0.1:$port" --quiet --json "$json" \
-      >"$json.txt" 2>&1 || echo "  ($b: loadgen exited $?; see $json.txt)" >&2
+    if [ "$GEN" = clientgen ]; then
+      # shellcheck disable=SC2086
+      "${LGPIN[@]}" "$CG" $cgargs --broker "127.0.0.1:$port" --json "$json" \
+        >"$json.txt" 2>&1 || echo "  ($b: clientgen exited $?; see $json.txt)" >&2
+    else
+      # shellcheck disable=SC2086
+      "${LGPIN[@]}" "$LG" $args --broker "127.0.0.1:$port" --quiet --json "$json" \
+        >"$json.txt" 2>&1 || echo "  ($b: loadgen exited $?; see $json.txt)" >&2
+    fi
     after=$(cpu_ticks "$pid")
     rss=$(peak_rss_kb "$pid")
     stop_broker "$b"
@@ -147,9 +160,9 @@ for sc in "${SCENARIOS[@]}"; do
   done
 done
 
-python3 - "$ROWS" "$HZ" "$DUR" "$PER_CORE" >"$OUT/results.md" <<'PY'
+python3 - "$ROWS" "$HZ" "$DUR" "$PER_CORE" "$GEN" >"$OUT/results.md" <<'PY'
 import json, sys, platform, os, subprocess
-rows, hz, dur, per_core = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+rows, hz, dur, per_core, gen = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", sys.argv[5]
 cpu = "unknown CPU"
 try:
     for line in open("/proc/cpuinfo"):
@@ -158,8 +171,8 @@ try:
 except OSError:
     pass
 mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-mode = "per core: broker on CPU 0 (RingMQ 1 shard), loadgen on CPU 1" if per_core else "whole machine: broker and loadgen share every CPU"
-print(f"Machine: {cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}; runs of {dur} after warm-up; {mode}.\n")
+mode = f"per core: broker on CPU 0 (RingMQ 1 shard), {gen} on CPU 1" if per_core else f"whole machine: broker and {gen} share every CPU"
+print(f"Machine: {cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB, Linux {platform.release()}; generator {gen}; runs of {dur} after warm-up; {mode}.\n")
 print("| scenario | broker | msg/s received | p50 ms | p99 ms | p99.9 ms | lost | broker CPU s / M msg | peak RSS MiB |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for line in open(rows):
