@@ -6,6 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::{future::poll_fn, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
+use netpoll::Stream;
 use proto::{ConnAck, Connect, Packet, Properties, Props, Protocol};
 
 /// How long a CONNECT may wait for its CONNACK.
@@ -23,7 +24,7 @@ pub const OUTBOX_HIGH: usize = 256 * 1024;
 
 /// A socket read and written by different tasks; each poll borrows it only for the call.
 #[derive(Clone)]
-pub struct Sock(Rc<RefCell<TcpStream>>);
+pub struct Sock(Rc<RefCell<Stream>>);
 
 impl AsyncRead for Sock {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -46,7 +47,7 @@ impl AsyncWrite for Sock {
 impl Sock {
     /// Sets the read timeout.
     pub fn set_read_timeout(&self, d: Option<Duration>) {
-        let _ = self.0.borrow().set_read_timeout(d);
+        self.0.borrow_mut().set_read_timeout(d);
     }
 }
 
@@ -112,7 +113,9 @@ pub async fn connect(
     }
     sk.connect(&broker.into()).map_err(|e| format!("broker unreachable at {broker}: {e}"))?;
     let _ = sk.set_nodelay(true);
-    let stream = TcpStream::from(sk);
+    // SAFETY: into_raw_fd hands over ownership of the connected socket's descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(sk.into_raw_fd()) };
+    let stream = Stream::new(fd).map_err(|e| format!("socket: {e}"))?;
     let sock = Sock(Rc::new(RefCell::new(stream)));
     let mut properties = Properties::default();
     if protocol == Protocol::V5 && !clean {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use proto::{reason, Protocol};
 use socket2::{Domain, Socket, Type};
@@ -98,16 +97,6 @@ pub fn check_io_uring() -> Result<(), String> {
     Err(format!("RingMQ needs io_uring: {why} ({err})"))
 }
 
-fn listener_socket(addr: SocketAddr) -> std::io::Result<Socket> {
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
-    let sk = Socket::new(domain, Type::STREAM, None)?;
-    sk.set_reuse_address(true)?;
-    sk.set_reuse_port(true)?;
-    sk.bind(&addr.into())?;
-    sk.listen(LISTEN_BACKLOG)?;
-    Ok(sk)
-}
-
 /// Fails when something already listens on `addr`. SO_REUSEPORT would otherwise let a
 /// second broker join the first one's port silently and split its clients between them.
 fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
@@ -188,7 +177,8 @@ impl Node {
         let mut addrs = Vec::new();
         for want in &cfg.listen {
             ensure_port_free(*want).map_err(|source| Error::Bind { addr: *want, source })?;
-            let first = listener_socket(*want).map_err(|source| Error::Bind { addr: *want, source })?;
+            let first = netpoll::listening_socket(*want, LISTEN_BACKLOG)
+                .map_err(|source| Error::Bind { addr: *want, source })?;
             let bound = first
                 .local_addr()
                 .ok()
@@ -198,7 +188,8 @@ impl Node {
             // SAFETY: into_raw_fd hands over ownership of the socket's descriptor.
             per_shard[0].push(unsafe { OwnedFd::from_raw_fd(first.into_raw_fd()) });
             for fds in per_shard.iter_mut().skip(1) {
-                let sk = listener_socket(bound).map_err(|source| Error::Bind { addr: bound, source })?;
+                let sk = netpoll::listening_socket(bound, LISTEN_BACKLOG)
+                    .map_err(|source| Error::Bind { addr: bound, source })?;
                 // SAFETY: as above.
                 fds.push(unsafe { OwnedFd::from_raw_fd(sk.into_raw_fd()) });
             }
@@ -401,14 +392,16 @@ async fn shard_main(
             }
         }));
     }
-    let accepts: Vec<_> = fds
-        .into_iter()
-        .map(|fd| {
-            // SAFETY: the descriptor is a bound, listening socket handed over with ownership.
-            let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
-            glommio::spawn_local(accept_loop(shard.clone(), listener))
-        })
-        .collect();
+    let mut accepts = Vec::with_capacity(fds.len());
+    for fd in fds {
+        match netpoll::Listener::new(fd) {
+            Ok(listener) => accepts.push(glommio::spawn_local(accept_loop(shard.clone(), listener))),
+            Err(e) => {
+                let _ = ready.send(Err(format!("shard {id} cannot listen: {e}")));
+                return;
+            }
+        }
+    }
     tracing::debug!(shard = id, "shard running");
     let _ = ready.send(Ok(()));
     drop(ready);

@@ -24,6 +24,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::task::{Poll, Waker};
@@ -33,8 +34,8 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::future::poll_fn;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
-use glommio::net::{TcpListener, TcpStream};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use netpoll::{listening_socket, Listener};
 use proto::{ConnAck, Packet, Props, Protocol, SubAck};
 use shards::net::tcp::Tcp;
 use shards::net::Socket;
@@ -210,8 +211,7 @@ async fn write_loop(out: Rc<Outbox>) {
     }
 }
 
-async fn connection(local: Rc<Local>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+async fn connection(local: Rc<Local>, stream: netpoll::Stream) {
     let socket = Socket::new(Box::new(Tcp(stream)));
     let out = Rc::new(Outbox { buf: RefCell::default(), waker: Cell::new(None), closed: Cell::new(false), socket });
     let writer = glommio::spawn_local(write_loop(out.clone()));
@@ -223,7 +223,10 @@ async fn connection(local: Rc<Local>, stream: TcpStream) {
 
 /// One executor: listen, join the mesh, serve the mesh and the connections forever.
 async fn shard(addr: SocketAddr, mesh: MeshBuilder<Bytes, Full>, report: mpsc::Sender<Result<SocketAddr, String>>) {
-    let listener = match TcpListener::bind(addr) {
+    // SAFETY: into_raw_fd hands over ownership of the listening socket's descriptor.
+    let listener = match listening_socket(addr, 1024)
+        .and_then(|sk| Listener::new(unsafe { OwnedFd::from_raw_fd(sk.into_raw_fd()) }))
+    {
         Ok(l) => l,
         Err(e) => {
             let _ = report.send(Err(format!("cannot listen on {addr}: {e}")));

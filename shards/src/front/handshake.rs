@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_lite::AsyncReadExt;
-use glommio::net::TcpListener;
 use proto::{reason, ConnAck, Connect, Error as ProtoError, Packet, Props, Protocol};
 
 use super::rules::{topic_allowed, MAX_AUTH_ROUNDS};
@@ -25,6 +24,7 @@ use crate::net::tcp::Tcp;
 use crate::net::{reason_props, Admitted, Transport};
 use crate::route::mesh::{Handoff, Ingress};
 use crate::show::short;
+use netpoll::Listener;
 
 /// Bytes asked of the socket per read while waiting for CONNECT.
 const HANDSHAKE_READ: usize = 256;
@@ -33,11 +33,10 @@ const HANDSHAKE_READ: usize = 256;
 type Stream = Box<dyn Transport>;
 
 /// Accepts connections until the task is dropped.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                let _ = stream.set_nodelay(true);
                 glommio::spawn_local(handshake(shard.clone(), Box::new(Tcp(stream)))).detach();
             }
             Err(e) => {

@@ -1,6 +1,7 @@
 //! Transports and a connection's outbound side: the byte-stream seam every connection
 //! runs over ([`Transport`], and [`Detached`], its sendable form for the hand-off to the
-//! session's shard), plain TCP as its first implementation ([`tcp`]), the socket the
+//! session's shard), plain TCP as its first implementation ([`tcp`], on the shard's
+//! `netpoll` readiness), the socket the
 //! reader and writer of one connection share ([`Socket`]), the outbox and writer task
 //! ([`conn`]), and a connection's place under a connection limit ([`Admitted`]).
 //!
@@ -31,7 +32,7 @@ pub use conn::{reason_props, writer, CloseCause, Conn, OutboxBudget};
 pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// Bounds each read: one that waits longer fails with `TimedOut` (keep-alive, and the
     /// CONNECT wait).
-    fn set_read_timeout(&self, d: Option<Duration>);
+    fn set_read_timeout(&mut self, d: Option<Duration>);
     /// Shuts the stream down: pending reads and writes return at once (`Both`), or the
     /// peer reads to the end while it may still be read from (`Write`).
     fn shutdown(&self, how: Shutdown);
@@ -61,8 +62,8 @@ impl Detached {
 }
 
 /// One transport shared by the reader and writer tasks of a connection. Each poll
-/// borrows it only for the duration of the call; glommio keeps separate read and write
-/// readiness sources, so a pending read and a pending write coexist.
+/// borrows it only for the duration of the call; the poller keeps separate read and write
+/// waiters, so a pending read and a pending write coexist.
 #[derive(Clone)]
 pub struct Socket(Rc<RefCell<Box<dyn Transport>>>);
 
@@ -74,7 +75,7 @@ impl Socket {
 
     /// Sets the read timeout (keep-alive).
     pub fn set_read_timeout(&self, d: Option<Duration>) {
-        self.0.borrow().set_read_timeout(d);
+        self.0.borrow_mut().set_read_timeout(d);
     }
 
     /// Shuts the transport down both ways: pending reads and writes return at once.

@@ -1,54 +1,38 @@
-//! Plain TCP: the first [`Transport`]. Its detached form is the socket's descriptor.
+//! Plain TCP: the first [`Transport`], a [`netpoll::Stream`] on the shard's poller; its
+//! detached form is the socket's descriptor.
 //!
 //! Used by the front's listeners and hand-off.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
+use netpoll::Stream;
 
 use super::{Attach, Detached, Transport};
 
 /// A TCP connection on its shard.
-pub struct Tcp(pub TcpStream);
+pub struct Tcp(pub Stream);
 
 impl Transport for Tcp {
-    fn set_read_timeout(&self, d: Option<Duration>) {
-        let _ = self.0.set_read_timeout(d);
+    fn set_read_timeout(&mut self, d: Option<Duration>) {
+        self.0.set_read_timeout(d);
     }
 
     fn shutdown(&self, how: Shutdown) {
-        let how = match how {
-            Shutdown::Read => libc::SHUT_RD,
-            Shutdown::Write => libc::SHUT_WR,
-            Shutdown::Both => libc::SHUT_RDWR,
-        };
-        // SAFETY: shutdown(2) on the descriptor this stream owns; an error (already shut
-        // down or reset) is harmless and ignored.
-        unsafe {
-            libc::shutdown(self.0.as_raw_fd(), how);
-        }
+        self.0.shutdown(how);
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {
-        self.0.peer_addr().ok()
+        self.0.peer_addr()
     }
 
     fn detach(self: Box<Self>) -> io::Result<Detached> {
-        // glommio's stream closes its descriptor when dropped: hand over a duplicate.
-        // SAFETY: dup(2) of a descriptor we own; the new descriptor is owned by the OwnedFd.
-        let fd = unsafe { libc::dup(self.0.as_raw_fd()) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor returned by dup above, owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Detached(Box::new(TcpFd(fd))))
+        Ok(Detached(Box::new(TcpFd(self.0.into_fd()))))
     }
 }
 
@@ -78,8 +62,6 @@ struct TcpFd(OwnedFd);
 
 impl Attach for TcpFd {
     fn attach(self: Box<Self>) -> io::Result<Box<dyn Transport>> {
-        // SAFETY: the descriptor was handed over with ownership; it becomes the stream's.
-        let stream = unsafe { TcpStream::from_raw_fd(self.0.into_raw_fd()) };
-        Ok(Box::new(Tcp(stream)))
+        Ok(Box::new(Tcp(Stream::new(self.0)?)))
     }
 }
