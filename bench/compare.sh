@@ -110,6 +110,8 @@ F="--inflight 100 --drain 60s"
 SCENARIOS=(
   "fan-in 8->1 QoS0 64B max|fan-in --publishers 8 --subscribers 1 --qos 0 --size 64 --max $T|all"
   "fan-out 1->100 QoS0 64B max|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --max $T|all"
+  "fan-out 1->100 QoS0 64B 100k/s delivered|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --rate 1000 $T|all"
+  "fan-in 100->1 QoS1 64B 50k msg/s|fan-in --publishers 100 --subscribers 1 --qos 1 --size 64 --rate 50000 $T|qos1"
   "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000 $T|qos1|--pairs 10 --qos 1 --size 64 --rate 20000 --duration ${DUR%s} --warmup ${WARM%s}"
   "15000 idle connections|conn --subscribers 15000 --connect-rate 5000 $T|all"
   "fan-in 8->1 QoS1 64B max|fan-in --publishers 8 --subscribers 1 --qos 1 --size 64 --max --inflight 100 $T|storage"
