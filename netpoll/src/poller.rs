@@ -70,15 +70,20 @@ impl std::fmt::Debug for Poller {
 }
 
 thread_local! {
-    static LOCAL: RefCell<Option<Rc<Poller>>> = const { RefCell::new(None) };
+    /// The thread's poller and the glommio executor its pump runs on.
+    static LOCAL: RefCell<Option<(usize, Rc<Poller>)>> = const { RefCell::new(None) };
 }
 
 impl Poller {
     /// The calling thread's poller, created (and its pump spawned on the thread's glommio
-    /// executor) on first use.
+    /// executor) on first use, and again when a new executor runs on the thread (the pump
+    /// of an ended executor is gone; sockets registered under it stay with the old one).
     pub fn local() -> io::Result<Rc<Poller>> {
-        if let Some(p) = LOCAL.with(|l| l.borrow().clone()) {
-            return Ok(p);
+        let executor = glommio::executor().id();
+        if let Some((ex, p)) = LOCAL.with(|l| l.borrow().clone()) {
+            if ex == executor {
+                return Ok(p);
+            }
         }
         // SAFETY: epoll_create1 has no memory arguments; a negative result is an error.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -92,7 +97,7 @@ impl Poller {
             free: RefCell::new(Vec::new()),
         });
         glommio::spawn_local(pump(Rc::downgrade(&poller))).detach();
-        LOCAL.with(|l| *l.borrow_mut() = Some(poller.clone()));
+        LOCAL.with(|l| *l.borrow_mut() = Some((executor, poller.clone())));
         Ok(poller)
     }
 
@@ -314,6 +319,27 @@ mod tests {
             ready(&reg2, Way::Write).await;
             a.write_all(b"x").unwrap();
         });
+    }
+
+    #[test]
+    fn a_second_executor_on_the_same_thread_gets_a_poller_with_a_pump() {
+        std::thread::spawn(|| {
+            for round in 0..2 {
+                glommio::LocalExecutor::default().run(async move {
+                    let poller = Poller::local().unwrap();
+                    let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+                    b.set_nonblocking(true).unwrap();
+                    let reg = poller.register(b.as_raw_fd()).unwrap();
+                    reg.clear(Way::Read);
+                    a.write_all(b"x").unwrap();
+                    // Only a running pump marks it ready again (bounded: panics past 10 s).
+                    ready(&reg, Way::Read).await;
+                    assert_eq!((&b).read(&mut [0u8; 4]).unwrap(), 1, "round {round}");
+                });
+            }
+        })
+        .join()
+        .expect("both executors were served");
     }
 
     #[test]
