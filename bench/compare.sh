@@ -16,7 +16,8 @@
 # --only TEXT: only the scenarios whose name contains TEXT (e.g. --only flood).
 # --no-build: use the release binaries already built (in $CARGO_TARGET_DIR or target/).
 # --generator clientgen: load from the second generator (bench/src/bin/clientgen.rs, rumqttc
-# on tokio) instead of loadgen, for the rows it can run (p2p); the others are skipped.
+# on tokio) instead of loadgen, for the rows it can run (the fixed-rate p2p, fan-out and
+# fan-in rows); the others are skipped.
 # Flood rows (loadgen --flood): every publisher as fast as its own in-flight window allows,
 # no end-to-end limit; "msg/s received" is then messages delivered over the time from the
 # first publish to the last delivery, and "lost" adds "(N acked)" when the broker lost
@@ -110,9 +111,9 @@ F="--inflight 100 --drain 60s"
 SCENARIOS=(
   "fan-in 8->1 QoS0 64B max|fan-in --publishers 8 --subscribers 1 --qos 0 --size 64 --max $T|all"
   "fan-out 1->100 QoS0 64B max|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --max $T|all"
-  "fan-out 1->100 QoS0 64B 100k/s delivered|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --rate 1000 $T|all"
-  "fan-in 100->1 QoS1 64B 50k msg/s|fan-in --publishers 100 --subscribers 1 --qos 1 --size 64 --rate 50000 $T|qos1"
-  "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000 $T|qos1|--pairs 10 --qos 1 --size 64 --rate 20000 --duration ${DUR%s} --warmup ${WARM%s}"
+  "fan-out 1->100 QoS0 64B 100k/s delivered|fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --rate 1000 $T|all|--scenario fan-out --publishers 1 --subscribers 100 --qos 0 --size 64 --rate 1000 --duration ${DUR%s} --warmup ${WARM%s}"
+  "fan-in 100->1 QoS1 64B 50k msg/s|fan-in --publishers 100 --subscribers 1 --qos 1 --size 64 --rate 50000 $T|qos1|--scenario fan-in --publishers 100 --subscribers 1 --qos 1 --size 64 --rate 50000 --duration ${DUR%s} --warmup ${WARM%s}"
+  "p2p 20k msg/s QoS1 64B|p2p --publishers 10 --qos 1 --size 64 --rate 20000 $T|qos1|--publishers 10 --qos 1 --size 64 --rate 20000 --duration ${DUR%s} --warmup ${WARM%s}"
   "15000 idle connections|conn --subscribers 15000 --connect-rate 5000 $T|all"
   "fan-in 8->1 QoS1 64B max|fan-in --publishers 8 --subscribers 1 --qos 1 --size 64 --max --inflight 100 $T|storage"
   "flood 1->1 QoS1 64B 50k msg|fan-in --flood --publishers 1 --subscribers 1 --qos 1 --size 64 $F --count 50000|qos1"

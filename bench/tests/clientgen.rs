@@ -1,5 +1,6 @@
 //! clientgen, the second load generator: against an in-process RingMQ it delivers and
-//! counts every message and writes the figures compare.sh reads; against a broker that
+//! counts every message (p2p at each QoS, fan-in, fan-out) and writes the figures
+//! compare.sh reads; against a broker that
 //! drops acknowledged messages it reports the loss and exits 1; bad input is refused naming
 //! the flag. Nothing here depends on timing: rates are low and only counts are asserted.
 
@@ -75,6 +76,64 @@ fn delivers_and_counts_every_message_at_each_qos() {
         assert_eq!(j["params"]["scenario"], "p2p", "compare.sh reads the scenario: {j}");
         assert!(text(&out).contains("received 1200 lost 0"), "{}", text(&out));
     }
+    node.stop();
+    node.join().unwrap();
+}
+
+#[test]
+fn fan_in_and_fan_out_count_every_delivery() {
+    let node = broker();
+    let addr = node.local_addrs()[0].to_string();
+    // 20 publishers at 2000 msg/s into 2 wildcard subscribers: 2 s of 100 each, twice over.
+    let args = [
+        "--scenario",
+        "fan-in",
+        "--publishers",
+        "20",
+        "--subscribers",
+        "2",
+        "--rate",
+        "2000",
+        "--warmup",
+        "1",
+        "--duration",
+        "1",
+    ];
+    let (out, j) = clientgen(&addr, &args);
+    assert!(out.status.success(), "fan-in: {}", text(&out));
+    assert_eq!(
+        (j["sent"].as_u64(), j["expected"].as_u64(), j["received"].as_u64()),
+        (Some(4000), Some(8000), Some(8000)),
+        "{j}"
+    );
+    assert_eq!(j["lost"], 0, "{j}");
+    assert_eq!(j["latency_us"]["count"], 4000, "the measured second, at both subscribers: {j}");
+    assert_eq!(j["params"]["scenario"], "fan-in", "{j}");
+    // One publisher at 200 msg/s to 10 subscribers of its topic, at QoS 0.
+    let args = [
+        "--scenario",
+        "fan-out",
+        "--publishers",
+        "1",
+        "--subscribers",
+        "10",
+        "--qos",
+        "0",
+        "--rate",
+        "200",
+        "--warmup",
+        "1",
+        "--duration",
+        "1",
+    ];
+    let (out, j) = clientgen(&addr, &args);
+    assert!(out.status.success(), "fan-out: {}", text(&out));
+    assert_eq!(
+        (j["sent"].as_u64(), j["expected"].as_u64(), j["received"].as_u64()),
+        (Some(400), Some(4000), Some(4000)),
+        "{j}"
+    );
+    assert_eq!((j["lost"].as_u64(), j["foreign"].as_u64()), (Some(0), Some(0)), "{j}");
     node.stop();
     node.join().unwrap();
 }

@@ -2,10 +2,13 @@
 //! tokio), so that a figure found with loadgen can be checked with a generator that shares
 //! none of loadgen's code, runtime or I/O model (epoll, not io_uring).
 //!
-//! It runs the p2p scenario at a fixed rate: `--pairs` publishers, each with its own
-//! subscriber on its own topic, publishing open loop on a schedule (publisher `i` sends its
-//! `k`-th message at `start + offset_i + k * period`), each as fast as rumqttc's own
-//! in-flight window allows. A message carries the time it was due and its sequence number;
+//! It runs three shapes at a fixed total rate (`--scenario`): `p2p` (`--publishers`
+//! publishers, each with its own subscriber on its own topic), `fan-in` (the publishers on
+//! topics of their own, `--subscribers` subscribers to all of them through a wildcard) and
+//! `fan-out` (the publishers on one topic, every subscriber on it). Publishers publish open
+//! loop on a schedule (publisher `i` sends its `k`-th message at `start + offset_i + k *
+//! period`), each as fast as rumqttc's own in-flight window allows. A message carries the
+//! time it was due, its sequence number and its publisher;
 //! the latency recorded is delivery time minus due time, so a generator or broker that
 //! falls behind shows as latency, not as a lower rate (no coordinated omission). Messages
 //! due in the warm-up are delivered but not recorded.
@@ -14,7 +17,7 @@
 //! it. At the end it prints one line of figures and, with `--json FILE`, writes them with
 //! the same `latency_us` keys as loadgen's JSON (`p50`, `p99`, `p99_9`, ... in µs).
 //!
-//! `cargo run -p bench --release --bin clientgen -- --broker 127.0.0.1:1883 --pairs 10 \
+//! `cargo run -p bench --release --bin clientgen -- --broker 127.0.0.1:1883 --publishers 10 \
 //!  --qos 1 --rate 20000 --duration 10`
 
 use std::cell::RefCell;
@@ -31,13 +34,19 @@ struct Args {
     /// Broker address, host:port.
     #[arg(long, default_value = "127.0.0.1:1883")]
     broker: String,
-    /// Publisher/subscriber pairs, one topic each.
-    #[arg(long, default_value_t = 10)]
-    pairs: usize,
+    /// p2p, fan-in or fan-out.
+    #[arg(long, default_value = "p2p")]
+    scenario: String,
+    /// Publishers (for p2p also the number of subscribers, one per publisher).
+    #[arg(long, alias = "pairs", default_value_t = 10)]
+    publishers: usize,
+    /// Subscribers (fan-in and fan-out).
+    #[arg(long, default_value_t = 1)]
+    subscribers: usize,
     /// QoS of the publishes and the subscriptions (0, 1 or 2).
     #[arg(long, default_value_t = 1)]
     qos: u8,
-    /// Payload bytes (at least 16: the due time and the sequence number).
+    /// Payload bytes (at least 20: the due time, the sequence number, the publisher).
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Messages per second over all publishers.
@@ -64,11 +73,12 @@ struct Args {
 struct Seen {
     latency: Histogram<u64>,
     received: u64,
-    /// Next sequence number expected per pair (a gap is a loss, a repeat a duplicate).
-    next: Vec<u64>,
+    /// Next sequence number expected per subscriber and publisher (a gap is a loss, a
+    /// repeat a duplicate).
+    next: Vec<Vec<u64>>,
     lost: u64,
     duplicates: u64,
-    /// Messages for another pair's topic (a broker routing by something else).
+    /// Messages a subscriber should not have had (a broker routing by something else).
     foreign: u64,
 }
 
@@ -102,66 +112,108 @@ fn main() {
     }
 }
 
+/// Which shape, and who gets what in it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    P2p,
+    FanIn,
+    FanOut,
+}
+
+impl Shape {
+    fn parse(s: &str) -> Result<Shape, String> {
+        match s {
+            "p2p" => Ok(Shape::P2p),
+            "fan-in" => Ok(Shape::FanIn),
+            "fan-out" => Ok(Shape::FanOut),
+            _ => Err(format!("--scenario {s}: p2p, fan-in or fan-out")),
+        }
+    }
+
+    /// Whether subscriber `sub` is to receive publisher `publisher`'s messages.
+    fn expects(self, sub: usize, publisher: usize) -> bool {
+        self != Shape::P2p || sub == publisher
+    }
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let qos = qos_of(args.qos)?;
-    if args.size < 16 {
-        return Err(format!("--size {}: at least 16 bytes", args.size));
+    let shape = Shape::parse(&args.scenario)?;
+    if args.size < 20 {
+        return Err(format!("--size {}: at least 20 bytes", args.size));
     }
-    if args.pairs == 0 || args.rate == 0 {
-        return Err("--pairs and --rate must be above 0".into());
+    if args.publishers == 0 || args.rate == 0 || args.subscribers == 0 {
+        return Err("--publishers, --subscribers and --rate must be above 0".into());
     }
+    let npubs = args.publishers;
+    let nsubs = if shape == Shape::P2p { npubs } else { args.subscribers };
     let run_id = std::process::id();
     let seen = Rc::new(RefCell::new(Seen {
         latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
         received: 0,
-        next: vec![0; args.pairs],
+        next: vec![vec![0; npubs]; nsubs],
         lost: 0,
         duplicates: 0,
         foreign: 0,
     }));
     let epoch = Instant::now();
     let total = args.warmup + args.duration;
-    let period = Duration::from_nanos(1_000_000_000 * args.pairs as u64 / args.rate);
-    let per_pair = total * args.rate / args.pairs as u64;
-    let warm_seq = args.warmup * args.rate / args.pairs as u64;
+    let period = Duration::from_nanos(1_000_000_000 * npubs as u64 / args.rate);
+    let per_pub = total * args.rate / npubs as u64;
+    let warm_seq = args.warmup * args.rate / npubs as u64;
+    let topics: Rc<Vec<String>> = Rc::new(
+        (0..npubs)
+            .map(|i| match shape {
+                Shape::FanOut => format!("clientgen/{run_id}/0"),
+                _ => format!("clientgen/{run_id}/{i}"),
+            })
+            .collect(),
+    );
 
     // Subscribers first, each acknowledged by its SUBACK before any publisher starts.
     let mut subs = Vec::new();
-    for i in 0..args.pairs {
-        let topic = format!("clientgen/{run_id}/{i}");
-        let (client, mut el) = AsyncClient::new(options(&args, format!("clientgen-sub-{run_id}-{i}"))?, 16);
-        client.subscribe(&topic, qos).await.map_err(|e| e.to_string())?;
+    for j in 0..nsubs {
+        let filter = match shape {
+            Shape::P2p => topics[j].clone(),
+            Shape::FanIn => format!("clientgen/{run_id}/+"),
+            Shape::FanOut => topics[0].clone(),
+        };
+        let (client, mut el) = AsyncClient::new(options(&args, format!("clientgen-sub-{run_id}-{j}"))?, 16);
+        client.subscribe(&filter, qos).await.map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let ev = tokio::time::timeout_at(deadline.into(), el.poll()).await;
             match ev {
                 Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(format!("subscriber {i}: {e}")),
-                Err(_) => return Err(format!("subscriber {i}: no SUBACK within 10 s")),
+                Ok(Err(e)) => return Err(format!("subscriber {j}: {e}")),
+                Err(_) => return Err(format!("subscriber {j}: no SUBACK within 10 s")),
             }
         }
-        let seen = seen.clone();
+        let (seen, topics) = (seen.clone(), topics.clone());
         subs.push(tokio::task::spawn_local(async move {
             let _client = client;
             while let Ok(ev) = el.poll().await {
                 let Event::Incoming(Packet::Publish(p)) = ev else { continue };
                 let at = epoch.elapsed().as_nanos() as u64;
                 let mut s = seen.borrow_mut();
-                if p.topic != topic || p.payload.len() < 16 {
+                let from = (p.payload.len() >= 20)
+                    .then(|| u32::from_le_bytes(p.payload[16..20].try_into().expect("4 bytes")) as usize)
+                    .filter(|&i| i < npubs && shape.expects(j, i) && p.topic == topics[i]);
+                let Some(i) = from else {
                     s.foreign += 1;
                     continue;
-                }
+                };
                 let due = u64::from_le_bytes(p.payload[0..8].try_into().expect("8 bytes"));
                 let seq = u64::from_le_bytes(p.payload[8..16].try_into().expect("8 bytes"));
                 s.received += 1;
-                let next = s.next[i];
+                let next = s.next[j][i];
                 if seq < next {
                     s.duplicates += 1;
                     continue;
                 }
                 s.lost += seq - next;
-                s.next[i] = seq + 1;
+                s.next[j][i] = seq + 1;
                 if seq >= warm_seq {
                     let us = (at.saturating_sub(due) / 1000).max(1);
                     let _ = s.latency.record(us);
@@ -171,16 +223,17 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     let mut pubs = Vec::new();
-    for i in 0..args.pairs {
-        let topic = format!("clientgen/{run_id}/{i}");
+    for i in 0..npubs {
+        let topic = topics[i].clone();
         let (client, mut el) = AsyncClient::new(options(&args, format!("clientgen-pub-{run_id}-{i}"))?, 64);
         tokio::task::spawn_local(async move { while el.poll().await.is_ok() {} });
         let size = args.size;
-        let offset = period * i as u32 / args.pairs as u32;
+        let offset = period * i as u32 / npubs as u32;
         pubs.push(tokio::task::spawn_local(async move {
             let start = epoch + Duration::from_millis(200) + offset;
             let mut payload = vec![0u8; size];
-            for k in 0..per_pair {
+            payload[16..20].copy_from_slice(&(i as u32).to_le_bytes());
+            for k in 0..per_pub {
                 let due = start + period * k as u32;
                 tokio::time::sleep_until(due.into()).await;
                 payload[0..8].copy_from_slice(&((due - epoch).as_nanos() as u64).to_le_bytes());
@@ -189,16 +242,19 @@ async fn run(args: Args) -> Result<(), String> {
                     return k;
                 }
             }
-            per_pair
+            per_pub
         }));
     }
     let mut sent = 0u64;
     for p in pubs {
         sent += p.await.map_err(|e| e.to_string())?;
     }
+    // Every subscriber expects every message of each publisher it follows.
+    let expected = sent * (0..nsubs).map(|j| (0..npubs).filter(|&i| shape.expects(j, i)).count() as u64).sum::<u64>()
+        / npubs as u64;
     let published = epoch.elapsed();
     let drain_until = Instant::now() + Duration::from_secs(args.drain);
-    while seen.borrow().received - seen.borrow().duplicates < sent && Instant::now() < drain_until {
+    while seen.borrow().received - seen.borrow().duplicates < expected && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for s in subs {
@@ -206,13 +262,17 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let s = seen.borrow();
     // What never came is lost too (for QoS 0 a loss the broker may take; reported either way).
-    let missing: u64 = s.next.iter().map(|&n| per_pair - n.min(per_pair)).sum();
+    let missing: u64 = (0..nsubs)
+        .flat_map(|j| (0..npubs).map(move |i| (j, i)))
+        .filter(|&(j, i)| shape.expects(j, i))
+        .map(|(j, i)| per_pub - s.next[j][i].min(per_pub))
+        .sum();
     let lost = s.lost + missing;
     let h = &s.latency;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let rate = s.received as f64 / (published.as_secs_f64() - 0.2).max(0.001);
     println!(
-        "clientgen: sent {sent} received {} lost {lost} duplicates {} foreign {} ({rate:.0} msg/s) latency ms p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
+        "clientgen: sent {sent} expected {expected} received {} lost {lost} duplicates {} foreign {} ({rate:.0} msg/s) latency ms p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
         s.received,
         s.duplicates,
         s.foreign,
@@ -223,10 +283,10 @@ async fn run(args: Args) -> Result<(), String> {
     );
     if let Some(path) = &args.json {
         let json = format!(
-            "{{\"params\":{{\"scenario\":\"p2p\",\"generator\":\"clientgen\",\"pairs\":{},\"qos\":{},\"rate\":{}}},\
-             \"sent\":{sent},\"received\":{},\"unique\":{},\"lost\":{lost},\"duplicates\":{},\"foreign\":{},\"received_rate\":{rate:.0},\
+            "{{\"params\":{{\"scenario\":\"{}\",\"generator\":\"clientgen\",\"publishers\":{npubs},\"subscribers\":{nsubs},\"qos\":{},\"rate\":{}}},\
+             \"sent\":{sent},\"expected\":{expected},\"received\":{},\"unique\":{},\"lost\":{lost},\"duplicates\":{},\"foreign\":{},\"received_rate\":{rate:.0},\
              \"latency_us\":{{\"count\":{},\"mean\":{:.1},\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{},\"p99_99\":{},\"max\":{}}}}}\n",
-            args.pairs,
+            args.scenario,
             args.qos,
             args.rate,
             s.received,
