@@ -14,11 +14,12 @@
 //! Owned by its thread ([`Poller::local`]); used by [`crate::Stream`] and
 //! [`crate::Listener`], and by anything else that registers a descriptor.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
 
@@ -26,6 +27,8 @@ use futures_lite::AsyncReadExt;
 const HARVEST: usize = 256;
 /// Looks in a row that may skip glommio's reactor while each finds events.
 const BUSY_LOOKS: u32 = 8;
+/// How often the pump looks for read deadlines that passed (their precision).
+const SCAN: Duration = Duration::from_millis(100);
 
 /// One registered socket: who waits for it, and whether it may be ready. Readiness is a
 /// hint: set by an event (or at registration), cleared when a syscall finds nothing; a
@@ -34,9 +37,13 @@ const BUSY_LOOKS: u32 = 8;
 struct Slot {
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// When a waiting read times out (see [`Registration::arm_deadline`]).
+    deadline: Option<Instant>,
     readable: bool,
     writable: bool,
     used: bool,
+    /// The deadline passed while the read waited; its next poll fails with `TimedOut`.
+    timed_out: bool,
 }
 
 /// Which way a socket is waited for.
@@ -51,7 +58,7 @@ pub enum Way {
 /// A socket's place in its thread's poller; deregistered when dropped.
 #[derive(Debug)]
 pub struct Registration {
-    poller: Rc<Poller>,
+    pub(crate) poller: Rc<Poller>,
     token: u32,
     fd: RawFd,
 }
@@ -61,6 +68,8 @@ pub struct Poller {
     epfd: OwnedFd,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<u32>>,
+    /// Slots with a deadline armed: the pump scans for passed ones only while there are.
+    pub(crate) deadlines: Cell<usize>,
 }
 
 impl std::fmt::Debug for Poller {
@@ -95,6 +104,7 @@ impl Poller {
             epfd: unsafe { OwnedFd::from_raw_fd(fd) },
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
+            deadlines: Cell::new(0),
         });
         glommio::spawn_local(pump(Rc::downgrade(&poller))).detach();
         LOCAL.with(|l| *l.borrow_mut() = Some((executor, poller.clone())));
@@ -124,6 +134,21 @@ impl Poller {
         self.slots.borrow_mut()[token as usize] =
             Slot { readable: true, writable: true, used: true, ..Slot::default() };
         Ok(Registration { poller: self.clone(), token, fd })
+    }
+
+    /// Marks every read whose deadline passed as timed out and wakes it.
+    fn expire(&self, now: Instant) {
+        let mut wake = Vec::new();
+        {
+            let mut slots = self.slots.borrow_mut();
+            for slot in slots.iter_mut().filter(|s| s.deadline.is_some_and(|d| d <= now)) {
+                slot.deadline = None;
+                slot.timed_out = true;
+                self.deadlines.set(self.deadlines.get() - 1);
+                wake.extend(slot.reader.take());
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
     }
 
     /// One `epoll_wait` without waiting: marks and wakes what is ready. Returns how many
@@ -157,7 +182,8 @@ impl Poller {
 }
 
 /// Hands the epoll descriptor's events to the slots for as long as the thread keeps the
-/// poller. After a look that found events it yields within the task queue (the tasks it
+/// poller, and fails the waiting reads whose deadline passed (every [`SCAN`], while any is
+/// armed). After a look that found events it yields within the task queue (the tasks it
 /// woke run first) and looks again, at most [`BUSY_LOOKS`] times in a row; after a look
 /// that found none, or that many, it sleeps on the descriptor through one glommio poll
 /// (which completes at once when more came meanwhile). A busy thread so pays one
@@ -167,6 +193,7 @@ impl Poller {
 async fn pump(weak: std::rc::Weak<Poller>) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; HARVEST];
     let mut busy = 0;
+    let mut scanned = Instant::now();
     loop {
         let Some(poller) = weak.upgrade() else { return };
         let mut found = 0;
@@ -177,6 +204,11 @@ async fn pump(weak: std::rc::Weak<Poller>) {
                 break;
             }
         }
+        let timing = poller.deadlines.get() > 0;
+        if timing && scanned.elapsed() >= SCAN {
+            scanned = Instant::now();
+            poller.expire(scanned);
+        }
         let epfd = poller.epfd.as_raw_fd();
         drop(poller);
         if found > 0 && busy < BUSY_LOOKS {
@@ -185,7 +217,18 @@ async fn pump(weak: std::rc::Weak<Poller>) {
             continue;
         }
         busy = 0;
-        if readable(epfd).await.is_err() {
+        if timing {
+            // Deadlines armed: wake for the next scan even if no socket does.
+            let next = SCAN.saturating_sub(scanned.elapsed());
+            let ready = async { readable(epfd).await.is_ok() };
+            let scan = async {
+                glommio::timer::sleep(next).await;
+                true
+            };
+            if !futures_lite::future::or(ready, scan).await {
+                return;
+            }
+        } else if readable(epfd).await.is_err() {
             return;
         }
     }
@@ -236,6 +279,33 @@ impl Registration {
         }
     }
 
+    /// A read starts waiting: unless one is armed already, it times out `limit` from now
+    /// (to within [`SCAN`]). One deadline per socket, kept in its slot: no timer each.
+    pub fn arm_deadline(&self, limit: Duration) {
+        let mut slots = self.poller.slots.borrow_mut();
+        let slot = &mut slots[self.token as usize];
+        if slot.deadline.is_none() && !slot.timed_out {
+            slot.deadline = Some(Instant::now() + limit);
+            self.poller.deadlines.set(self.poller.deadlines.get() + 1);
+        }
+    }
+
+    /// Something was read (or the timeout changed): no deadline, no pending time-out.
+    pub fn disarm_deadline(&self) {
+        let mut slots = self.poller.slots.borrow_mut();
+        let slot = &mut slots[self.token as usize];
+        slot.timed_out = false;
+        if slot.deadline.take().is_some() {
+            self.poller.deadlines.set(self.poller.deadlines.get() - 1);
+        }
+    }
+
+    /// Whether the deadline passed while the read waited (once: it is cleared).
+    pub fn take_timed_out(&self) -> bool {
+        let mut slots = self.poller.slots.borrow_mut();
+        std::mem::take(&mut slots[self.token as usize].timed_out)
+    }
+
     /// Marks the socket ready both ways and wakes its waiters (after a local shutdown, so
     /// that they see it at once).
     pub fn wake_all(&self) {
@@ -257,7 +327,10 @@ impl Drop for Registration {
         unsafe {
             libc::epoll_ctl(self.poller.epfd.as_raw_fd(), libc::EPOLL_CTL_DEL, self.fd, std::ptr::null_mut());
         }
-        self.poller.slots.borrow_mut()[self.token as usize] = Slot::default();
+        let old = std::mem::take(&mut self.poller.slots.borrow_mut()[self.token as usize]);
+        if old.deadline.is_some() {
+            self.poller.deadlines.set(self.poller.deadlines.get() - 1);
+        }
         self.poller.free.borrow_mut().push(self.token);
     }
 }

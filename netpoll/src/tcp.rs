@@ -9,8 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
-use glommio::timer::Timer;
+use futures_lite::{AsyncRead, AsyncWrite};
 
 use crate::poller::{Poller, Registration, Way};
 
@@ -20,8 +19,6 @@ pub struct Stream {
     reg: Registration,
     fd: OwnedFd,
     read_timeout: Option<Duration>,
-    /// The running read timeout while a read waits.
-    timer: Option<Timer>,
 }
 
 impl Stream {
@@ -29,7 +26,7 @@ impl Stream {
     pub fn new(fd: OwnedFd) -> io::Result<Stream> {
         socket2::SockRef::from(&fd).set_nonblocking(true)?;
         let reg = Poller::local()?.register(fd.as_raw_fd())?;
-        Ok(Stream { reg, fd, read_timeout: None, timer: None })
+        Ok(Stream { reg, fd, read_timeout: None })
     }
 
     fn raw(&self) -> RawFd {
@@ -39,7 +36,7 @@ impl Stream {
     /// Bounds each read: one that waits longer fails with `TimedOut`.
     pub fn set_read_timeout(&mut self, d: Option<Duration>) {
         self.read_timeout = d;
-        self.timer = None;
+        self.reg.disarm_deadline();
     }
 
     /// Shuts the stream down; waiting reads and writes retry at once and see it.
@@ -81,7 +78,7 @@ fn io_result(n: isize) -> io::Result<usize> {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         loop {
             if self.reg.poll_ready(Way::Read, cx).is_ready() {
                 // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
@@ -92,7 +89,7 @@ impl AsyncRead for Stream {
                         if n > 0 && n < buf.len() {
                             self.reg.clear(Way::Read);
                         }
-                        self.timer = None;
+                        self.reg.disarm_deadline();
                         return Poll::Ready(Ok(n));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.clear(Way::Read),
@@ -101,11 +98,11 @@ impl AsyncRead for Stream {
                 }
                 continue;
             }
-            let Some(limit) = self.read_timeout else { return Poll::Pending };
-            let timer = self.timer.get_or_insert_with(|| Timer::new(limit));
-            if timer.poll(cx).is_ready() {
-                self.timer = None;
+            if self.reg.take_timed_out() {
                 return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+            }
+            if let Some(limit) = self.read_timeout {
+                self.reg.arm_deadline(limit);
             }
             return Poll::Pending;
         }
@@ -211,5 +208,50 @@ impl Listener {
         .await?;
         let _ = socket2::SockRef::from(&fd).set_nodelay(true);
         Stream::new(fd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::AsyncReadExt;
+    use std::io::Write;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    use std::time::Instant;
+
+    #[test]
+    fn a_waiting_read_times_out_and_one_with_data_does_not() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+                // SAFETY: into_raw_fd hands over the descriptor.
+                let mut s = Stream::new(unsafe { OwnedFd::from_raw_fd(b.into_raw_fd()) }).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(200)));
+                let mut buf = [0u8; 8];
+                let started = Instant::now();
+                let limit = async {
+                    glommio::timer::sleep(Duration::from_secs(10)).await;
+                    panic!("the read did not time out within 10 s");
+                };
+                let r = futures_lite::future::or(s.read(&mut buf), limit).await;
+                assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
+                assert!(started.elapsed() >= Duration::from_millis(200), "not before its deadline");
+                // Data before the deadline: read, and the deadline is gone with it.
+                a.write_all(b"ok").unwrap();
+                assert_eq!(s.read(&mut buf).await.unwrap(), 2);
+                assert_eq!(s.reg.poller.deadlines.get(), 0, "no deadline left armed");
+                // The next wait arms a fresh deadline, and it times out again.
+                let r = futures_lite::future::or(s.read(&mut buf), async {
+                    glommio::timer::sleep(Duration::from_secs(10)).await;
+                    panic!("the second read did not time out within 10 s");
+                })
+                .await;
+                assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
+                drop(s);
+                drop(a);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }
