@@ -7,9 +7,10 @@
 //! and creates its rings without `IORING_SETUP_COOP_TASKRUN`, so every completion while
 //! the thread runs interrupts it (a reschedule IPI, then the task work) and every wait costs
 //! a submission. Measured in RingMQ at 20k QoS 1 messages/s per core: one IPI per message
-//! into the shard (see its bench/RESULTS.md). Here a burst of readiness on many sockets costs
-//! one epoll callback per packet (no IPI while the thread runs), one poll and one `epoll_wait` per
-//! wake of the thread, and an idle socket costs a slot of 40 bytes, not a poll source.
+//! into the shard (see its bench/RESULTS.md). Here a burst of readiness on many sockets
+//! costs one epoll callback per packet (no IPI while the thread runs), one poll and one
+//! `epoll_wait` per wake of the thread, and an idle socket costs a slot of 56 bytes, not a
+//! poll source; its read timeout is a deadline in that slot, not a timer of its own.
 //!
 //! Owned by its thread ([`Poller::local`]); used by [`crate::Stream`] and
 //! [`crate::Listener`], and by anything else that registers a descriptor.
@@ -136,47 +137,39 @@ impl Poller {
         Ok(Registration { poller: self.clone(), token, fd })
     }
 
-    /// Marks every read whose deadline passed as timed out and wakes it.
-    fn expire(&self, now: Instant) {
-        let mut wake = Vec::new();
-        {
-            let mut slots = self.slots.borrow_mut();
-            for slot in slots.iter_mut().filter(|s| s.deadline.is_some_and(|d| d <= now)) {
-                slot.deadline = None;
-                slot.timed_out = true;
-                self.deadlines.set(self.deadlines.get() - 1);
-                wake.extend(slot.reader.take());
-            }
+    /// Marks every read whose deadline passed as timed out; its waker goes to `woken`.
+    fn expire(&self, now: Instant, woken: &mut Vec<Waker>) {
+        let mut slots = self.slots.borrow_mut();
+        for slot in slots.iter_mut().filter(|s| s.deadline.is_some_and(|d| d <= now)) {
+            slot.deadline = None;
+            slot.timed_out = true;
+            self.deadlines.set(self.deadlines.get() - 1);
+            woken.extend(slot.reader.take());
         }
-        wake.into_iter().for_each(Waker::wake);
     }
 
-    /// One `epoll_wait` without waiting: marks and wakes what is ready. Returns how many
-    /// events there were.
-    fn harvest(&self, events: &mut [libc::epoll_event]) -> usize {
+    /// One `epoll_wait` without waiting: marks what is ready, its wakers go to `woken`.
+    /// Returns how many events there were.
+    fn harvest(&self, events: &mut [libc::epoll_event], woken: &mut Vec<Waker>) -> usize {
         // SAFETY: `events` is a valid buffer of `events.len()` entries for the kernel to fill.
         let n = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, 0) };
         if n <= 0 {
             return 0;
         }
-        let mut wake = Vec::new();
-        {
-            let mut slots = self.slots.borrow_mut();
-            for ev in &events[..n as usize] {
-                let Some(slot) = slots.get_mut(ev.u64 as usize).filter(|s| s.used) else { continue };
-                let bits = ev.events as i32;
-                let hup = bits & (libc::EPOLLHUP | libc::EPOLLERR) != 0;
-                if hup || bits & (libc::EPOLLIN | libc::EPOLLRDHUP) != 0 {
-                    slot.readable = true;
-                    wake.extend(slot.reader.take());
-                }
-                if hup || bits & libc::EPOLLOUT != 0 {
-                    slot.writable = true;
-                    wake.extend(slot.writer.take());
-                }
+        let mut slots = self.slots.borrow_mut();
+        for ev in &events[..n as usize] {
+            let Some(slot) = slots.get_mut(ev.u64 as usize).filter(|s| s.used) else { continue };
+            let bits = ev.events as i32;
+            let hup = bits & (libc::EPOLLHUP | libc::EPOLLERR) != 0;
+            if hup || bits & (libc::EPOLLIN | libc::EPOLLRDHUP) != 0 {
+                slot.readable = true;
+                woken.extend(slot.reader.take());
+            }
+            if hup || bits & libc::EPOLLOUT != 0 {
+                slot.writable = true;
+                woken.extend(slot.writer.take());
             }
         }
-        wake.into_iter().for_each(Waker::wake);
         n as usize
     }
 }
@@ -192,13 +185,15 @@ impl Poller {
 /// [`BUSY_LOOKS`] batches for timers and cross-thread channels.
 async fn pump(weak: std::rc::Weak<Poller>) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; HARVEST];
+    // Wakers collected while the slots are borrowed, woken after; kept between looks.
+    let mut woken = Vec::new();
     let mut busy = 0;
     let mut scanned = Instant::now();
     loop {
         let Some(poller) = weak.upgrade() else { return };
         let mut found = 0;
         loop {
-            let n = poller.harvest(&mut events);
+            let n = poller.harvest(&mut events, &mut woken);
             found += n;
             if n < HARVEST {
                 break;
@@ -207,8 +202,9 @@ async fn pump(weak: std::rc::Weak<Poller>) {
         let timing = poller.deadlines.get() > 0;
         if timing && scanned.elapsed() >= SCAN {
             scanned = Instant::now();
-            poller.expire(scanned);
+            poller.expire(scanned, &mut woken);
         }
+        woken.drain(..).for_each(Waker::wake);
         let epfd = poller.epfd.as_raw_fd();
         drop(poller);
         if found > 0 && busy < BUSY_LOOKS {
