@@ -9,13 +9,19 @@
 //! runs interrupts it (a reschedule IPI, then the task work). Under load that is one IPI
 //! per packet; here it is none while the thread runs, and one poll per wake.
 //!
+//! A thread may also let its pump hold it in `epoll_pwait2` while quiet instead of handing
+//! it to glommio's reactor at once ([`hold`]): fewer turns of glommio's loop, whose timers
+//! are re-armed every turn.
+//!
 //! Used by the broker's transports (`shards::net::tcp`), loadgen's connections and the
 //! benchmark relay. Knows nothing of MQTT.
 
 #![warn(missing_docs)]
 
+pub mod hold;
 mod poller;
 mod tcp;
 
+pub use hold::{spawn, Nudge};
 pub use poller::{Poller, Registration, Way};
 pub use tcp::{listening_socket, Listener, Stream};

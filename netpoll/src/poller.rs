@@ -19,10 +19,13 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
+
+use crate::hold::{self, Nudge, TURN};
 
 /// Events harvested per `epoll_wait` call (more are taken by calling again).
 const HARVEST: usize = 256;
@@ -71,6 +74,25 @@ pub struct Poller {
     free: RefCell<Vec<u32>>,
     /// Slots with a deadline armed: the pump scans for passed ones only while there are.
     pub(crate) deadlines: Cell<usize>,
+    /// How long a quiet thread may wait in `epoll_pwait2` before glommio parks it (zero:
+    /// never; see [`crate::hold`]).
+    hold: Cell<Duration>,
+    /// Wakes the thread out of a hold when another thread posts it work.
+    nudge: RefCell<Option<Arc<Nudge>>>,
+    /// The longest the pump stays in one turn of glommio's loop ([`TURN`]; tests lengthen it).
+    turn: Cell<Duration>,
+}
+
+/// The epoll token of the nudge's eventfd (slots use small ones).
+const NUDGE: u64 = u64::MAX;
+
+/// What one look at the epoll instance found.
+#[derive(Default, Clone, Copy)]
+struct Look {
+    /// Socket events.
+    events: usize,
+    /// The nudge fired: another thread posted work for the reactor to deliver.
+    nudged: bool,
 }
 
 impl std::fmt::Debug for Poller {
@@ -106,6 +128,9 @@ impl Poller {
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             deadlines: Cell::new(0),
+            hold: Cell::new(Duration::ZERO),
+            nudge: RefCell::new(None),
+            turn: Cell::new(TURN),
         });
         glommio::spawn_local(pump(Rc::downgrade(&poller))).detach();
         LOCAL.with(|l| *l.borrow_mut() = Some((executor, poller.clone())));
@@ -148,16 +173,60 @@ impl Poller {
         }
     }
 
-    /// One `epoll_wait` without waiting: marks what is ready, its wakers go to `woken`.
-    /// Returns how many events there were.
-    fn harvest(&self, events: &mut [libc::epoll_event], woken: &mut Vec<Waker>) -> usize {
-        // SAFETY: `events` is a valid buffer of `events.len()` entries for the kernel to fill.
-        let n = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, 0) };
+    /// Lets the pump hold this thread, when quiet, in `epoll_pwait2` for up to `hold`
+    /// before glommio parks it, and wake out of it when `nudge` is posted to (see
+    /// [`crate::hold`]). A zero `hold` turns holding off (the default).
+    pub fn hold_when_quiet(&self, hold: Duration, nudge: Option<Arc<Nudge>>) -> io::Result<()> {
+        if let Some(n) = &nudge {
+            let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: NUDGE };
+            // SAFETY: `ev` outlives the call; epoll_ctl copies it.
+            if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, n.fd(), &mut ev) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if let Some(old) = self.nudge.replace(nudge) {
+            // SAFETY: removing a descriptor the old nudge still holds open.
+            unsafe {
+                libc::epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_DEL, old.fd(), std::ptr::null_mut());
+            }
+        }
+        self.hold.set(hold);
+        Ok(())
+    }
+
+    /// Whether another thread posted work not yet taken.
+    fn posted(&self) -> bool {
+        self.nudge.borrow().as_ref().is_some_and(|n| n.pending())
+    }
+
+    /// One `epoll_wait`, without waiting or (`wait`) waiting up to that long: marks what is
+    /// ready; its wakers go to `woken`.
+    fn look(&self, events: &mut [libc::epoll_event], woken: &mut Vec<Waker>, wait: Option<Duration>) -> Look {
+        let fd = self.epfd.as_raw_fd();
+        let (buf, len) = (events.as_mut_ptr(), events.len() as i32);
+        let n = match wait {
+            // SAFETY: `events` is a valid buffer of `len` entries for the kernel to fill.
+            None => unsafe { libc::epoll_wait(fd, buf, len, 0) },
+            Some(d) => {
+                let ts = libc::timespec { tv_sec: d.as_secs() as _, tv_nsec: d.subsec_nanos() as _ };
+                // SAFETY: as above; `ts` outlives the call, no signal mask is given.
+                unsafe { libc::epoll_pwait2(fd, buf, len, &ts, std::ptr::null()) }
+            }
+        };
+        let mut look = Look::default();
         if n <= 0 {
-            return 0;
+            return look;
         }
         let mut slots = self.slots.borrow_mut();
         for ev in &events[..n as usize] {
+            if ev.u64 == NUDGE {
+                look.nudged = true;
+                if let Some(n) = self.nudge.borrow().as_ref() {
+                    n.drain();
+                }
+                continue;
+            }
+            look.events += 1;
             let Some(slot) = slots.get_mut(ev.u64 as usize).filter(|s| s.used) else { continue };
             let bits = ev.events as i32;
             let hup = bits & (libc::EPOLLHUP | libc::EPOLLERR) != 0;
@@ -170,32 +239,61 @@ impl Poller {
                 woken.extend(slot.writer.take());
             }
         }
-        n as usize
+        look
+    }
+
+    /// Holds the quiet thread for up to `hold` and wakes whom the wait found ready (also
+    /// when a nudge ended it: socket events may come with one). `None` when the thread must
+    /// go back to glommio's reactor instead (work posted by another thread), else what the
+    /// wait found.
+    fn hold(&self, hold: Duration, events: &mut [libc::epoll_event], woken: &mut Vec<Waker>) -> Option<Look> {
+        let nudge = self.nudge.borrow().clone();
+        if let Some(n) = &nudge {
+            n.set_holding(true);
+            if n.pending() {
+                n.set_holding(false);
+                return None;
+            }
+        }
+        let look = self.look(events, woken, Some(hold));
+        if let Some(n) = &nudge {
+            n.set_holding(false);
+        }
+        woken.drain(..).for_each(Waker::wake);
+        Some(look).filter(|l| !l.nudged)
     }
 }
 
 /// Hands the epoll descriptor's events to the slots for as long as the thread keeps the
 /// poller, and fails the waiting reads whose deadline passed (every [`SCAN`], while any is
-/// armed). After a look that found events it yields within the task queue (the tasks it
-/// woke run first) and looks again, at most [`BUSY_LOOKS`] times in a row; after a look
-/// that found none, or that many, it sleeps on the descriptor through one glommio poll
-/// (which completes at once when more came meanwhile). A busy thread so pays one
-/// `epoll_wait` per batch of ready sockets instead of a turn of glommio's reactor, which
-/// re-arms its timers each turn, and the reactor still turns at least every
-/// [`BUSY_LOOKS`] batches for timers and cross-thread channels.
+/// armed). Then, without a hold: after a look that found events it yields within the task
+/// queue (the tasks it woke run first) and looks again, at most [`BUSY_LOOKS`] times in a
+/// row; after a look that found none, or that many, it sleeps on the descriptor through one
+/// glommio poll (which completes at once when more came meanwhile). A busy thread so pays
+/// one `epoll_wait` per batch of ready sockets instead of a turn of glommio's reactor, which
+/// re-arms its timers each turn.
+///
+/// With a hold ([`Poller::hold_when_quiet`]) it stays in the turn while counted tasks run
+/// or sockets are ready, holds the thread in `epoll_pwait2` once neither is the case, and
+/// goes back to the reactor when the hold ends quiet, when another thread posted work, or
+/// after [`TURN`] (see [`crate::hold`]).
 async fn pump(weak: std::rc::Weak<Poller>) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; HARVEST];
     // Wakers collected while the slots are borrowed, woken after; kept between looks.
     let mut woken = Vec::new();
     let mut busy = 0;
     let mut scanned = Instant::now();
+    // When the pump last came back from glommio's reactor, and the progress seen since.
+    let mut turn = Instant::now();
+    let mut ran = hold::progress();
     loop {
         let Some(poller) = weak.upgrade() else { return };
-        let mut found = 0;
+        let mut look = Look::default();
         loop {
-            let n = poller.harvest(&mut events, &mut woken);
-            found += n;
-            if n < HARVEST {
+            let l = poller.look(&mut events, &mut woken, None);
+            look.events += l.events;
+            look.nudged |= l.nudged;
+            if l.events < HARVEST {
                 break;
             }
         }
@@ -204,15 +302,38 @@ async fn pump(weak: std::rc::Weak<Poller>) {
             scanned = Instant::now();
             poller.expire(scanned, &mut woken);
         }
+        let woke = !woken.is_empty();
         woken.drain(..).for_each(Waker::wake);
+        let hold = poller.hold.get();
+        if hold.is_zero() {
+            if look.events > 0 && busy < BUSY_LOOKS {
+                busy += 1;
+                drop(poller);
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+            busy = 0;
+        } else if !look.nudged
+            && turn.elapsed() < poller.turn.get()
+            && !poller.posted()
+            && !glommio::executor().need_preempt()
+        {
+            let now = hold::progress();
+            let stay = if look.events > 0 || woke || now != ran {
+                ran = now;
+                true
+            } else {
+                // Quiet: a whole pass of the queue ran no counted task, no socket is ready.
+                poller.hold(hold, &mut events, &mut woken).is_some_and(|l| l.events > 0)
+            };
+            if stay {
+                drop(poller);
+                futures_lite::future::yield_now().await;
+                continue;
+            }
+        }
         let epfd = poller.epfd.as_raw_fd();
         drop(poller);
-        if found > 0 && busy < BUSY_LOOKS {
-            busy += 1;
-            futures_lite::future::yield_now().await;
-            continue;
-        }
-        busy = 0;
         if timing {
             // Deadlines armed: wake for the next scan even if no socket does.
             let next = SCAN.saturating_sub(scanned.elapsed());
@@ -227,6 +348,8 @@ async fn pump(weak: std::rc::Weak<Poller>) {
         } else if readable(epfd).await.is_err() {
             return;
         }
+        turn = Instant::now();
+        ran = hold::progress();
     }
 }
 
@@ -409,6 +532,141 @@ mod tests {
         })
         .join()
         .expect("both executors were served");
+    }
+
+    /// A waker that records that it was woken.
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_nudge_that_ends_a_hold_does_not_lose_the_socket_events_that_came_with_it() {
+        run(|| async {
+            let poller = Poller::local().unwrap();
+            let nudge = Arc::new(Nudge::new().unwrap());
+            poller.hold_when_quiet(Duration::from_secs(20), Some(nudge.clone())).unwrap();
+            let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            b.set_nonblocking(true).unwrap();
+            let reg = poller.register(b.as_raw_fd()).unwrap();
+            reg.clear(Way::Read);
+            let flag = Arc::new(Flag(false.into()));
+            let waker = Waker::from(flag.clone());
+            assert!(reg.poll_ready(Way::Read, &Context::from_waker(&waker)).is_pending());
+            // Data and a nudge both ready when the hold starts: one epoll_pwait2 returns both.
+            a.write_all(b"x").unwrap();
+            nudge.set_holding(true);
+            nudge.posted();
+            nudge.taken(1);
+            let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 8];
+            let mut woken = Vec::new();
+            assert!(
+                poller.hold(Duration::from_secs(20), &mut events, &mut woken).is_none(),
+                "nudged: back to the reactor"
+            );
+            assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst), "the reader was woken too");
+            poller.hold_when_quiet(Duration::ZERO, None).unwrap();
+        });
+    }
+
+    #[test]
+    fn a_hold_ends_when_another_thread_nudges() {
+        let nudge = Arc::new(Nudge::new().unwrap());
+        let poster = nudge.clone();
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        // glommio's preemption timer (an io_uring timeout) would end a hold early.
+        let receiver = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .preempt_timer(Duration::from_secs(60))
+            .spawn(move || {
+                crate::hold::counted(async move {
+                    let poller = Poller::local().unwrap();
+                    poller.hold_when_quiet(Duration::from_secs(20), Some(nudge.clone())).unwrap();
+                    // One turn as long as the test: the pump holds at once, not after it left.
+                    poller.turn.set(Duration::from_secs(60));
+                    let reg = poller.register(b.as_raw_fd()).unwrap();
+                    reg.clear(Way::Read);
+                    let start = Instant::now();
+                    // Due while the pump holds (from the byte below on); glommio fires it only
+                    // once the pump lets the reactor turn: at the nudge, or after 20 s.
+                    glommio::timer::sleep(Duration::from_millis(300)).await;
+                    let waited = start.elapsed();
+                    nudge.taken(1);
+                    poller.hold_when_quiet(Duration::ZERO, None).unwrap();
+                    drop(reg);
+                    waited
+                })
+            })
+            .unwrap();
+        // A byte no task waits for: the pump wakes, finds nothing else to do, and holds.
+        std::thread::sleep(Duration::from_millis(100));
+        a.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        poster.posted();
+        let waited = receiver.join().unwrap();
+        assert!(
+            waited < Duration::from_secs(10),
+            "the nudge did not end the 20 s hold: the timer fired after {waited:?}"
+        );
+    }
+
+    #[test]
+    fn counted_tasks_that_wake_each_other_are_not_held() {
+        // glommio's preemption timer (an io_uring timeout) would end a hold early.
+        let took = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .preempt_timer(Duration::from_secs(60))
+            .spawn(|| {
+                crate::hold::counted(async {
+                    let poller = Poller::local().unwrap();
+                    poller.hold_when_quiet(Duration::from_secs(5), None).unwrap();
+                    poller.turn.set(Duration::from_secs(60));
+                    // Ping over a socket (the pump wakes the echo), pong over a local channel
+                    // (the echo wakes this task, queued behind the pump).
+                    let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+                    b.set_nonblocking(true).unwrap();
+                    let (pong_tx, pong_rx) = glommio::channels::local_channel::new_bounded::<u8>(1);
+                    let echo = crate::hold::spawn(async move {
+                        let reg = poller.register(b.as_raw_fd()).unwrap();
+                        let mut buf = [0u8; 1];
+                        loop {
+                            match (&b).read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(_) => {
+                                    if pong_tx.send(buf[0]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                    reg.clear(Way::Read);
+                                    ready(&reg, Way::Read).await;
+                                }
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        poller.hold_when_quiet(Duration::ZERO, None).unwrap();
+                    });
+                    let start = Instant::now();
+                    for n in 0..5u8 {
+                        a.write_all(&[n]).unwrap();
+                        assert_eq!(pong_rx.recv().await, Some(n));
+                    }
+                    let took = start.elapsed();
+                    drop(a);
+                    echo.await;
+                    took
+                })
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // Held with a task runnable, each round trip would wait out the 5 s hold.
+        assert!(
+            took < Duration::from_millis(2500),
+            "5 round trips took {took:?}: held while a counted task was runnable"
+        );
     }
 
     #[test]

@@ -52,6 +52,10 @@ fn start_limit(shards: usize) -> Duration {
 const ARRIVALS: usize = 4096;
 /// How often a shard wakes while it waits for its peers at start (see `shard_main`).
 const JOIN_HEARTBEAT: Duration = Duration::from_millis(25);
+/// How long a quiet shard waits in epoll for its next packet before glommio parks it: the
+/// gap between two packets under moderate load is shorter, and a park and wake of glommio's
+/// reactor costs several `io_uring_enter` (bench/RESULTS.md, 2026-12-02, session 7).
+const QUIET_HOLD: Duration = Duration::from_micros(200);
 
 /// A running node.
 pub struct Node {
@@ -200,6 +204,11 @@ impl Node {
         let capacity = cfg.channel_capacity.max(1);
         let ingress = MeshBuilder::<Vec<Ingress>, _>::full(nshards, capacity);
         let egress = MeshBuilder::<Vec<Egress>, _>::full(nshards, capacity);
+        let nudges = (0..nshards)
+            .map(|_| netpoll::Nudge::new().map(Arc::new))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::Executor { shard: 0, message: format!("cannot make the shards' eventfds: {e}") })?;
+        let nudges: Arc<[Arc<netpoll::Nudge>]> = nudges.into();
         let cpus = allowed_cpus();
         let mut handles = Vec::with_capacity(nshards);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -208,13 +217,14 @@ impl Node {
                 (true, false) => Placement::Fixed(cpus[i % cpus.len()]),
                 _ => Placement::Unbound,
             };
-            let (cfg, node_shared, ingress, egress) = (cfg.clone(), shared.clone(), ingress.clone(), egress.clone());
+            let (cfg, node_shared) = (cfg.clone(), shared.clone());
+            let links = Links { ingress: ingress.clone(), egress: egress.clone(), nudges: nudges.clone() };
             let start = starts[i].take().expect("one start per shard");
             let ready = ready_tx.clone();
             let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("ringmq-shard-{i}"))
                 .io_memory(IO_MEMORY)
-                .spawn(move || shard_main(cfg, node_shared, fds, ingress, egress, start, ready));
+                .spawn(move || netpoll::hold::counted(shard_main(cfg, node_shared, fds, links, start, ready)));
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
@@ -307,15 +317,22 @@ impl Drop for Node {
     }
 }
 
+/// What a shard joins to reach the others: both meshes, and every shard's nudge.
+struct Links {
+    ingress: MeshBuilder<Vec<Ingress>, glommio::channels::channel_mesh::Full>,
+    egress: MeshBuilder<Vec<Egress>, glommio::channels::channel_mesh::Full>,
+    nudges: Arc<[Arc<netpoll::Nudge>]>,
+}
+
 async fn shard_main(
     cfg: Arc<EngineConfig>,
     node: Arc<NodeShared>,
     fds: Vec<OwnedFd>,
-    ingress: MeshBuilder<Vec<Ingress>, glommio::channels::channel_mesh::Full>,
-    egress: MeshBuilder<Vec<Egress>, glommio::channels::channel_mesh::Full>,
+    links: Links,
     start: Start,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
+    let Links { ingress, egress, nudges } = links;
     let nshards = ingress.nr_peers();
     // While the shards rendezvous, a timer keeps this executor waking: a wake-up from a
     // peer thread that the reactor misses would otherwise leave it parked for good (no
@@ -347,7 +364,14 @@ async fn shard_main(
     };
     let id = itx.peer_id();
     debug_assert_eq!(id, etx.peer_id(), "both meshes order peers by executor id");
-    let shard = Rc::new(Shard::new(id, cfg, node.clone(), Mesh { ingress: itx, egress: etx }));
+    // A quiet shard holds its thread in epoll for a moment before glommio parks it; the
+    // other shards' batches wake it out of the hold (netpoll's `hold`).
+    let own = nudges[id].clone();
+    if let Err(e) = netpoll::Poller::local().and_then(|p| p.hold_when_quiet(QUIET_HOLD, Some(own.clone()))) {
+        let _ = ready.send(Err(format!("shard {id} cannot set up its poller: {e}")));
+        return;
+    }
+    let shard = Rc::new(Shard::new(id, cfg, node.clone(), Mesh { ingress: itx, egress: etx, nudges }));
     let (wake_tx, wake_rx) = glommio::channels::local_channel::new_bounded(1);
     {
         let st = &mut *shard.st.borrow_mut();
@@ -359,35 +383,37 @@ async fn shard_main(
         }
     }
     shard.restore(start.sessions, start.retained);
-    let commit = glommio::spawn_local(crate::engine::commit::commit_loop(shard.clone(), wake_rx));
+    let commit = netpoll::spawn(crate::engine::commit::commit_loop(shard.clone(), wake_rx));
     let (kick_tx, kick_rx) = glommio::channels::local_channel::new_bounded(1);
     shard.st.borrow_mut().set_kick(kick_tx);
-    let deferred = glommio::spawn_local(crate::engine::dispatch::deferred_sends(shard.clone(), kick_rx));
+    let deferred = netpoll::spawn(crate::engine::dispatch::deferred_sends(shard.clone(), kick_rx));
     let (relieve_tx, relieve_rx) = glommio::channels::local_channel::new_bounded(1);
     shard.st.borrow_mut().pressure_kick = Some(relieve_tx);
-    let relieve = glommio::spawn_local(crate::engine::pressure::relieve_loop(shard.clone(), relieve_rx));
+    let relieve = netpoll::spawn(crate::engine::pressure::relieve_loop(shard.clone(), relieve_rx));
     let (arrivals_tx, arrivals_rx) = glommio::channels::local_channel::new_bounded(ARRIVALS);
     shard.st.borrow_mut().arrivals = Some(arrivals_tx);
-    let arrivals = glommio::spawn_local(crate::front::arrivals(shard.clone(), arrivals_rx));
+    let arrivals = netpoll::spawn(crate::front::arrivals(shard.clone(), arrivals_rx));
     let interval = match shard.cfg.storage.fsync {
         crate::config::Fsync::Interval(every) if shard.st.borrow().store.persistent() => {
-            Some(glommio::spawn_local(crate::engine::commit::interval_sync_loop(shard.clone(), every)))
+            Some(netpoll::spawn(crate::engine::commit::interval_sync_loop(shard.clone(), every)))
         }
         _ => None,
     };
     let mut tasks = Vec::new();
     for (from, rx) in irx.streams() {
-        let shard = shard.clone();
-        tasks.push(glommio::spawn_local(async move {
+        let (shard, own) = (shard.clone(), own.clone());
+        tasks.push(netpoll::spawn(async move {
             while let Some(batch) = rx.recv().await {
+                own.taken(1);
                 shard.on_ingress(from, batch).await;
             }
         }));
     }
     for (_, rx) in erx.streams() {
-        let shard = shard.clone();
-        tasks.push(glommio::spawn_local(async move {
+        let (shard, own) = (shard.clone(), own.clone());
+        tasks.push(netpoll::spawn(async move {
             while let Some(batch) = rx.recv().await {
+                own.taken(1);
                 shard.on_egress(batch);
             }
         }));
@@ -395,7 +421,7 @@ async fn shard_main(
     let mut accepts = Vec::with_capacity(fds.len());
     for fd in fds {
         match netpoll::Listener::new(fd) {
-            Ok(listener) => accepts.push(glommio::spawn_local(accept_loop(shard.clone(), listener))),
+            Ok(listener) => accepts.push(netpoll::spawn(accept_loop(shard.clone(), listener))),
             Err(e) => {
                 let _ = ready.send(Err(format!("shard {id} cannot listen: {e}")));
                 return;

@@ -164,7 +164,7 @@ impl RateLimit {
 /// a task of its own; ends when the shard stops.
 pub async fn arrivals(shard: Rc<Shard>, rx: LocalReceiver<Box<Handoff>>) {
     while let Some(h) = rx.recv().await {
-        glommio::spawn_local(run_handed_off(shard.clone(), h)).detach();
+        netpoll::spawn(run_handed_off(shard.clone(), h)).detach();
     }
 }
 
@@ -248,7 +248,7 @@ fn setup(
         let wanted = connect.properties.topic_alias_maximum.unwrap_or(0);
         conn.alias_max.set(wanted.min(limits.topic_alias_maximum));
     }
-    glommio::spawn_local(writer(conn.clone())).detach();
+    netpoll::spawn(writer(conn.clone())).detach();
     shard.conns.set(shard.conns.get() + 1);
 
     let client_id = principal.client_id.clone();

@@ -37,7 +37,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(handshake(shard.clone(), Box::new(Tcp(stream)))).detach();
+                netpoll::spawn(handshake(shard.clone(), Box::new(Tcp(stream)))).detach();
             }
             Err(e) => {
                 if shard.node.stopping() {

@@ -7,9 +7,11 @@
 //!
 //! Route layer: the routing step fills it, the front and the engine flush it.
 
-use glommio::channels::channel_mesh::Senders;
+use std::sync::Arc;
 
+use glommio::channels::channel_mesh::Senders;
 use glommio::{GlommioError, ResourceType};
+use netpoll::Nudge;
 
 use super::mesh::{Egress, Ingress};
 
@@ -25,12 +27,16 @@ fn refused<T>(e: GlommioError<Vec<T>>) -> Vec<T> {
     }
 }
 
-/// A shard's senders of the two meshes.
+/// A shard's senders of the two meshes, and every shard's nudge (by peer id): each batch
+/// sent is posted to its receiver's nudge, which wakes a receiver holding its thread
+/// quiet (see netpoll's `hold`) and keeps it from holding while batches wait for it.
 pub struct Mesh {
     /// Work towards owners.
     pub ingress: Senders<Vec<Ingress>>,
     /// Results out of owners.
     pub egress: Senders<Vec<Egress>>,
+    /// The shards' nudges, by peer id.
+    pub nudges: Arc<[Arc<netpoll::Nudge>]>,
 }
 
 /// A batch is sent early once it holds this many messages, so one busy connection cannot
@@ -88,7 +94,8 @@ impl Outgoing {
         if self.len == 0 {
             return true;
         }
-        self.len = try_send_all(&mut self.egress, &mesh.egress) + try_send_all(&mut self.ingress, &mesh.ingress);
+        self.len = try_send_all(&mut self.egress, &mesh.egress, &mesh.nudges)
+            + try_send_all(&mut self.ingress, &mesh.ingress, &mesh.nudges);
         self.len == 0
     }
 
@@ -99,29 +106,38 @@ impl Outgoing {
             return;
         }
         self.len = 0;
-        send_all(&mut self.egress, &mesh.egress, "egress").await;
-        send_all(&mut self.ingress, &mesh.ingress, "ingress").await;
+        send_all(&mut self.egress, &mesh.egress, &mesh.nudges, "egress").await;
+        send_all(&mut self.ingress, &mesh.ingress, &mesh.nudges, "ingress").await;
     }
 }
 
 /// Offers each non-empty batch to its channel; a refused one stays in place. Returns how
 /// many messages are left.
-fn try_send_all<T: Send + 'static>(batches: &mut [Vec<T>], senders: &Senders<Vec<T>>) -> usize {
+fn try_send_all<T: Send + 'static>(batches: &mut [Vec<T>], senders: &Senders<Vec<T>>, nudges: &[Arc<Nudge>]) -> usize {
     let mut left = 0;
     for (to, batch) in batches.iter_mut().enumerate().filter(|(_, b)| !b.is_empty()) {
-        if let Err(e) = senders.try_send_to(to, std::mem::take(batch)) {
-            *batch = refused(e);
-            left += batch.len();
+        match senders.try_send_to(to, std::mem::take(batch)) {
+            Ok(()) => nudges[to].posted(),
+            Err(e) => {
+                *batch = refused(e);
+                left += batch.len();
+            }
         }
     }
     left
 }
 
 /// Sends each non-empty batch, waiting for room; one whose channel is closed is dropped.
-async fn send_all<T: Send + 'static>(batches: &mut [Vec<T>], senders: &Senders<Vec<T>>, mesh: &str) {
+async fn send_all<T: Send + 'static>(
+    batches: &mut [Vec<T>],
+    senders: &Senders<Vec<T>>,
+    nudges: &[Arc<Nudge>],
+    mesh: &str,
+) {
     for (to, batch) in batches.iter_mut().enumerate().filter(|(_, b)| !b.is_empty()) {
-        if senders.send_to(to, std::mem::take(batch)).await.is_err() {
-            tracing::debug!(to, mesh, "channel closed, batch dropped");
+        match senders.send_to(to, std::mem::take(batch)).await {
+            Ok(()) => nudges[to].posted(),
+            Err(_) => tracing::debug!(to, mesh, "channel closed, batch dropped"),
         }
     }
 }
