@@ -273,6 +273,7 @@ fn empty_summary(plan: &Plan) -> Summary {
         slo: None,
         percentile_curve: Vec::new(),
         rate_per_second: Vec::new(),
+        max_latency_per_second_us: Vec::new(),
     }
 }
 
@@ -291,12 +292,19 @@ fn summarize(
     let mut unacked = vec![Vec::new(); plan.pubs.len()];
     let mut last_connected = 0;
     let mut per_second: Vec<u64> = Vec::new();
+    let mut worst: Vec<u64> = Vec::new();
     for r in results {
         if per_second.len() < r.per_second.len() {
             per_second.resize(r.per_second.len(), 0);
         }
         for (total, n) in per_second.iter_mut().zip(&r.per_second) {
             *total += n;
+        }
+        if worst.len() < r.worst_per_second.len() {
+            worst.resize(r.worst_per_second.len(), 0);
+        }
+        for (w, us) in worst.iter_mut().zip(&r.worst_per_second) {
+            *w = (*w).max(*us);
         }
         let _ = latency.add(&r.latency);
         let _ = ack.add(&r.ack);
@@ -354,6 +362,8 @@ fn summarize(
     let seconds = (s.publish_time_s.ceil() as usize).max(last);
     per_second.truncate(seconds);
     s.rate_per_second = per_second;
+    worst.truncate(seconds);
+    s.max_latency_per_second_us = worst;
     s.percentile_curve = plot::curve(&latency);
     s.latency_us = Percentiles::of(&latency);
     s.ack_latency_us = Percentiles::of(&ack);

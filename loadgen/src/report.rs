@@ -191,6 +191,9 @@ pub struct Summary {
     /// (warm-up included) to the last publish or the last delivery, whichever is later; the
     /// last second may be partial.
     pub rate_per_second: Vec<u64>,
+    /// The longest end-to-end latency (µs) of the messages due in each of those seconds
+    /// (by their scheduled publish time, warm-up included): when in the run the tail was.
+    pub max_latency_per_second_us: Vec<u64>,
 }
 
 /// The outcome of an SLO check.
@@ -422,6 +425,7 @@ mod tests {
             slo: None,
             percentile_curve: vec![],
             rate_per_second: vec![],
+            max_latency_per_second_us: vec![],
         }
     }
 

@@ -50,6 +50,9 @@ pub struct Ctx {
     /// New messages this worker's subscribers received in each whole second after the
     /// first scheduled publish (the last entry also takes any later ones).
     pub per_second: RefCell<Vec<u64>>,
+    /// The longest end-to-end latency (µs) of the messages due in each whole second after
+    /// the first scheduled publish, warm-up included: where in the run the tail happened.
+    pub worst_per_second: RefCell<Vec<u64>>,
 }
 
 impl Ctx {
@@ -64,6 +67,17 @@ impl Ctx {
         if let Some(last) = tally.len().checked_sub(1) {
             let second = (now.saturating_sub(go) / 1_000_000_000) as usize;
             tally[second.min(last)] += n;
+        }
+    }
+
+    /// Keeps `ns`, the latency of a message due at `sched`, if it is its second's longest.
+    fn worst(&self, sched: u64, ns: u64) {
+        let go = self.shared.go_ns.load(Ordering::Relaxed);
+        let mut worst = self.worst_per_second.borrow_mut();
+        if let Some(last) = worst.len().checked_sub(1) {
+            let second = (sched.saturating_sub(go) / 1_000_000_000) as usize;
+            let slot = &mut worst[second.min(last)];
+            *slot = (*slot).max(ns / 1000);
         }
     }
 
@@ -555,8 +569,9 @@ pub async fn subscriber(ctx: Rc<Ctx>, spec: SubSpec, link: Rc<Link>, mut rbuf: B
                 if measure == u64::MAX {
                     measure = shared.measure_ns.load(Ordering::Relaxed);
                 }
+                let ns = now.saturating_sub(sched);
+                ctx.worst(sched, ns);
                 if sched >= measure {
-                    let ns = now.saturating_sub(sched);
                     record(&mut lat, ns);
                     record(&mut interval, ns);
                 }

@@ -261,6 +261,8 @@ pub struct WorkerResult {
     pub connected: u64,
     /// New messages received in each whole second after the first scheduled publish.
     pub per_second: Vec<u64>,
+    /// The longest latency (µs) of the messages due in each whole second, as `per_second`.
+    pub worst_per_second: Vec<u64>,
 }
 
 impl WorkerResult {
@@ -276,6 +278,7 @@ impl WorkerResult {
             last_connected_ns: 0,
             connected: 0,
             per_second: Vec::new(),
+            worst_per_second: Vec::new(),
         }
     }
 }

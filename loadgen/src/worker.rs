@@ -61,6 +61,7 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
         ack: RefCell::new(histogram()),
         errors: RefCell::new(Vec::new()),
         per_second: RefCell::new(vec![0; plan.tally_seconds()]),
+        worst_per_second: RefCell::new(vec![0; plan.tally_seconds()]),
     });
     let handover = {
         let ctx = ctx.clone();
@@ -138,6 +139,7 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
     result.latency = ctx.latency.borrow().clone();
     result.ack = ctx.ack.borrow().clone();
     result.per_second = ctx.per_second.take();
+    result.worst_per_second = ctx.worst_per_second.take();
     result
 }
 

@@ -88,7 +88,8 @@ fn assert_plot(svg: &str, series: usize, labels: &[&str]) {
 }
 
 /// The new JSON fields: a percentile curve rising in percentile and never falling in
-/// latency, and a per-second tally of at most what was received.
+/// latency, a per-second tally of at most what was received, and each second's longest
+/// latency.
 fn assert_curve_fields(j: &serde_json::Value) {
     let curve = j["percentile_curve"].as_array().expect("percentile_curve");
     assert!(curve.len() >= 50, "{j}");
@@ -101,6 +102,17 @@ fn assert_curve_fields(j: &serde_json::Value) {
         j["rate_per_second"].as_array().expect("rate_per_second").iter().map(|n| n.as_u64().unwrap()).collect();
     assert!(!rate.is_empty() && rate.iter().sum::<u64>() > 0, "{j}");
     assert!(rate.iter().sum::<u64>() <= j["received"].as_u64().unwrap(), "{j}");
+    // The longest latency of each second: as many seconds, and (warm-up included) at least
+    // the longest measured one, within the histogram's precision.
+    let worst: Vec<u64> = j["max_latency_per_second_us"]
+        .as_array()
+        .expect("max_latency_per_second_us")
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(worst.len(), rate.len(), "{j}");
+    let longest = *worst.iter().max().unwrap() as f64;
+    assert!(longest >= 0.98 * j["latency_us"]["max"].as_u64().unwrap() as f64, "{worst:?} against {j}");
     // The figures other scripts read are still there.
     for key in ["received_rate", "latency_us", "lost", "acked_lost", "sent", "unique"] {
         assert!(!j[key].is_null(), "{key}: {j}");
