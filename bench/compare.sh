@@ -3,12 +3,17 @@
 # (Mosquitto, nats-server, rumqttd; see ../shared/peers) and the raw io_uring relay, in one
 # go on this machine, printed as one table with the machine's description on top.
 #
-#   bench/compare.sh [--quick] [--per-core] [--brokers "ringmq mosquitto nats rumqttd relay ..."]
+#   bench/compare.sh [--quick] [--per-core] [--brokers "ringmq mosquitto nats rumqttd relay mosquitto-nodelay ..."]
 #                    [--only TEXT] [--no-build] [--out DIR] [--generator loadgen|clientgen]
 #
 # ringmq-seg-interval and ringmq-seg-always are RingMQ with segment storage (fsync
 # interval:5ms / always); they run only the QoS 1 storage row, where plain ringmq is the
 # memory figure.
+# mosquitto-nodelay is Mosquitto with `set_tcp_nodelay true` (not in the default list):
+# RingMQ sets TCP_NODELAY, Mosquitto by default does not, and on loopback a segment Nagle
+# holds back is sent later from the peer's CPU, when the peer's packet acknowledges the
+# last one; per core that moves about half of Mosquitto's transmit work (and its loopback
+# delivery) onto the generator's CPU (bench/RESULTS.md, 2026-12-02, session 7).
 # --quick: 3 s runs instead of 10 s (a smoke test of the script, not a measurement).
 # --per-core: the broker on CPU 0 alone (RingMQ --shards 1, nats-server GOMAXPROCS=1, every
 # broker under taskset), loadgen on CPU 1: broker against broker per core. Without it both
@@ -68,7 +73,7 @@ if [ "$PER_CORE" = 1 ]; then
 fi
 
 port_of() {
-  case "$1" in ringmq|ringmq-seg-interval|ringmq-seg-always) echo 18880 ;; mosquitto) echo 18830 ;; nats) echo 18831 ;; rumqttd) echo 18833 ;; relay) echo 18884 ;; esac
+  case "$1" in ringmq|ringmq-seg-interval|ringmq-seg-always) echo 18880 ;; mosquitto|mosquitto-nodelay) echo 18830 ;; nats) echo 18831 ;; rumqttd) echo 18833 ;; relay) echo 18884 ;; esac
 }
 
 start_broker() {
@@ -77,6 +82,11 @@ start_broker() {
             echo $! >"$OUT/ringmq.pid" ;;
     relay) "${BPIN[@]}" "$BIN/relay" --listen 127.0.0.1:18884 >"$OUT/relay.log" 2>&1 &
            echo $! >"$OUT/relay.pid" ;;
+    mosquitto-nodelay)
+      # The peer's configuration with Nagle's algorithm off, as RingMQ runs: see above.
+      { cat "$PEERS/mosquitto.conf"; echo "set_tcp_nodelay true"; } >"$OUT/mosquitto-nodelay.conf"
+      "${BPIN[@]}" mosquitto -c "$OUT/mosquitto-nodelay.conf" >"$OUT/mosquitto-nodelay.log" 2>&1 &
+      echo $! >"$OUT/mosquitto-nodelay.pid" ;;
     ringmq-seg-*)
       rm -rf "$OUT/data"
       local fsync=always; [ "$1" = ringmq-seg-interval ] && fsync=interval:5ms
@@ -91,10 +101,14 @@ start_broker() {
 }
 
 stop_broker() {
+  local pid; pid=$(cat "$OUT/$1.pid" 2>/dev/null || true)
   case "$1" in
-    ringmq|ringmq-seg-*|relay) kill "$(cat "$OUT/$1.pid")" 2>/dev/null || true; sleep 0.5 ;;
+    ringmq|ringmq-seg-*|relay|mosquitto-nodelay) kill "$pid" 2>/dev/null || true ;;
     *) bash "$PEERS/peers.sh" stop "$1" >/dev/null || true ;;
   esac
+  # Gone before the next broker starts: one still listening on a shared port would take
+  # the next run's connections.
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -123,7 +137,7 @@ SCENARIOS=(
   "flood 1->10 QoS0 64B 200k msg|fan-out --flood --publishers 1 --subscribers 10 --qos 0 --size 64 $F --count 200000|all"
 )
 
-if [[ " $BROKERS " == *" mosquitto "* || " $BROKERS " == *" nats "* || " $BROKERS " == *" rumqttd "* ]]; then
+if [[ " $BROKERS " == *" mosquitto "* || " $BROKERS " == *" mosquitto-nodelay "* || " $BROKERS " == *" nats "* || " $BROKERS " == *" rumqttd "* ]]; then
   bash "$PEERS/peers.sh" install >/dev/null
 fi
 
