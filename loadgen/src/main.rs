@@ -274,10 +274,21 @@ fn empty_summary(plan: &Plan) -> Summary {
         percentile_curve: Vec::new(),
         rate_per_second: Vec::new(),
         max_latency_per_second_us: Vec::new(),
+        send_lag_per_second_us: Vec::new(),
     }
 }
 
 /// The summary, and the merged end-to-end latency histogram.
+/// Takes the larger of each second's figure in `into` and `from`, growing `into` as needed.
+fn max_into(into: &mut Vec<u64>, from: &[u64]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a = (*a).max(*b);
+    }
+}
+
 fn summarize(
     plan: &Plan,
     shared: &Shared,
@@ -293,6 +304,7 @@ fn summarize(
     let mut last_connected = 0;
     let mut per_second: Vec<u64> = Vec::new();
     let mut worst: Vec<u64> = Vec::new();
+    let mut lag: Vec<u64> = Vec::new();
     for r in results {
         if per_second.len() < r.per_second.len() {
             per_second.resize(r.per_second.len(), 0);
@@ -300,12 +312,8 @@ fn summarize(
         for (total, n) in per_second.iter_mut().zip(&r.per_second) {
             *total += n;
         }
-        if worst.len() < r.worst_per_second.len() {
-            worst.resize(r.worst_per_second.len(), 0);
-        }
-        for (w, us) in worst.iter_mut().zip(&r.worst_per_second) {
-            *w = (*w).max(*us);
-        }
+        max_into(&mut worst, &r.worst_per_second);
+        max_into(&mut lag, &r.lag_per_second);
         let _ = latency.add(&r.latency);
         let _ = ack.add(&r.ack);
         let _ = connect.add(&r.connect);
@@ -364,6 +372,8 @@ fn summarize(
     s.rate_per_second = per_second;
     worst.truncate(seconds);
     s.max_latency_per_second_us = worst;
+    lag.truncate(seconds);
+    s.send_lag_per_second_us = lag;
     s.percentile_curve = plot::curve(&latency);
     s.latency_us = Percentiles::of(&latency);
     s.ack_latency_us = Percentiles::of(&ack);

@@ -194,6 +194,10 @@ pub struct Summary {
     /// The longest end-to-end latency (µs) of the messages due in each of those seconds
     /// (by their scheduled publish time, warm-up included): when in the run the tail was.
     pub max_latency_per_second_us: Vec<u64>,
+    /// How late (µs) loadgen itself sent the messages due in each of those seconds, at most
+    /// (open loop only): a second whose latency spike is matched here was the generator's
+    /// (or its machine's) stall, or a full QoS 1/2 window, not the broker's delivery.
+    pub send_lag_per_second_us: Vec<u64>,
 }
 
 /// The outcome of an SLO check.
@@ -426,6 +430,7 @@ mod tests {
             percentile_curve: vec![],
             rate_per_second: vec![],
             max_latency_per_second_us: vec![],
+            send_lag_per_second_us: vec![],
         }
     }
 

@@ -53,6 +53,9 @@ pub struct Ctx {
     /// The longest end-to-end latency (µs) of the messages due in each whole second after
     /// the first scheduled publish, warm-up included: where in the run the tail happened.
     pub worst_per_second: RefCell<Vec<u64>>,
+    /// How late (µs) this worker's publishers sent the messages due in each second, at
+    /// most: the generator's own delays (or a full QoS 1/2 window), as `worst_per_second`.
+    pub lag_per_second: RefCell<Vec<u64>>,
 }
 
 impl Ctx {
@@ -72,11 +75,20 @@ impl Ctx {
 
     /// Keeps `ns`, the latency of a message due at `sched`, if it is its second's longest.
     fn worst(&self, sched: u64, ns: u64) {
+        self.keep_max(&self.worst_per_second, sched, ns);
+    }
+
+    /// Keeps `ns`, how late a message due at `sched` was sent, if it is its second's most.
+    fn lag(&self, sched: u64, ns: u64) {
+        self.keep_max(&self.lag_per_second, sched, ns);
+    }
+
+    fn keep_max(&self, series: &RefCell<Vec<u64>>, sched: u64, ns: u64) {
         let go = self.shared.go_ns.load(Ordering::Relaxed);
-        let mut worst = self.worst_per_second.borrow_mut();
-        if let Some(last) = worst.len().checked_sub(1) {
+        let mut series = series.borrow_mut();
+        if let Some(last) = series.len().checked_sub(1) {
             let second = (sched.saturating_sub(go) / 1_000_000_000) as usize;
-            let slot = &mut worst[second.min(last)];
+            let slot = &mut series[second.min(last)];
             *slot = (*slot).max(ns / 1000);
         }
     }
@@ -408,12 +420,15 @@ pub async fn publisher(ctx: Rc<Ctx>, spec: PubSpec, link: Rc<Link>) -> PubResult
             continue;
         }
         let mut n = 0u64;
+        // The first message of the burst is the latest one of it.
+        let mut late: Option<u64> = None;
         link.push(|out| {
             while n < MAX_BURST && seq < count {
                 let sched = if closed_loop { now } else { go + offset + seq * interval };
                 if sched > now || sched >= end {
                     break;
                 }
+                late.get_or_insert(sched);
                 if acks && window.full() {
                     break;
                 }
@@ -428,6 +443,9 @@ pub async fn publisher(ctx: Rc<Ctx>, spec: PubSpec, link: Rc<Link>) -> PubResult
         });
         counters.sent.fetch_add(n, Ordering::Relaxed);
         counters.due.fetch_add(n * fanout, Ordering::Relaxed);
+        if let Some(sched) = late.filter(|_| !closed_loop) {
+            ctx.lag(sched, now.saturating_sub(sched));
+        }
         if acks && window.full() {
             window.wait_room(&link).await;
             continue;

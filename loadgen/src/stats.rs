@@ -263,6 +263,8 @@ pub struct WorkerResult {
     pub per_second: Vec<u64>,
     /// The longest latency (µs) of the messages due in each whole second, as `per_second`.
     pub worst_per_second: Vec<u64>,
+    /// How late (µs) messages due in each whole second were sent, at most.
+    pub lag_per_second: Vec<u64>,
 }
 
 impl WorkerResult {
@@ -279,6 +281,7 @@ impl WorkerResult {
             connected: 0,
             per_second: Vec::new(),
             worst_per_second: Vec::new(),
+            lag_per_second: Vec::new(),
         }
     }
 }

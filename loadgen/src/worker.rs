@@ -62,6 +62,7 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
         errors: RefCell::new(Vec::new()),
         per_second: RefCell::new(vec![0; plan.tally_seconds()]),
         worst_per_second: RefCell::new(vec![0; plan.tally_seconds()]),
+        lag_per_second: RefCell::new(vec![0; plan.tally_seconds()]),
     });
     let handover = {
         let ctx = ctx.clone();
@@ -140,6 +141,7 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
     result.ack = ctx.ack.borrow().clone();
     result.per_second = ctx.per_second.take();
     result.worst_per_second = ctx.worst_per_second.take();
+    result.lag_per_second = ctx.lag_per_second.take();
     result
 }
 

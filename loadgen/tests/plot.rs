@@ -88,8 +88,8 @@ fn assert_plot(svg: &str, series: usize, labels: &[&str]) {
 }
 
 /// The new JSON fields: a percentile curve rising in percentile and never falling in
-/// latency, a per-second tally of at most what was received, and each second's longest
-/// latency.
+/// latency, a per-second tally of at most what was received, each second's longest
+/// latency and loadgen's own send lag.
 fn assert_curve_fields(j: &serde_json::Value) {
     let curve = j["percentile_curve"].as_array().expect("percentile_curve");
     assert!(curve.len() >= 50, "{j}");
@@ -113,6 +113,16 @@ fn assert_curve_fields(j: &serde_json::Value) {
     assert_eq!(worst.len(), rate.len(), "{j}");
     let longest = *worst.iter().max().unwrap() as f64;
     assert!(longest >= 0.98 * j["latency_us"]["max"].as_u64().unwrap() as f64, "{worst:?} against {j}");
+    // How late loadgen sent: a message arrives after it was sent, so no second's send lag
+    // passes that second's longest latency (every message is delivered here).
+    let lag: Vec<u64> = j["send_lag_per_second_us"]
+        .as_array()
+        .expect("send_lag_per_second_us")
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(lag.len(), rate.len(), "{j}");
+    assert!(lag.iter().zip(&worst).all(|(l, w)| l <= w), "lag {lag:?} against latency {worst:?}");
     // The figures other scripts read are still there.
     for key in ["received_rate", "latency_us", "lost", "acked_lost", "sent", "unique"] {
         assert!(!j[key].is_null(), "{key}: {j}");
