@@ -399,7 +399,7 @@ impl Registration {
     }
 
     /// A read starts waiting: unless one is armed already, it times out `limit` from now
-    /// (to within [`SCAN`]). One deadline per socket, kept in its slot: no timer each.
+    /// (to within the pump's 100 ms scan). One deadline per socket, kept in its slot: no timer each.
     pub fn arm_deadline(&self, limit: Duration) {
         let mut slots = self.poller.slots.borrow_mut();
         let slot = &mut slots[self.token as usize];
