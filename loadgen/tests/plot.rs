@@ -90,6 +90,12 @@ fn assert_plot(svg: &str, series: usize, labels: &[&str]) {
 /// The new JSON fields: a percentile curve rising in percentile and never falling in
 /// latency, a per-second tally of at most what was received, each second's longest
 /// latency and loadgen's own send lag.
+/// The array of whole numbers `key` of a run's JSON.
+fn counts(j: &serde_json::Value, key: &str) -> Vec<u64> {
+    let a = j[key].as_array().unwrap_or_else(|| panic!("no array {key}: {j}"));
+    a.iter().map(|n| n.as_u64().unwrap_or_else(|| panic!("{key}: {n} is not a count"))).collect()
+}
+
 fn assert_curve_fields(j: &serde_json::Value) {
     let curve = j["percentile_curve"].as_array().expect("percentile_curve");
     assert!(curve.len() >= 50, "{j}");
@@ -98,29 +104,18 @@ fn assert_curve_fields(j: &serde_json::Value) {
     assert_eq!(points.last().unwrap().0, 99.999);
     assert!(points.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "{points:?}");
     assert!(points.last().unwrap().1 <= j["latency_us"]["max"].as_u64().unwrap());
-    let rate: Vec<u64> =
-        j["rate_per_second"].as_array().expect("rate_per_second").iter().map(|n| n.as_u64().unwrap()).collect();
+    let rate = counts(j, "rate_per_second");
     assert!(!rate.is_empty() && rate.iter().sum::<u64>() > 0, "{j}");
     assert!(rate.iter().sum::<u64>() <= j["received"].as_u64().unwrap(), "{j}");
     // The longest latency of each second: as many seconds, and (warm-up included) at least
     // the longest measured one, within the histogram's precision.
-    let worst: Vec<u64> = j["max_latency_per_second_us"]
-        .as_array()
-        .expect("max_latency_per_second_us")
-        .iter()
-        .map(|n| n.as_u64().unwrap())
-        .collect();
+    let worst = counts(j, "max_latency_per_second_us");
     assert_eq!(worst.len(), rate.len(), "{j}");
     let longest = *worst.iter().max().unwrap() as f64;
     assert!(longest >= 0.98 * j["latency_us"]["max"].as_u64().unwrap() as f64, "{worst:?} against {j}");
     // How late loadgen sent: a message arrives after it was sent, so no second's send lag
     // passes that second's longest latency (every message is delivered here).
-    let lag: Vec<u64> = j["send_lag_per_second_us"]
-        .as_array()
-        .expect("send_lag_per_second_us")
-        .iter()
-        .map(|n| n.as_u64().unwrap())
-        .collect();
+    let lag = counts(j, "send_lag_per_second_us");
     assert_eq!(lag.len(), rate.len(), "{j}");
     assert!(lag.iter().zip(&worst).all(|(l, w)| l <= w), "lag {lag:?} against latency {worst:?}");
     // The figures other scripts read are still there.
