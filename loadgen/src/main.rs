@@ -278,17 +278,18 @@ fn empty_summary(plan: &Plan) -> Summary {
     }
 }
 
-/// The summary, and the merged end-to-end latency histogram.
-/// Takes the larger of each second's figure in `into` and `from`, growing `into` as needed.
-fn max_into(into: &mut Vec<u64>, from: &[u64]) {
+/// Merges one worker's per-second figures into `into` with `op` (sum or max), growing
+/// `into` as needed.
+fn merge_seconds(into: &mut Vec<u64>, from: &[u64], op: fn(u64, u64) -> u64) {
     if into.len() < from.len() {
         into.resize(from.len(), 0);
     }
     for (a, b) in into.iter_mut().zip(from) {
-        *a = (*a).max(*b);
+        *a = op(*a, *b);
     }
 }
 
+/// The summary, and the merged end-to-end latency histogram.
 fn summarize(
     plan: &Plan,
     shared: &Shared,
@@ -306,14 +307,9 @@ fn summarize(
     let mut worst: Vec<u64> = Vec::new();
     let mut lag: Vec<u64> = Vec::new();
     for r in results {
-        if per_second.len() < r.per_second.len() {
-            per_second.resize(r.per_second.len(), 0);
-        }
-        for (total, n) in per_second.iter_mut().zip(&r.per_second) {
-            *total += n;
-        }
-        max_into(&mut worst, &r.worst_per_second);
-        max_into(&mut lag, &r.lag_per_second);
+        merge_seconds(&mut per_second, &r.per_second, |a, b| a + b);
+        merge_seconds(&mut worst, &r.worst_per_second, u64::max);
+        merge_seconds(&mut lag, &r.lag_per_second, u64::max);
         let _ = latency.add(&r.latency);
         let _ = ack.add(&r.ack);
         let _ = connect.add(&r.connect);

@@ -420,7 +420,7 @@ pub async fn publisher(ctx: Rc<Ctx>, spec: PubSpec, link: Rc<Link>) -> PubResult
             continue;
         }
         let mut n = 0u64;
-        // The first message of the burst is the latest one of it.
+        // The first message sent in the burst is the latest one of it.
         let mut late: Option<u64> = None;
         link.push(|out| {
             while n < MAX_BURST && seq < count {
@@ -428,10 +428,10 @@ pub async fn publisher(ctx: Rc<Ctx>, spec: PubSpec, link: Rc<Link>) -> PubResult
                 if sched > now || sched >= end {
                     break;
                 }
-                late.get_or_insert(sched);
                 if acks && window.full() {
                     break;
                 }
+                late.get_or_insert(sched);
                 let pkid = if acks { window.take(sched, seq) } else { 0 };
                 template.write(out, spec.index, seq, sched, pkid);
                 seq += 1;

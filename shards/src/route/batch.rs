@@ -36,7 +36,7 @@ pub struct Mesh {
     /// Results out of owners.
     pub egress: Senders<Vec<Egress>>,
     /// The shards' nudges, by peer id.
-    pub nudges: Arc<[Arc<netpoll::Nudge>]>,
+    pub nudges: Arc<[Arc<Nudge>]>,
 }
 
 /// A batch is sent early once it holds this many messages, so one busy connection cannot
