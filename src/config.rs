@@ -81,6 +81,8 @@ pub struct FileConfig {
     pub pin: Option<bool>,
     /// Log level.
     pub log_level: Option<String>,
+    /// See [`Settings::huge_pages`].
+    pub huge_pages: Option<bool>,
     /// See [`EngineConfig::response_information`].
     pub response_information: Option<String>,
     /// See [`EngineConfig::shared_strategy`]: `round_robin`, `hash_client_id`, `hash_topic`.
@@ -171,6 +173,10 @@ pub struct Settings {
     pub engine: EngineConfig,
     /// Log level.
     pub log_level: String,
+    /// Let the allocator's memory be backed by transparent huge pages (off by default:
+    /// they cost a one-shard broker 12 MiB at start and round every thread's memory up to
+    /// 2 MiB; on, saturated QoS 0 delivery gains a few per cent).
+    pub huge_pages: bool,
 }
 
 fn bad(origin: &str, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -395,7 +401,7 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
     if (engine.partitions as usize) < shards {
         return Err(bad(origin, "partitions", format!("{} is fewer than the {shards} shards", engine.partitions)));
     }
-    Ok(Settings { engine, log_level })
+    Ok(Settings { engine, log_level, huge_pages: file.huge_pages.unwrap_or(false) })
 }
 
 /// The tracing level named by `s`.

@@ -68,6 +68,15 @@ fn bad_fsync_flag_exits_2_naming_flag() {
 }
 
 #[test]
+fn bad_huge_pages_value_exits_2_naming_key_and_file() {
+    let path = temp_file("badhuge.toml", "huge_pages = \"yes\"\n");
+    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("huge_pages") && err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
 fn missing_config_file_exits_2() {
     let out = Command::new(BIN).args(["--config", "/nonexistent/ringmq.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -82,8 +91,14 @@ fn spawn_broker() -> (Child, std::net::SocketAddr) {
 
 /// Like [`spawn_broker`], with every log line the broker writes from then on.
 fn spawn_broker_logged() -> (Child, std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
+    spawn_broker_with(&[])
+}
+
+/// Like [`spawn_broker_logged`], with more arguments.
+fn spawn_broker_with(more: &[&str]) -> (Child, std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--shards", "2", "--no-pin"])
+        .args(more)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -235,4 +250,27 @@ fn a_second_broker_on_a_taken_port_fails_instead_of_sharing_it() {
     assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("in use"), "{err}");
     signal(&first, "-TERM");
     assert_eq!(wait_exit(&mut first).code(), Some(0));
+}
+
+/// The `THP_enabled` line of a process's status: 0 once it disabled transparent huge pages.
+fn thp_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).expect("THP_enabled in status").trim().to_owned()
+}
+
+#[test]
+fn huge_pages_are_off_unless_configured() {
+    let (mut child, _, _log) = spawn_broker_logged();
+    let default = thp_enabled(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(default, "0", "the broker runs with transparent huge pages by default");
+
+    let path = temp_file("huge.toml", "huge_pages = true\n");
+    let config = path.to_str().unwrap();
+    let (mut child, _, _log) = spawn_broker_with(&["--config", config]);
+    let on = thp_enabled(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(on, "1", "huge_pages = true left them off");
 }

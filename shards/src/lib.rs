@@ -14,7 +14,7 @@
 //! A PUBLISH read on its session's shard S goes to the topic owner T (no hop if S == T),
 //! which sends one copy to each shard D with matching interest; D hands it to its matching
 //! sessions, encoding it once per (protocol, QoS). Shards talk only through two meshes of
-//! bounded channels ([`msg::Ingress`], [`msg::Egress`]), in batches.
+//! bounded channels ([`route::mesh::Ingress`], [`route::mesh::Egress`]), in batches.
 //!
 //! The code is layered, arrows pointing down only: [`node`] (start, stop, wiring) ->
 //! [`front`] (listeners, handshake, client packets) -> [`engine`] (owner step, delivery,

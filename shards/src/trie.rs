@@ -247,7 +247,7 @@ impl<V> TopicTrie<V> {
     /// Calls `visit` with the value of every filter matching `topic`.
     ///
     /// A depth-first walk: at each node the `+` branch is walked before the named one,
-    /// and the branch not taken waits in [`Branches`]. `rest` is what is left of the topic,
+    /// and the branch not taken waits in `Branches`. `rest` is what is left of the topic,
     /// `None` once every level is consumed; levels are cut off the front as the walk
     /// descends, so a match never splits the whole topic.
     pub fn matches<'a>(&'a self, topic: &[u8], mut visit: impl FnMut(&'a V)) {

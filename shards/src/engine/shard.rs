@@ -153,12 +153,12 @@ pub struct State {
 }
 
 impl State {
-    /// Installs the wake-up channel of [`deferred_sends`].
+    /// Installs the wake-up channel of [`deferred_sends`](super::dispatch::deferred_sends).
     pub fn set_kick(&mut self, kick: LocalSender<()>) {
         self.kick = Some(kick);
     }
 
-    /// Has [`deferred_sends`] ask for the next replay page of `slot` (once, however often
+    /// Has [`deferred_sends`](super::dispatch::deferred_sends) ask for the next replay page of `slot` (once, however often
     /// this is called before it runs).
     pub fn replay_soon(&mut self, slot: u32) {
         if !self.replay_now.contains(&slot) {
@@ -167,7 +167,7 @@ impl State {
         self.kick();
     }
 
-    /// Wakes [`deferred_sends`]: never blocks, so handlers that must not send use it.
+    /// Wakes [`deferred_sends`](super::dispatch::deferred_sends): never blocks, so handlers that must not send use it.
     pub fn kick(&self) {
         if let Some(k) = &self.kick {
             let _ = k.try_send(());

@@ -8,11 +8,11 @@
 //!
 //! Two levels, like the rest of the routing:
 //! - **Owner** (every shard that may own matching topics): the interest entry of the inner
-//!   filter holds, per group, how many members each shard has ([`Group`]). For each
+//!   filter holds, per group, how many members each shard has ([`Group`](super::interest::Group)). For each
 //!   message the owner picks one member index out of the total by the configured strategy
 //!   (round robin, hash of the publisher's client id, hash of the topic) and sends the
 //!   message to the shard holding that index with the index local to it
-//!   ([`Egress::DeliverShared`](crate::msg::Egress::DeliverShared)).
+//!   ([`crate::route::mesh::Egress::DeliverShared`]).
 //! - **Member shard**: its members of the group in joining order (`State::shared`); the
 //!   local index picks one (modulo their current number).
 //!

@@ -4,7 +4,7 @@
 //!
 //! One task per connection reads and parses everything available, handles each packet
 //! (routing PUBLISHes through an [`Outgoing`] batch), flushes the batch once, then reads
-//! again. Its writer task (see [`crate::net::conn`]) runs beside it.
+//! again. Its writer task (see [`crate::net::conn`]) runs beside it while it writes.
 //!
 //! Front layer: runs on the session's shard; started by the shard's `arrivals` task.
 
@@ -31,7 +31,7 @@ use crate::config::Limits;
 use crate::engine::Shard;
 use crate::metrics::Counters;
 use crate::msg::{now_us, AckTo, Message, SessionRef};
-use crate::net::{writer, Admitted, CloseCause, Conn, Socket, Transport};
+use crate::net::{Admitted, CloseCause, Conn, Socket, Transport};
 use crate::route::mesh::Handoff;
 use crate::route::Outgoing;
 use crate::show::short;
@@ -234,7 +234,7 @@ fn setup(
         (true, Some(m)) => m as usize,
         _ => usize::MAX,
     };
-    let conn = Rc::new(Conn::new(
+    let conn = Conn::new(
         protocol,
         sock.clone(),
         limits.max_outbound_buffer,
@@ -242,13 +242,12 @@ fn setup(
         limits.stuck_timeout,
         client_max,
         shard.conn_id(),
-    ));
+    );
     conn.problem_info.set(connect.properties.request_problem_information != Some(0));
     if v5 {
         let wanted = connect.properties.topic_alias_maximum.unwrap_or(0);
         conn.alias_max.set(wanted.min(limits.topic_alias_maximum));
     }
-    netpoll::spawn(writer(conn.clone())).detach();
     shard.conns.set(shard.conns.get() + 1);
 
     let client_id = principal.client_id.clone();

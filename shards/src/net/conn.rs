@@ -6,6 +6,10 @@
 //! the writer task wakes once, swaps the whole outbox out and writes it with one call, so a
 //! connection is flushed once per executor tick however many messages arrived for it.
 //!
+//! The writer task exists only while the connection writes: the first packet queued (or a
+//! close) spawns it, and the sweep retires it once a connection wrote nothing for a whole
+//! sweep, so an idle connection holds no task of its own for its outbound side.
+//!
 //! Slow readers: past `max_outbound_buffer` (or when the shard's outboxes together pass
 //! their share of `max_outbound_total`) QoS 0 messages are dropped for that connection
 //! alone and counted; everything else is still queued up to twice the bound (QoS 1/2 are
@@ -13,12 +17,12 @@
 //! for slowness only when its socket accepts no byte for `stuck_timeout`. The outbox is
 //! allocated while used and given back after a burst.
 //!
-//! A leaf below the engine: the front creates a connection's `Conn` and runs its writer;
-//! the engine's sessions write PUBLISHes and acknowledgements into it.
+//! A leaf below the engine: the front creates a connection's `Conn`; the engine's sessions
+//! write PUBLISHes and acknowledgements into it, and its sweep retires idle writers.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -105,6 +109,14 @@ pub struct Conn {
     stuck_after: Duration,
     buf: RefCell<BytesMut>,
     waker: Cell<Option<Waker>>,
+    /// This connection, for the writer task it spawns when there is something to write.
+    me: Weak<Conn>,
+    /// The writer task exists (spawned, not yet retired).
+    writer_up: Cell<bool>,
+    /// The writer took something since the last sweep.
+    wrote: Cell<bool>,
+    /// The sweep asked an idle writer to end.
+    retire: Cell<bool>,
     closing: Cell<Option<CloseCause>>,
     /// The reader is done with the socket (it drained what it had to).
     reader_done: Cell<bool>,
@@ -179,8 +191,8 @@ impl Conn {
         stuck_after: Duration,
         max_packet_size: usize,
         id: u64,
-    ) -> Self {
-        Conn {
+    ) -> Rc<Self> {
+        Rc::new_cyclic(|me| Conn {
             protocol,
             max_packet_size,
             id,
@@ -195,13 +207,17 @@ impl Conn {
             // hold next to nothing.
             buf: RefCell::new(BytesMut::new()),
             waker: Cell::new(None),
+            me: me.clone(),
+            writer_up: Cell::new(false),
+            wrote: Cell::new(false),
+            retire: Cell::new(false),
             problem_info: Cell::new(true),
             alias_max: Cell::new(0),
             aliases: RefCell::new(HashMap::new()),
             closing: Cell::new(None),
             reader_done: Cell::new(false),
             acks: RefCell::new(VecDeque::new()),
-        }
+        })
     }
 
     /// Acknowledges a QoS 1/2 publish now (`code` Some) or later (None, see
@@ -360,7 +376,7 @@ impl Conn {
 
     /// True when QoS 0 messages are dropped for this connection now: its outbox is at its
     /// bound, or the shard's outboxes together are at theirs and this one lags (holds
-    /// [`LAGGING`] or more): a connection that keeps up is never punished for the others.
+    /// `LAGGING` or more): a connection that keeps up is never punished for the others.
     pub fn is_full(&self) -> bool {
         let queued = self.buf.borrow().len();
         queued >= self.cap || (self.budget.used.get() >= self.budget.cap && queued >= LAGGING.min(self.cap))
@@ -384,7 +400,7 @@ impl Conn {
         self.close(cause);
     }
 
-    /// Stops queueing; the writer flushes what is queued (for at most [`CLOSE_GRACE`])
+    /// Stops queueing; the writer flushes what is queued (for at most `CLOSE_GRACE`)
     /// and shuts the socket down, which ends the reader too. A slow or stuck consumer's
     /// socket is shut down at once: what is queued for it is dropped.
     pub fn close(&self, cause: CloseCause) {
@@ -427,25 +443,39 @@ impl Conn {
         .await
     }
 
+    /// Wakes the writer, or spawns it when it is not running.
     fn wake(&self) {
         if let Some(w) = self.waker.take() {
             w.wake();
+        } else if !self.writer_up.get() {
+            if let Some(me) = self.me.upgrade() {
+                self.writer_up.set(true);
+                self.retire.set(false);
+                netpoll::spawn(writer(me)).detach();
+            }
         }
     }
 
     /// Waits until there is something to write and takes it, leaving the spare buffer as
-    /// the outbox. None when the connection is closing and nothing is left.
-    async fn take(&self) -> Option<BytesMut> {
+    /// the outbox. `Closed` when the connection is closing and nothing is left; `Retired`
+    /// when the sweep found the writer idle and nothing came since.
+    async fn take(&self) -> Take {
         poll_fn(|cx| {
             let mut b = self.buf.borrow_mut();
             if !b.is_empty() {
                 let spare = std::mem::take(&mut *self.spare.borrow_mut());
                 let data = std::mem::replace(&mut *b, spare);
                 self.writing.set(data.capacity());
-                return Poll::Ready(Some(data));
+                self.wrote.set(true);
+                self.retire.set(false);
+                return Poll::Ready(Take::Data(data));
             }
             if self.closing.get().is_some() {
-                return Poll::Ready(None);
+                return Poll::Ready(Take::Closed);
+            }
+            if self.retire.get() {
+                self.writer_up.set(false);
+                return Poll::Ready(Take::Retired);
             }
             self.waker.set(Some(cx.waker().clone()));
             Poll::Pending
@@ -465,8 +495,16 @@ impl Conn {
         self.recharge();
     }
 
-    /// Gives back large buffers of a connection with nothing to write (from the sweep).
+    /// From the sweep: gives back large buffers of a connection with nothing to write, and
+    /// retires its writer task if it took nothing since the last sweep (the next packet
+    /// spawns it again).
     pub fn trim_idle(&self) {
+        if !self.wrote.replace(false) && self.writer_up.get() && self.closing.get().is_none() {
+            self.retire.set(true);
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
         let mut b = self.buf.borrow_mut();
         if b.is_empty() && b.capacity() > KEEP_BUFFER {
             *b = BytesMut::new();
@@ -486,6 +524,13 @@ impl Drop for Conn {
     }
 }
 
+/// What the writer found in the outbox.
+enum Take {
+    Data(BytesMut),
+    Closed,
+    Retired,
+}
+
 /// How one write of the writer ended.
 enum WriteEnd {
     Done,
@@ -494,18 +539,24 @@ enum WriteEnd {
     Stuck,
 }
 
-/// The writer task: drains the outbox into the socket until the connection closes. A
-/// socket that takes no byte for the stuck timeout closes the connection.
+/// The writer task: drains the outbox into the socket until the connection closes or the
+/// sweep retires it. A socket that takes no byte for the stuck timeout closes the
+/// connection.
 ///
 /// Then, when everything went out, it shuts the socket down for writing only and waits
 /// (at most [`DRAIN_GRACE`]) for the reader to drain what the client still sends: a
 /// socket closed with unread bytes resets the connection, and a client still writing
 /// (a flood past the Receive Maximum) would see a broken pipe instead of the DISCONNECT
 /// that says why.
-pub async fn writer(conn: Rc<Conn>) {
+async fn writer(conn: Rc<Conn>) {
     let mut stream = conn.sock.clone();
     let mut flushed = true;
-    while let Some(spare) = conn.take().await {
+    loop {
+        let spare = match conn.take().await {
+            Take::Data(spare) => spare,
+            Take::Closed => break,
+            Take::Retired => return,
+        };
         let write = async {
             let mut at = 0;
             while at < spare.len() {
@@ -554,4 +605,108 @@ pub async fn writer(conn: Rc<Conn>) {
         futures_lite::future::or(conn.reader_gone(), grace).await;
     }
     conn.sock.shutdown();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::io;
+    use std::net::{Shutdown, SocketAddr};
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use futures_lite::{AsyncRead, AsyncWrite};
+    use proto::Protocol;
+
+    use super::{CloseCause, Conn, OutboxBudget};
+    use crate::net::{Detached, Socket, Transport};
+
+    /// A transport that takes every write at once and records it, and its shutdowns.
+    #[derive(Default)]
+    struct Tape {
+        written: Rc<RefCell<Vec<u8>>>,
+        shut: Rc<Cell<bool>>,
+    }
+
+    impl Transport for Tape {
+        fn set_read_timeout(&mut self, _: Option<Duration>) {}
+        fn shutdown(&self, _: Shutdown) {
+            self.shut.set(true);
+        }
+        fn peer_addr(&self) -> Option<SocketAddr> {
+            None
+        }
+        fn detach(self: Box<Self>) -> io::Result<Detached> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    impl AsyncRead for Tape {
+        fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut [u8]) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for Tape {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.written.borrow_mut().extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Lets the spawned writer run its turn.
+    async fn settle() {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+
+    #[test]
+    fn the_writer_exists_only_while_the_connection_writes() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let tape = Tape::default();
+                let (written, shut) = (tape.written.clone(), tape.shut.clone());
+                let sock = Socket::new(Box::new(tape));
+                let budget = OutboxBudget::new(1 << 20);
+                let conn = Conn::new(Protocol::V4, sock, 1 << 16, budget, Duration::from_secs(30), usize::MAX, 1);
+                assert!(!conn.writer_up.get(), "no writer before anything is queued");
+                assert!(conn.push_bytes(b"one"));
+                assert!(conn.writer_up.get(), "the first packet spawns the writer");
+                settle().await;
+                assert_eq!(&written.borrow()[..], b"one");
+
+                // The sweep after a write keeps the writer; the next one without a write retires it.
+                conn.trim_idle();
+                settle().await;
+                assert!(conn.writer_up.get(), "retired although it wrote since the last sweep");
+                conn.trim_idle();
+                settle().await;
+                assert!(!conn.writer_up.get(), "an idle writer is retired by the second sweep");
+                assert_eq!(Rc::strong_count(&conn), 1, "the retired writer still holds the connection");
+
+                // A packet after retirement spawns it again; a close flushes and shuts down.
+                assert!(conn.push_bytes(b"two"));
+                settle().await;
+                assert_eq!(&written.borrow()[..], b"onetwo");
+                conn.trim_idle();
+                conn.trim_idle();
+                settle().await;
+                assert!(!conn.writer_up.get());
+                conn.close_with(CloseCause::Shutdown, None);
+                conn.reader_finished();
+                settle().await;
+                assert!(shut.get(), "a close of a connection without a writer did not shut it down");
+                assert_eq!(Rc::strong_count(&conn), 1, "the writer did not end after the close");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 }

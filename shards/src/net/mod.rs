@@ -2,7 +2,7 @@
 //! runs over ([`Transport`], and [`Detached`], its sendable form for the hand-off to the
 //! session's shard), plain TCP as its first implementation ([`tcp`], on the shard's
 //! `netpoll` readiness), the socket the
-//! reader and writer of one connection share ([`Socket`]), the outbox and writer task
+//! reader and writer of one connection share ([`Socket`]), the outbox and its writer task
 //! ([`conn`]), and a connection's place under a connection limit ([`Admitted`]).
 //!
 //! A leaf below the engine: the front reads and hands off through it, the engine's
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
-pub use conn::{reason_props, writer, CloseCause, Conn, OutboxBudget};
+pub use conn::{reason_props, CloseCause, Conn, OutboxBudget};
 
 /// A connection's byte stream on the shard that serves it: what the handshake, the read
 /// loop and the writer use, whatever carries the bytes (TCP today; TLS and WebSocket

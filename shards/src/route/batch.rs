@@ -88,7 +88,7 @@ impl Outgoing {
     }
 
     /// Sends every non-empty batch that its channel takes now, without waiting; true when
-    /// nothing is left. What a full channel refused stays, in order, for [`flush`]
+    /// nothing is left. What a full channel refused stays, in order, for [`flush`](Self::flush)
     /// (Outgoing::flush) to wait for.
     pub fn try_flush(&mut self, mesh: &Mesh) -> bool {
         if self.len == 0 {

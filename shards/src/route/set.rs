@@ -1,6 +1,10 @@
 //! [`ShardSet`]: a set of shard indexes, the destinations of one message. The first 64
 //! shards live inline (no allocation for the common machine); a node with more carries
-//! the rest in a boxed tail of words, so the number of shards has no fixed cap.
+//! the rest in a boxed tail of words, so the set itself has no fixed cap (the node's is
+//! [`crate::node::MAX_SHARDS`]).
+//!
+//! A leaf of the route layer: the engine's interest tables and deliveries build and walk
+//! these sets; nothing in it knows about messages.
 
 /// A set of shard indexes below the node's shard count.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
