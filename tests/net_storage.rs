@@ -335,6 +335,61 @@ async fn damaged_log_tail_is_cut_and_the_rest_served() {
     assert_eq!(payloads(&[sub.next_publish().await]), ["new"]);
 }
 
+/// A subscriber that acknowledges only once a whole window has come: under a
+/// `max_queued_messages` cap smaller than the window, a next replay page asked for while
+/// the last one still waits in the queue would push the cap past and drop what waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_pages_wait_for_room_under_the_cap_when_acks_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique_topic("st-lag");
+    let id = unique_id("st-lag");
+    const N: usize = 300;
+    {
+        let broker = broker_in(dir.path(), |_| {});
+        subscribe_then_leave(&broker, &id, &topic).await;
+        let (mut publ, _) = Mqtt4::connect(&broker, &unique_id("st-pub")).await;
+        for i in 0..N {
+            publ.publish(&topic, 1, false, format!("m{i:03}")).await;
+        }
+        publ.wait_acks(1, N).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // Pages of 40 (the cap) against a window of 64: without acknowledgements the broker
+    // fills the window from two pages and must not ask for a third before there is room.
+    let broker = TestBroker::start_with(|c| {
+        c.storage.data_dir = dir.path().to_path_buf();
+        c.storage.engine = ringmq::Engine::Segment;
+        c.limits.max_queued_messages = 40;
+        c.limits.max_inflight = 64;
+    });
+    let mut raw = Raw::connect(&broker).await;
+    let mut connect = rumqttc::mqttbytes::v4::Connect::new(id.clone());
+    connect.clean_session = false;
+    raw.send_connect(&connect).await;
+    let (first, body) = raw.read_frame().await.expect("CONNACK");
+    assert_eq!((first, body[0] & 1, body[1]), (0x20, 1, 0), "CONNACK with the session present");
+    let mut got = Vec::new();
+    let mut unacked = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(50);
+    while got.len() < N {
+        assert!(std::time::Instant::now() < deadline, "only {} of {N} replayed within 50 s", got.len());
+        let (first, body) = raw.read_frame().await.expect("the broker closed the connection");
+        assert_eq!(first & 0xF6, 0x32, "a QoS 1 PUBLISH, got {first:#04x}");
+        let tlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let pkid = [body[2 + tlen], body[3 + tlen]];
+        got.push(String::from_utf8(body[4 + tlen..].to_vec()).unwrap());
+        unacked.push(pkid);
+        // A full window, or the end: acknowledge everything at once.
+        if unacked.len() == 64 || got.len() == N {
+            let acks: Vec<u8> = unacked.drain(..).flat_map(|p| [0x40, 2, p[0], p[1]]).collect();
+            raw.send_bytes(&acks).await;
+        }
+    }
+    let want: Vec<String> = (0..N).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(got, want, "all {N}, in order");
+    assert_eq!(broker.drops().queue_cap, 0, "{:?}", broker.drops());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_pages_through_a_backlog_larger_than_the_queue() {
     let dir = tempfile::tempdir().unwrap();

@@ -127,8 +127,11 @@ pub async fn deferred_sends(shard: Rc<Shard>, wake: LocalReceiver<()>) {
             let st = &mut *shard.st.borrow_mut();
             shard.flush_reshare(st, &mut out);
             for slot in std::mem::take(&mut st.replay_now) {
-                let wants =
-                    st.slots.get(slot as usize).is_some_and(|s| s.as_ref().is_some_and(|s| s.wants_replay_page()));
+                let max_queued = shard.cfg.limits.max_queued_messages;
+                let wants = st
+                    .slots
+                    .get(slot as usize)
+                    .is_some_and(|s| s.as_ref().is_some_and(|s| s.wants_replay_page(max_queued)));
                 if wants {
                     shard.request_replay(st, slot, &mut out);
                 }

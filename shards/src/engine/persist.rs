@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use proto::{Protocol, QoS};
 
-use super::session::{PendingWill, Queued};
+use super::session::{replay_page, PendingWill, Queued};
 use super::shard::{Shard, State};
 use crate::config::FullPolicy;
 use crate::msg::{AckTo, Message, Pos, ReplayItem, ReplayPart, SessionRef};
@@ -26,10 +26,6 @@ use crate::route::Outgoing;
 use crate::store::image::{message_from_record, SessionImage};
 use crate::store::{now_ms, retained_key, session_key};
 
-/// Most matching records one replay answer carries per partition (and at most the
-/// `max_queued_messages` cap): as many as a session holds as copies; the rest is asked for
-/// as the session's queue drains.
-const REPLAY_PAGE_RECORDS: usize = crate::engine::session::HOLD;
 /// Most bytes read per partition per replay answer, so one answer never stalls the owner.
 const REPLAY_PAGE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -145,15 +141,15 @@ impl Shard {
         parts: &[ReplayPart],
         filters: &[(String, QoS)],
     ) -> (Replay, Vec<ReplayPart>, u64) {
-        let page = match self.cfg.limits.max_queued_messages {
-            0 => REPLAY_PAGE_RECORDS,
-            cap => cap.clamp(1, REPLAY_PAGE_RECORDS),
-        };
+        // One page for the whole answer: what the session's queue takes at once (the rest
+        // is asked for as it drains).
+        let mut budget = replay_page(self.cfg.limits.max_queued_messages);
         let mut out = Vec::new();
         let mut rest = Vec::new();
         let mut lost = 0u64;
         for rp in parts {
-            let (now, later) = rp.pending.split_at(rp.pending.len().min(page));
+            let (now, later) = rp.pending.split_at(rp.pending.len().min(budget));
+            budget -= now.len();
             if !later.is_empty() {
                 rest.push(ReplayPart { pending: later.to_vec(), ..rp.clone() });
             }
@@ -197,6 +193,10 @@ impl Shard {
             }
             // A restored session's tail: scanned once every single record is served.
             let Some(start) = rp.from.filter(|_| later.is_empty()) else { continue };
+            if budget == 0 {
+                rest.push(ReplayPart { from: Some(start), pending: Vec::new(), ..rp.clone() });
+                continue;
+            }
             let mut from = start.max(log.first_offset());
             if from > start {
                 tracing::warn!(
@@ -208,7 +208,7 @@ impl Shard {
             }
             let (mut matched, mut scanned) = (0usize, 0usize);
             while from < until {
-                if matched >= page || scanned >= REPLAY_PAGE_BYTES {
+                if matched >= budget || scanned >= REPLAY_PAGE_BYTES {
                     rest.push(ReplayPart { from: Some(from), pending: Vec::new(), ..rp.clone() });
                     break;
                 }
@@ -223,6 +223,9 @@ impl Shard {
                 };
                 let before = from;
                 for r in records.iter().filter(|r| r.offset < until) {
+                    if matched >= budget {
+                        break;
+                    }
                     from = r.offset + 1;
                     scanned += r.encoded_len();
                     if keep(r, true, &mut out) {
@@ -233,6 +236,7 @@ impl Shard {
                     break;
                 }
             }
+            budget -= matched;
         }
         (out, rest, lost)
     }
@@ -256,7 +260,7 @@ impl Shard {
         }
         session.requeue_older(older, max_queued);
         session.replay_answered(rest, lost);
-        if session.wants_replay_page() {
+        if session.wants_replay_page(max_queued) {
             st.replay_soon(to.slot);
         }
     }

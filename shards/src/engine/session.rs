@@ -37,6 +37,7 @@ mod replay;
 
 pub use encode::{publish_packet, EncodeCache};
 use encode::{write_publish, Written};
+pub use replay::replay_page;
 
 /// A message waiting to be sent to a session.
 #[derive(Debug, Clone)]

@@ -71,11 +71,12 @@ impl Shard {
         d.shared.fetch_add(now_s.shared_dropped - before.shared_dropped, Ordering::Relaxed);
         st.reported = now_s;
         // Next pages of replays, for online sessions that sent the previous page out.
+        let max_queued = self.cfg.limits.max_queued_messages;
         let more: Vec<u32> = st
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().filter(|s| s.wants_replay_page()).map(|_| i as u32))
+            .filter_map(|(i, s)| s.as_ref().filter(|s| s.wants_replay_page(max_queued)).map(|_| i as u32))
             .collect();
         for slot in more {
             self.request_replay(st, slot, out);

@@ -598,7 +598,7 @@ impl Client {
         let st = &mut *self.shard.st.borrow_mut();
         let s = st.session(self.slot, self.generation)?;
         let r = f(s);
-        if s.wants_replay_page() {
+        if s.wants_replay_page(self.shard.cfg.limits.max_queued_messages) {
             st.replay_soon(self.slot);
         }
         Some(r)

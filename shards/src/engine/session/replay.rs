@@ -14,6 +14,15 @@ use proto::QoS;
 
 use crate::msg::ReplayPart;
 
+/// Most matching records one replay answer carries, over all its partitions: as many as a
+/// session holds as copies, and at most the `max_queued_messages` cap (0: none).
+pub fn replay_page(max_queued: usize) -> usize {
+    match max_queued {
+        0 => HOLD,
+        cap => cap.clamp(1, HOLD),
+    }
+}
+
 impl Session {
     /// Starts cursors of partitions not yet tracked at the given next offsets (a new
     /// subscription: nothing older concerns it).
@@ -133,12 +142,19 @@ impl Session {
     }
 
     /// Online, with replay pages or parked segment-log positions left, no answer awaited,
-    /// and the queue short enough for another page.
-    pub fn wants_replay_page(&self) -> bool {
+    /// and the queue short enough for another page. Under a `max_queued_messages` cap, a
+    /// page of a restored session's plan is asked for only once the previous page's
+    /// messages left the queue for the window: its messages come on top of what is queued
+    /// (parked positions taken into a page were counted already), and the cap would drop
+    /// what the previous page still had waiting.
+    pub fn wants_replay_page(&self, max_queued: usize) -> bool {
         self.conn.is_some()
             && self.replay_waiting == 0
             && self.replay_front < HOLD / 2
-            && (self.replay_plan.is_some() || matches!(self.parked.front(), Some(Parked::Log(_))))
+            && match &self.replay_plan {
+                Some(_) => max_queued == 0 || self.replay_front + replay_page(max_queued) <= max_queued,
+                None => matches!(self.parked.front(), Some(Parked::Log(_))),
+            }
     }
 
     /// The client went away (the session stays): what it waited for and held no longer
