@@ -105,6 +105,8 @@ pub struct FileLimits {
     pub max_packet_size: Option<usize>,
     /// See [`Limits::max_inflight`].
     pub max_inflight: Option<u32>,
+    /// See [`Limits::max_inflight_burst`].
+    pub max_inflight_burst: Option<u32>,
     /// See [`Limits::max_queued_messages`].
     pub max_queued_messages: Option<usize>,
     /// See [`Limits::max_topic_length`].
@@ -207,6 +209,12 @@ fn apply_limits(l: &mut Limits, f: &FileLimits, origin: &str) -> Result<(), Conf
             return Err(bad(origin, "limits.max_inflight", "must be between 1 and 65535"));
         }
         l.max_inflight = v as u16;
+    }
+    if let Some(v) = f.max_inflight_burst {
+        if v > 65535 {
+            return Err(bad(origin, "limits.max_inflight_burst", "must be between 0 and 65535"));
+        }
+        l.max_inflight_burst = v as u16;
     }
     if let Some(v) = f.max_queued_messages {
         l.max_queued_messages = v;
@@ -457,6 +465,11 @@ mod tests {
         let f = parse_file("[limits]\nmax_inflight = 0\n", "c.toml").unwrap();
         let e = settings_from(&f, "c.toml", &cli()).unwrap_err().to_string();
         assert_eq!(e, "c.toml: limits.max_inflight: must be between 1 and 65535");
+        let f = parse_file("[limits]\nmax_inflight_burst = 70000\n", "e.toml").unwrap();
+        let e = settings_from(&f, "e.toml", &cli()).unwrap_err().to_string();
+        assert_eq!(e, "e.toml: limits.max_inflight_burst: must be between 0 and 65535");
+        let f = parse_file("[limits]\nmax_inflight_burst = 0\n", "f.toml").unwrap();
+        assert_eq!(settings_from(&f, "f.toml", &cli()).unwrap().engine.limits.max_inflight_burst, 0);
         let f = parse_file("listen = [\"nowhere\"]\n", "d.toml").unwrap();
         let e = settings_from(&f, "d.toml", &cli()).unwrap_err().to_string();
         assert!(e.starts_with("d.toml: listen:"), "{e}");

@@ -170,11 +170,15 @@ async fn publish_past_topic_limits_closes_connection() {
     assert_eq!((p.topic.as_str(), &p.payload[..]), ("a/b/c/d", &b"fine"[..]));
 }
 
-/// max_inflight = 2: a subscriber holding 2 unacknowledged QoS 1 messages gets no third
-/// until it acknowledges one.
+/// max_inflight = 2 with no burst: a subscriber holding 2 unacknowledged QoS 1 messages
+/// gets no third until it acknowledges one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v4_max_inflight_holds_back_until_ack() {
-    let broker = TestBroker::start_with(|c| c.limits.max_inflight = 2);
+    let broker = TestBroker::start_with(|c| {
+        c.limits.max_inflight = 2;
+        // A fixed window: no burst past it for a client that keeps up.
+        c.limits.max_inflight_burst = 0;
+    });
     let topic = unique_topic("infl4");
     let (mut sub, _) = Mqtt4::connect_with(&broker, &unique_id("sub"), |o| {
         o.set_manual_acks(true);
@@ -203,7 +207,11 @@ async fn v4_max_inflight_holds_back_until_ack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_max_inflight_holds_back_until_ack() {
-    let broker = TestBroker::start_with(|c| c.limits.max_inflight = 2);
+    let broker = TestBroker::start_with(|c| {
+        c.limits.max_inflight = 2;
+        // A fixed window: no burst past it for a client that keeps up.
+        c.limits.max_inflight_burst = 0;
+    });
     let topic = unique_topic("infl5");
     let (mut sub, ack) = Mqtt5::connect_with(&broker, &unique_id("sub"), |o| {
         o.set_manual_acks(true);

@@ -644,3 +644,66 @@ fn no_matching_subscribers_on_segment_topics_issue_10() {
     node.stop();
     node.join().unwrap();
 }
+
+/// How many of `n` queued QoS 1 messages a subscriber that never acknowledges receives:
+/// what the broker lets it have in flight. Subscribed with `protocol` (5.0: announcing
+/// `receive_max` if Some); the messages are published after the subscription.
+fn unacknowledged_deliveries(
+    node: &ringmq::Node,
+    protocol: proto::Protocol,
+    receive_max: Option<u16>,
+    n: u16,
+    size: usize,
+) -> usize {
+    use proto::{Packet, Protocol, QoS};
+    let addr = node.local_addrs()[0];
+    let topic = unique_topic("burst");
+    let mut sub = wire::Raw::open(addr, protocol);
+    let mut connect = wire::connect_packet(protocol, &unique_id("burst-sub"), true);
+    if let (Packet::Connect(c), Some(m)) = (&mut connect, receive_max) {
+        c.properties.receive_maximum = Some(m);
+    }
+    sub.send(&connect);
+    assert!(matches!(sub.recv(), Some(Packet::ConnAck(a)) if a.code == 0), "subscriber CONNACK");
+    sub.subscribe(&topic, QoS::AtLeastOnce);
+    let mut publ = wire::Raw::connect(addr, Protocol::V4, &unique_id("burst-pub"));
+    for pkid in 1..=n {
+        publ.publish(&topic, &vec![b'm'; size], QoS::AtLeastOnce, pkid);
+    }
+    let mut got = 0;
+    // Until nothing more comes for a second (bounded: at most n + 1 waits of 1 s).
+    while let Some(p) = sub.recv_within(Duration::from_secs(1)) {
+        assert!(matches!(p, Packet::Publish(_)), "only PUBLISHes expected, got {p:?}");
+        got += 1;
+        assert!(got <= usize::from(n), "more PUBLISHes than were published");
+    }
+    got
+}
+
+/// The window grows past `max_inflight` (up to `max_inflight_burst`) while the client reads
+/// everything sent: one busy subscriber is not bound to 64 messages per round trip. A 5.0
+/// client's Receive Maximum stays the cap; `max_inflight_burst = 0` keeps the window fixed.
+#[test]
+fn the_window_bursts_past_max_inflight_up_to_the_clients_receive_maximum() {
+    use proto::Protocol;
+    let node = wire::broker(|c| {
+        c.limits.max_inflight = 16;
+        c.limits.max_inflight_burst = 200;
+    });
+    assert_eq!(unacknowledged_deliveries(&node, Protocol::V4, None, 300, 1), 200, "3.1.1: up to the burst");
+    assert_eq!(unacknowledged_deliveries(&node, Protocol::V5, None, 300, 1), 200, "5.0 without a Receive Maximum");
+    assert_eq!(unacknowledged_deliveries(&node, Protocol::V5, Some(10), 300, 1), 10, "5.0: its Receive Maximum");
+    assert_eq!(unacknowledged_deliveries(&node, Protocol::V5, Some(100), 300, 1), 100, "5.0: its Receive Maximum");
+    // 16 KiB messages: the burst holds at most 1 MiB of them (64), the window its 16.
+    let big = unacknowledged_deliveries(&node, Protocol::V4, None, 300, 16 * 1024);
+    assert!((16..=64).contains(&big), "{big} messages of 16 KiB in flight");
+    node.stop();
+    node.join().unwrap();
+    let node = wire::broker(|c| {
+        c.limits.max_inflight = 16;
+        c.limits.max_inflight_burst = 0;
+    });
+    assert_eq!(unacknowledged_deliveries(&node, Protocol::V4, None, 300, 1), 16, "a fixed window of max_inflight");
+    node.stop();
+    node.join().unwrap();
+}

@@ -197,6 +197,12 @@ pub struct Limits {
     /// Unacknowledged QoS 1/2 messages the broker has out to one client (5.0: capped further
     /// by the client's Receive Maximum) and the Receive Maximum it announces to clients.
     pub max_inflight: u16,
+    /// How far the window to a client grows past `max_inflight` while messages wait for it
+    /// and its outbox keeps draining (the client reads as fast as they go out): the extra
+    /// slots are used only while less than 64 KiB waits unwritten, so a slow reader stays
+    /// at `max_inflight`. 5.0: at most the client's Receive Maximum. At or below
+    /// `max_inflight`: a fixed window.
+    pub max_inflight_burst: u16,
     /// An optional cap on the messages waiting for one session (queued, or parked by log
     /// position); past it the oldest is given up and counted. 0: no cap (the default): the
     /// logs' retention is the bound.
@@ -245,6 +251,7 @@ impl Default for Limits {
             max_packet_size: 1024 * 1024,
             // 64 matches common client defaults and keeps resend-on-reconnect short.
             max_inflight: 64,
+            max_inflight_burst: 1024,
             // No cap: a session keeps positions in the logs, whose retention bounds them.
             max_queued_messages: 0,
             max_topic_length: 1024,

@@ -46,6 +46,11 @@ pub struct Message {
 }
 
 impl Message {
+    /// Bytes of topic and payload: what holding it costs, roughly.
+    pub fn size(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+
     /// Placement as the storage rules decide it.
     pub fn place(&mut self, p: crate::config::Placement) {
         self.durable = p.durable;

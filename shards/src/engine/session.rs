@@ -199,6 +199,11 @@ pub struct Reports {
     pub logged_at: Option<Instant>,
 }
 
+/// The most a window's burst past `max_inflight` holds in flight, counted as that many
+/// messages of the next one's size: a client reading fast gets many small messages in
+/// flight, never many large ones (it buffers what it has not acknowledged).
+pub const BURST_BYTES: usize = 1024 * 1024;
+
 /// A session.
 pub struct Session {
     /// The client id.
@@ -219,8 +224,11 @@ pub struct Session {
     pub inflight: BTreeMap<u16, Inflight>,
     /// Send order of the in-flight packet ids (for resend in order).
     pub inflight_order: VecDeque<u16>,
-    /// Receive window of the client.
+    /// Receive window of the client: in flight at most this many, whatever the outbox holds.
     pub window: u16,
+    /// In flight at most this many while the client's outbox keeps draining (see
+    /// [`crate::config::Limits::max_inflight_burst`]); at least `window`.
+    pub burst: u16,
     /// Messages waiting for the window or the client.
     pub queue: VecDeque<Queued>,
     /// Messages waiting by position, oldest first (past [`HOLD`], or while offline); read
@@ -284,6 +292,7 @@ impl Session {
             inflight: BTreeMap::new(),
             inflight_order: VecDeque::new(),
             window: 1,
+            burst: 1,
             queue: VecDeque::new(),
             parked: VecDeque::new(),
             incoming_qos2: BTreeSet::new(),
@@ -451,7 +460,7 @@ impl Session {
             (Some(_), _)
                 if self.queue.is_empty()
                     && self.parked.is_empty()
-                    && self.inflight.len() < usize::from(self.window)
+                    && self.window_has_room(q.msg.size())
                     && !self.replay_incomplete() =>
             {
                 self.track(&q);
@@ -462,6 +471,16 @@ impl Session {
                 self.wait(q, max_queued);
             }
         }
+    }
+
+    /// Online, and one more message of `len` bytes may go in flight: below the window, or
+    /// below the burst while the connection's outbox keeps draining and the burst's
+    /// messages stay within [`BURST_BYTES`] (as many more of this size).
+    fn window_has_room(&self, len: usize) -> bool {
+        let Some(conn) = &self.conn else { return false };
+        let n = self.inflight.len();
+        n < usize::from(self.window)
+            || (n < usize::from(self.burst) && conn.keeps_up() && (n + 1).saturating_mul(len) <= BURST_BYTES)
     }
 
     /// Counts a delivery that did not reach the outbox.
@@ -559,12 +578,16 @@ impl Session {
     /// taking parked memory-ring messages back into the queue as it drains.
     pub fn pump(&mut self) {
         let mut cache = EncodeCache::default();
-        while self.conn.is_some() && self.inflight.len() < usize::from(self.window) {
+        while self.window_has_room(0) {
             if self.queue.len() < HOLD / 2 && self.replay_plan.is_none() && self.replay_waiting == 0 {
                 self.unpark_ring();
             }
             // While a replay is incomplete, newer (live) messages wait behind it.
             if self.replay_front == 0 && self.replay_incomplete() {
+                break;
+            }
+            let Some(front) = self.queue.front() else { break };
+            if front.qos != QoS::AtMostOnce && !self.window_has_room(front.msg.size()) {
                 break;
             }
             let Some(q) = self.queue.pop_front() else { break };

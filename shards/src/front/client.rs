@@ -403,10 +403,14 @@ fn attach(
         }
         None => st.insert_session(client_id.clone(), c.protocol),
     };
-    let window = match (c.protocol, c.properties.receive_maximum) {
-        (Protocol::V5, Some(m)) => m.min(shard.cfg.limits.max_inflight),
-        _ => shard.cfg.limits.max_inflight,
+    // 3.1.1 clients take any number in flight (their packet ids bound it); 5.0 clients
+    // say how many (65535 when they do not).
+    let client_max = match (c.protocol, c.properties.receive_maximum) {
+        (Protocol::V5, Some(m)) => m,
+        _ => u16::MAX,
     };
+    let window = shard.cfg.limits.max_inflight.min(client_max).max(1);
+    let burst = shard.cfg.limits.max_inflight_burst.min(client_max).max(window);
     let Some(s) = st.slots[slot as usize].as_mut() else { unreachable!("slot just attached") };
     // A new connection cancels a will still waiting for its delay.
     s.will = None;
@@ -415,7 +419,8 @@ fn attach(
     s.protocol = c.protocol;
     s.expiry = expiry;
     s.expires_at = None;
-    s.window = window.max(1);
+    s.window = window;
+    s.burst = burst;
     // A kept session had expiry > 0, so it persisted already if the store does.
     s.persist = expiry > 0 && st.store.persistent();
     let generation = s.generation;

@@ -382,6 +382,11 @@ impl Conn {
         queued >= self.cap || (self.budget.used.get() >= self.budget.cap && queued >= LAGGING.min(self.cap))
     }
 
+    /// Less than `LAGGING` waits unwritten: the client reads as fast as packets go out.
+    pub fn keeps_up(&self) -> bool {
+        self.buf.borrow().len() < LAGGING
+    }
+
     /// Bytes waiting in the outbox.
     pub fn queued(&self) -> usize {
         self.buf.borrow().len()
