@@ -20,6 +20,16 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// Runs the binary on a config file `name` holding `text`: it must exit with status 2 and
+/// name both `key` and the file.
+fn config_refused(name: &str, text: &str, key: &str) {
+    let path = temp_file(name, text);
+    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(key) && err.contains(&path.display().to_string()), "{err}");
+}
+
 #[test]
 fn help_documents_every_flag() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
@@ -34,29 +44,21 @@ fn help_documents_every_flag() {
 
 #[test]
 fn unknown_config_key_exits_2_naming_key_and_file() {
-    let path = temp_file("unknown.toml", "listen = [\"127.0.0.1:0\"]\nmax_conections = 3\n");
-    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("max_conections") && err.contains(&path.display().to_string()), "{err}");
+    config_refused("unknown.toml", "listen = [\"127.0.0.1:0\"]\nmax_conections = 3\n", "max_conections");
 }
 
 #[test]
 fn bad_config_value_exits_2_naming_key_and_file() {
-    let path = temp_file("badvalue.toml", "[limits]\nmax_inflight = 0\n");
-    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("limits.max_inflight") && err.contains(&path.display().to_string()), "{err}");
+    config_refused("badvalue.toml", "[limits]\nmax_inflight = 0\n", "limits.max_inflight");
 }
 
 #[test]
 fn bad_storage_rule_exits_2_naming_rule_and_file() {
-    let path = temp_file("badrule.toml", "[[storage.rule]]\nfilter = \"a/#/b\"\nengine = \"segment\"\n");
-    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("storage.rule[0].filter") && err.contains(&path.display().to_string()), "{err}");
+    config_refused(
+        "badrule.toml",
+        "[[storage.rule]]\nfilter = \"a/#/b\"\nengine = \"segment\"\n",
+        "storage.rule[0].filter",
+    );
 }
 
 #[test]
@@ -69,11 +71,7 @@ fn bad_fsync_flag_exits_2_naming_flag() {
 
 #[test]
 fn bad_huge_pages_value_exits_2_naming_key_and_file() {
-    let path = temp_file("badhuge.toml", "huge_pages = \"yes\"\n");
-    let out = Command::new(BIN).arg("--config").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("huge_pages") && err.contains(&path.display().to_string()), "{err}");
+    config_refused("badhuge.toml", "huge_pages = \"yes\"\n", "huge_pages");
 }
 
 #[test]
