@@ -667,12 +667,16 @@ fn unacknowledged_deliveries(
     assert!(matches!(sub.recv(), Some(Packet::ConnAck(a)) if a.code == 0), "subscriber CONNACK");
     sub.subscribe(&topic, QoS::AtLeastOnce);
     let mut publ = wire::Raw::connect(addr, Protocol::V4, &unique_id("burst-pub"));
+    // A broker that stops reading fails the writes within the bound instead of hanging.
+    publ.stream.set_write_timeout(Some(wire::WAIT)).unwrap();
     for pkid in 1..=n {
         publ.publish(&topic, &vec![b'm'; size], QoS::AtLeastOnce, pkid);
     }
     let mut got = 0;
-    // Until nothing more comes for a second (bounded: at most n + 1 waits of 1 s).
+    // Until nothing more comes for a second, and for at most 30 s in all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while let Some(p) = sub.recv_within(Duration::from_secs(1)) {
+        assert!(std::time::Instant::now() < deadline, "still receiving after 30 s ({got} so far)");
         assert!(matches!(p, Packet::Publish(_)), "only PUBLISHes expected, got {p:?}");
         got += 1;
         assert!(got <= usize::from(n), "more PUBLISHes than were published");
