@@ -13,8 +13,10 @@ use clap::Parser;
 use serde::Deserialize;
 use shards::{EngineConfig, Limits};
 
+pub mod listener;
 pub mod storage;
 
+use listener::FileListener;
 use storage::FileStorage;
 
 /// A thread-per-core MQTT 3.1.1 and 5.0 broker on io_uring.
@@ -23,7 +25,11 @@ use storage::FileStorage;
 /// access, one shard per CPU.
 #[derive(Debug, Parser)]
 #[command(name = "ringmq", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// A command other than running the broker.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on for MQTT over TCP (repeatable). Default 127.0.0.1:1883;
     /// a wider address such as 0.0.0.0:1883 must be asked for explicitly.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
@@ -67,6 +73,20 @@ pub struct Cli {
     pub no_offline: bool,
 }
 
+/// What the binary does instead of running the broker.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Adds or replaces a user in a password file (argon2id; the file is made if missing).
+    /// The password is read from the terminal (asked twice) or from the first line of
+    /// standard input. Mosquitto's `$7$` and `$6$` entries in the file are kept as they are.
+    Passwd {
+        /// The password file (`password_file` of a listener).
+        file: PathBuf,
+        /// The user name.
+        user: String,
+    },
+}
+
 /// The TOML file, every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +113,9 @@ pub struct FileConfig {
     /// Storage.
     #[serde(default)]
     pub storage: FileStorage,
+    /// `[[listener]]` tables.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<FileListener>,
 }
 
 /// `[limits]` of the TOML file.
@@ -398,6 +421,13 @@ pub fn settings_from(file: &FileConfig, origin: &str, cli: &Cli) -> Result<Setti
     };
     apply_limits(&mut engine.limits, &from_flags, flags)?;
     storage::apply_flags(&mut engine.storage, cli)?;
+    for (i, l) in file.listeners.iter().enumerate() {
+        engine.listeners.push(listener::listener(l, i, origin, engine.limits.max_packet_size)?);
+    }
+    // With `[[listener]]` tables, the default plain listener is there only when asked for.
+    if !engine.listeners.is_empty() && file.listen.is_none() && cli.listen.is_empty() {
+        engine.listen.clear();
+    }
     if parse_level(&log_level).is_none() {
         return Err(bad(origin, "log_level", format!("{log_level:?} is not one of error, warn, info, debug, trace")));
     }
@@ -420,6 +450,7 @@ pub fn parse_level(s: &str) -> Option<tracing::Level> {
 /// Reads and checks a config file; used by `--check-config` style callers and tests.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     let cli = Cli {
+        command: None,
         listen: vec![],
         config: Some(path.to_owned()),
         shards: None,

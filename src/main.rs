@@ -1,11 +1,21 @@
-//! The `ringmq` binary: parse flags and config, start the shards, stop on SIGINT/SIGTERM.
+//! The `ringmq` binary: parse flags and config, start the shards, reload certificates,
+//! password and ACL files on SIGHUP (and when they change), stop on SIGINT/SIGTERM; and
+//! `ringmq passwd FILE USER`.
 
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ringmq::config::{parse_level, resolve, Cli};
+use ringmq::config::{parse_level, resolve, Cli, Command};
 use ringmq::{check_io_uring, Node};
+
+/// How often the main thread looks for a signal.
+const WAKE: Duration = Duration::from_millis(200);
+/// How often it looks whether a listener's files changed.
+const WATCH: Duration = Duration::from_secs(2);
 
 /// Messages are allocated on one shard and freed on another; glibc's malloc spent about 14%
 /// of the broker's CPU on that (bench/RESULTS.md), mimalloc's per-thread free lists far less.
@@ -26,8 +36,72 @@ extern "C" fn no_huge_pages() {
 #[link_section = ".init_array"]
 static NO_HUGE_PAGES: extern "C" fn() = no_huge_pages;
 
+/// Reads a password: from the terminal, asked twice without echo, or from the first
+/// line of standard input.
+fn read_password() -> Result<String, String> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let ask = |prompt: &str| -> Result<String, String> {
+        eprint!("{prompt}");
+        // SAFETY: tcgetattr/tcsetattr on standard input with a termios we own; echo is
+        // turned off for the one line and restored.
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            let ok = libc::tcgetattr(0, &mut t) == 0;
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            if ok {
+                libc::tcsetattr(0, libc::TCSANOW, &t);
+            }
+            ok.then_some(saved)
+        };
+        let mut line = String::new();
+        let read = stdin.lock().read_line(&mut line);
+        if let Some(t) = saved {
+            // SAFETY: as above.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+        }
+        eprintln!();
+        read.map_err(|e| format!("cannot read the password: {e}"))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    let first = ask("Password: ")?;
+    if ask("Reenter password: ")? != first {
+        return Err("the passwords do not match".into());
+    }
+    Ok(first)
+}
+
+fn passwd(file: &std::path::Path, user: &str) -> ExitCode {
+    let password = match read_password() {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => {
+            eprintln!("ringmq: empty password");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("ringmq: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match shards::auth::passwd::set_entry(file, user, password.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringmq: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Passwd { file, user }) = &cli.command {
+        return passwd(file, user);
+    }
     let settings = match resolve(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -67,8 +141,24 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
+        eprintln!("ringmq: cannot install signal handler: {e}");
+        return ExitCode::from(1);
+    }
     for addr in node.local_addrs() {
         tracing::info!(%addr, shards = node.shards(), partitions = settings.engine.partitions, "listening");
+    }
+    let mut watched = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(WAKE);
+        if hup.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP: reloading certificates, password and ACL files");
+            node.reload(false);
+        } else if watched.elapsed() >= WATCH {
+            watched = Instant::now();
+            node.reload(true);
+        }
     }
     match node.join() {
         Ok(()) => {

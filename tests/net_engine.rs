@@ -27,12 +27,12 @@ impl Authenticator for Reversed {
             return Err(Refusal::NotAuthorized);
         }
         assert!(c.peer.is_some_and(|p| p.ip().is_loopback()), "the peer address reaches the authenticator");
-        Ok(Principal { client_id: Arc::from(c.client_id), username: Some(Arc::from(user)), peer: c.peer })
+        Ok(Principal { client_id: Arc::from(c.client_id), username: Some(Arc::from(user)), peer: c.peer, listener: 0 })
     }
 }
 
 /// Denies by the topic's words: publishing to `*/secret/*`, subscribing to a filter
-/// naming `secret`, reading retained `*/private/*`, wills on `*/will/denied`.
+/// naming `secret`, receiving `*/private/*`, wills on `*/will/denied`.
 #[derive(Debug)]
 struct Words;
 
@@ -42,7 +42,7 @@ impl Authorizer for Words {
         match action {
             Action::Publish => !topic.contains("/secret/"),
             Action::Subscribe => !topic.contains("secret"),
-            Action::ReadRetained => !topic.contains("/private/"),
+            Action::Read => !topic.contains("/private/"),
             Action::Will => !topic.contains("/will/denied"),
         }
     }
@@ -125,8 +125,8 @@ async fn authorizer_guards_publish_subscribe_retained_and_will() {
     assert_eq!(codes[0], rumqttc::SubscribeReasonCode::Failure, "3.1.1 SUBACK 0x80");
     assert_eq!(codes[1], rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce));
 
-    // Retained: the message denied to readers stays out of the subscription's answer,
-    // the allowed one comes, and live messages on both topics still flow.
+    // Retained and live: the topic denied to readers stays out of the subscription's
+    // answer and of its deliveries; the allowed one comes.
     p4c.publish_acked(&format!("{pre}/private/r"), 1, true, "kept private").await;
     p4c.publish_acked(&format!("{pre}/public/r"), 1, true, "kept public").await;
     let (mut reader, _) = Mqtt5::connect(&broker, &unique_id("reader")).await;
@@ -135,8 +135,9 @@ async fn authorizer_guards_publish_subscribe_retained_and_will() {
     let p = reader.next_publish().await;
     assert_eq!((topic5(&p), p.retain), (format!("{pre}/public/r"), true));
     reader.expect_no_publish(QUIET).await;
-    p4c.publish_acked(&format!("{pre}/private/r"), 1, false, "live").await;
-    assert_eq!(&reader.next_publish().await.payload[..], b"live");
+    p4c.publish_acked(&format!("{pre}/private/r"), 1, false, "live private").await;
+    p4c.publish_acked(&format!("{pre}/public/r"), 1, false, "live public").await;
+    assert_eq!(&reader.next_publish().await.payload[..], b"live public");
 
     // Will: refused at CONNECT, 5.0 0x87 and 3.1.1 return code 5.
     let will_topic = format!("{pre}/will/denied");

@@ -54,6 +54,26 @@ impl Stream {
         self.reg.wake_all();
     }
 
+    /// Writes what the socket takes now without waiting and without taking the place of
+    /// a task waiting to write: `WouldBlock` when it takes nothing (the writer's next
+    /// poll waits for room as usual).
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+            let n = unsafe {
+                libc::send(self.raw(), buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            };
+            match io_result(n) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.reg.clear(Way::Write);
+                    return Err(e);
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         socket2::SockRef::from(&self.fd).peer_addr().ok().and_then(|a| a.as_socket())

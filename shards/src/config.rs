@@ -8,13 +8,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{AuthMethod, Authenticator, Authorizer};
+use crate::auth::{AuthMethod, Authenticator, Authorizer, Reload};
+use crate::net::tls::TlsSource;
+use crate::net::ws::WsSettings;
 
 /// What the engine needs to run: listeners, shard and partition counts, and limits.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Addresses to listen on (each shard accepts on every one of them via SO_REUSEPORT).
+    /// Plain MQTT listeners judged by the broker-wide `authenticator` and `authorizer`
+    /// (each shard accepts on every address via SO_REUSEPORT). They come first among the
+    /// node's listeners, before `listeners`.
     pub listen: Vec<SocketAddr>,
+    /// Listeners with their own transport and access settings (`[[listener]]`).
+    pub listeners: Vec<ListenerConfig>,
     /// Number of shards (pinned executors). 0 means one per CPU the process may use.
     pub shards: usize,
     /// Number of partitions topics and sessions hash into.
@@ -40,6 +46,83 @@ pub struct EngineConfig {
     /// Decides what a client may publish, subscribe to, read retained and leave as a will
     /// (None: everything is allowed).
     pub authorizer: Option<Arc<dyn Authorizer>>,
+}
+
+impl EngineConfig {
+    /// The authorizer judging clients of listener `i` (its own, or the broker-wide one).
+    pub fn authorizer_for(&self, i: usize) -> Option<&Arc<dyn Authorizer>> {
+        self.listeners.get(i).and_then(|l| l.authorizer.as_ref()).or(self.authorizer.as_ref())
+    }
+
+    /// The authenticator judging clients of listener `i` (its own, or the broker-wide one).
+    pub fn authenticator_for(&self, i: usize) -> Option<&Arc<dyn Authenticator>> {
+        self.listeners.get(i).and_then(|l| l.authenticator.as_ref()).or(self.authenticator.as_ref())
+    }
+
+    /// Every listener, `listen` first (as plain listeners), in the order
+    /// [`crate::Node::local_addrs`] gives their addresses.
+    pub fn all_listeners(&self) -> Vec<ListenerConfig> {
+        let plain = self.listen.iter().map(|a| ListenerConfig::plain(*a));
+        plain.chain(self.listeners.iter().cloned()).collect()
+    }
+}
+
+/// What a listener speaks on top of TCP (and TLS, when it has it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    /// MQTT straight on the stream.
+    Mqtt,
+    /// MQTT in WebSocket binary frames.
+    WebSocket(WsSettings),
+}
+
+/// One listener: an address, its transport (TLS, WebSocket, PROXY protocol) and who may
+/// connect through it and do what.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// MQTT or WebSocket.
+    pub protocol: ListenerProtocol,
+    /// TLS (None: plain).
+    pub tls: Option<Arc<TlsSource>>,
+    /// A PROXY protocol v1/v2 header comes first; its client address is the one used.
+    pub proxy_protocol: bool,
+    /// Connections this listener accepts at once (the node's limit applies too).
+    pub max_connections: Option<usize>,
+    /// Judges CONNECTs through this listener (None: the broker-wide authenticator).
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+    /// Judges what its clients do (None: the broker-wide authorizer).
+    pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// What SIGHUP (or a changed file) reads again: certificates, password and ACL files.
+    pub reload: Vec<Arc<dyn Reload>>,
+}
+
+impl ListenerConfig {
+    /// A plain MQTT listener with the broker-wide access settings.
+    pub fn plain(bind: SocketAddr) -> Self {
+        ListenerConfig {
+            bind,
+            protocol: ListenerProtocol::Mqtt,
+            tls: None,
+            proxy_protocol: false,
+            max_connections: None,
+            authenticator: None,
+            authorizer: None,
+            reload: Vec::new(),
+        }
+    }
+
+    /// How the listener is named in logs: `mqtt+tls://0.0.0.0:8883`.
+    pub fn name(&self) -> String {
+        let scheme = match (&self.protocol, self.tls.is_some()) {
+            (ListenerProtocol::Mqtt, false) => "mqtt",
+            (ListenerProtocol::Mqtt, true) => "mqtts",
+            (ListenerProtocol::WebSocket(_), false) => "ws",
+            (ListenerProtocol::WebSocket(_), true) => "wss",
+        };
+        format!("{scheme}://{}", self.bind)
+    }
 }
 
 /// How a shared subscription group (`$share/{group}/{filter}`) picks a member.
@@ -281,6 +364,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            listeners: Vec::new(),
             shards: 0,
             partitions: 64,
             pin: true,

@@ -145,6 +145,18 @@ metric_values! {
     evicted,
     /// Connections closed for protocol errors (counter).
     protocol_errors,
+    /// TLS handshakes that failed or did not finish within the connect timeout (counter).
+    tls_failures,
+    /// WebSocket upgrades refused, or closed before they finished (counter).
+    ws_failures,
+    /// PROXY protocol headers missing or malformed (counter).
+    proxy_failures,
+    /// CONNECTs refused for their credentials: bad user name or password, not authorized
+    /// (counter).
+    auth_failures,
+    /// Actions the authorizer refused: PUBLISH, subscription filters, deliveries and
+    /// retained messages left out (counter).
+    acl_denied,
 }
 
 /// Counters kept by a shard on its own thread, without atomics (the hot ones: per
@@ -155,6 +167,16 @@ pub struct Counters {
     pub connections_accepted: Cell<u64>,
     /// CONNECTs refused on this shard.
     pub connections_refused: Cell<u64>,
+    /// Failed TLS handshakes, WebSocket upgrades and PROXY headers.
+    pub tls_failures: Cell<u64>,
+    /// See `ws_failures` of [`ShardMetrics`].
+    pub ws_failures: Cell<u64>,
+    /// See `proxy_failures` of [`ShardMetrics`].
+    pub proxy_failures: Cell<u64>,
+    /// CONNECTs refused for their credentials.
+    pub auth_failures: Cell<u64>,
+    /// Actions the authorizer refused.
+    pub acl_denied: Cell<u64>,
     /// PUBLISH packets received, by QoS.
     pub received: [Cell<u64>; 3],
     /// Their topic and payload bytes.

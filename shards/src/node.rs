@@ -66,6 +66,7 @@ pub struct Node {
     /// Held while the node runs: no second node opens the same data directory.
     _lock: Option<std::fs::File>,
     recovery: crate::store::RecoveryReport,
+    cfg: Arc<EngineConfig>,
 }
 
 /// What one shard starts with, recovered from the data directory.
@@ -129,9 +130,31 @@ fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// Sets the node's stop flag when dropped.
+struct StopOnExit(Arc<NodeShared>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        self.0.shutdown.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Warns about a listener on a non-loopback address with neither TLS nor authentication.
+fn warn_if_open(l: &crate::config::ListenerConfig, node_auth: bool) {
+    if !l.bind.ip().is_loopback() && l.tls.is_none() && l.authenticator.is_none() && !node_auth {
+        tracing::warn!(
+            listener = %l.name(),
+            "listener on a non-loopback address with neither TLS nor authentication: anyone who reaches it may connect"
+        );
+    }
+}
+
 impl Node {
     /// Binds the listeners and starts the shards.
-    pub fn start(cfg: EngineConfig) -> Result<Node, Error> {
+    pub fn start(mut cfg: EngineConfig) -> Result<Node, Error> {
+        // One list of listeners from here on: `listen` first, each judged by index.
+        cfg.listeners = cfg.all_listeners();
+        cfg.listen.clear();
         let nshards = if cfg.shards == 0 { default_shards() } else { cfg.shards };
         if nshards > MAX_SHARDS {
             return Err(Error::Config(format!("shards = {nshards}: at most {MAX_SHARDS} are supported")));
@@ -151,6 +174,7 @@ impl Node {
         let shared = NodeShared {
             pressure: (0..cfg.partitions).map(|_| Flag::default()).collect(),
             metrics: (0..nshards).map(|_| ShardSlot::default()).collect(),
+            listener_connections: cfg.listeners.iter().map(|_| Default::default()).collect(),
             ..Default::default()
         };
         let mut interest: Vec<Vec<(String, usize)>> = vec![Vec::new(); nshards];
@@ -177,9 +201,11 @@ impl Node {
             .collect();
         // One socket per shard and address; port 0 is resolved by the first bind and the
         // others join the same port.
-        let mut per_shard: Vec<Vec<OwnedFd>> = (0..nshards).map(|_| Vec::new()).collect();
+        let mut per_shard: Vec<Vec<(usize, OwnedFd)>> = (0..nshards).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
-        for want in &cfg.listen {
+        for (index, l) in cfg.listeners.iter().enumerate() {
+            let want = &l.bind;
+            warn_if_open(l, cfg.authenticator.is_some());
             ensure_port_free(*want).map_err(|source| Error::Bind { addr: *want, source })?;
             let first = netpoll::listening_socket(*want, LISTEN_BACKLOG)
                 .map_err(|source| Error::Bind { addr: *want, source })?;
@@ -190,12 +216,12 @@ impl Node {
                 .ok_or_else(|| Error::Config(format!("{want}: not an IP address")))?;
             addrs.push(bound);
             // SAFETY: into_raw_fd hands over ownership of the socket's descriptor.
-            per_shard[0].push(unsafe { OwnedFd::from_raw_fd(first.into_raw_fd()) });
+            per_shard[0].push((index, unsafe { OwnedFd::from_raw_fd(first.into_raw_fd()) }));
             for fds in per_shard.iter_mut().skip(1) {
                 let sk = netpoll::listening_socket(bound, LISTEN_BACKLOG)
                     .map_err(|source| Error::Bind { addr: bound, source })?;
                 // SAFETY: as above.
-                fds.push(unsafe { OwnedFd::from_raw_fd(sk.into_raw_fd()) });
+                fds.push((index, unsafe { OwnedFd::from_raw_fd(sk.into_raw_fd()) }));
             }
         }
         let shared = Arc::new(shared);
@@ -224,7 +250,18 @@ impl Node {
             let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("ringmq-shard-{i}"))
                 .io_memory(IO_MEMORY)
-                .spawn(move || netpoll::hold::counted(shard_main(cfg, node_shared, fds, links, start, ready)));
+                // Slow password checks (argon2) run here, on a thread the OS may move off
+                // the shard's CPU.
+                .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
+                .spawn(move || {
+                    // A shard that ends for any reason (a panic included) stops the node:
+                    // the others cannot serve its partitions.
+                    let stop = StopOnExit(node_shared.clone());
+                    netpoll::hold::counted(async move {
+                        let _stop = stop;
+                        shard_main(cfg, node_shared, fds, links, start, ready).await
+                    })
+                });
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
@@ -234,7 +271,7 @@ impl Node {
             }
         }
         drop(ready_tx);
-        let node = Node { handles, shared, addrs, shards: nshards, _lock: lock, recovery };
+        let node = Node { handles, shared, addrs, shards: nshards, _lock: lock, recovery, cfg: cfg.clone() };
         // Every shard says it joined the meshes and accepts; one that cannot (its executor
         // failed to start, a peer never joined) stops the node instead of leaving it half up.
         for _ in 0..nshards {
@@ -288,6 +325,33 @@ impl Node {
         self.shared.connections.load(Ordering::Relaxed)
     }
 
+    /// Reads the listeners' certificates, password and ACL files again (SIGHUP); with
+    /// `only_changed`, just those whose files changed since the last read. Connections stay
+    /// up; a file that no longer reads keeps the old contents. Returns what was reloaded
+    /// and what failed, with why.
+    pub fn reload(&self, only_changed: bool) -> Vec<(String, Result<(), String>)> {
+        let mut done = Vec::new();
+        for l in &self.cfg.listeners {
+            for r in &l.reload {
+                if only_changed && !r.changed() {
+                    continue;
+                }
+                let result = r.reload();
+                match &result {
+                    Ok(()) => tracing::info!(listener = %l.name(), "reloaded {}", r.what()),
+                    Err(e) => tracing::warn!(listener = %l.name(), "kept the old {}: {e}", r.what()),
+                }
+                done.push((r.what(), result));
+            }
+        }
+        done
+    }
+
+    /// Open connections per listener, in the order of [`Node::local_addrs`].
+    pub fn listener_connections(&self) -> Vec<usize> {
+        self.shared.listener_connections.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
     /// Asks every shard to stop: listeners close, 5.0 clients get DISCONNECT 0x8B.
     pub fn stop(&self) {
         self.shared.shutdown.store(true, Ordering::Relaxed);
@@ -327,7 +391,7 @@ struct Links {
 async fn shard_main(
     cfg: Arc<EngineConfig>,
     node: Arc<NodeShared>,
-    fds: Vec<OwnedFd>,
+    fds: Vec<(usize, OwnedFd)>,
     links: Links,
     start: Start,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
@@ -419,9 +483,9 @@ async fn shard_main(
         }));
     }
     let mut accepts = Vec::with_capacity(fds.len());
-    for fd in fds {
+    for (index, fd) in fds {
         match netpoll::Listener::new(fd) {
-            Ok(listener) => accepts.push(netpoll::spawn(accept_loop(shard.clone(), listener))),
+            Ok(listener) => accepts.push(netpoll::spawn(accept_loop(shard.clone(), listener, index))),
             Err(e) => {
                 let _ = ready.send(Err(format!("shard {id} cannot listen: {e}")));
                 return;

@@ -26,6 +26,19 @@ pub fn broker(tweak: impl FnOnce(&mut ringmq::EngineConfig)) -> ringmq::Node {
     ringmq::Node::start(cfg).expect("broker starts")
 }
 
+/// Starts an in-process broker from the text of a config file (2 unpinned shards), as
+/// the binary reads it: `[[listener]]` tables with their TLS, password and ACL files.
+pub fn broker_toml(text: &str) -> ringmq::Node {
+    use clap::Parser;
+    let _ = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_test_writer().try_init();
+    let file = ringmq::config::parse_file(text, "test.toml").expect("config parses");
+    let cli = ringmq::config::Cli::parse_from(["ringmq"]);
+    let mut settings = ringmq::config::settings_from(&file, "test.toml", &cli).expect("config is valid");
+    settings.engine.shards = 2;
+    settings.engine.pin = false;
+    ringmq::Node::start(settings.engine).expect("broker starts")
+}
+
 /// A raw client.
 pub struct Raw {
     pub stream: TcpStream,
@@ -153,6 +166,53 @@ impl Raw {
             properties: Props::default(),
             payload: bytes::Bytes::copy_from_slice(payload),
         }));
+    }
+}
+
+/// A CONNECT with a user name and password.
+pub fn login_packet(protocol: Protocol, client_id: &str, user: Option<&str>, password: Option<&str>) -> Packet {
+    let mut p = connect_packet(protocol, client_id, true);
+    if let Packet::Connect(c) = &mut p {
+        c.username = user.map(Into::into);
+        c.password = password.map(|s| bytes::Bytes::copy_from_slice(s.as_bytes()));
+    }
+    p
+}
+
+/// Connects with a user name and password; the CONNACK's code.
+pub fn login(addr: SocketAddr, protocol: Protocol, client_id: &str, user: Option<&str>, password: Option<&str>) -> (Raw, u8) {
+    let mut c = Raw::open(addr, protocol);
+    c.send(&login_packet(protocol, client_id, user, password));
+    match c.recv() {
+        Some(Packet::ConnAck(a)) => (c, a.code),
+        other => panic!("{client_id}: expected CONNACK, got {other:?}"),
+    }
+}
+
+/// Runs a command-line client with a bound: killed (and the test failed) past `limit`.
+pub fn run_bounded(tool: &str, args: &[&str], stdin: Option<&str>, limit: Duration) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool} ({e}): .ci/run installs it"));
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("{tool} {args:?} still running after {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -49,6 +49,11 @@ impl Shard {
             let (Some(granted), Some(Some(session))) = (qos, st.slots.get_mut(slot as usize)) else {
                 continue;
             };
+            // A wildcard subscription never brings a topic the session may not read.
+            if !session.may(&self.cfg, Action::Read, &msg.topic) {
+                crate::metrics::Counters::bump(&self.counters.acl_denied);
+                continue;
+            }
             st.stats.delivered += 1;
             let q = Queued {
                 msg: msg.clone(),
@@ -110,7 +115,8 @@ impl Shard {
         let mut cache = EncodeCache::default();
         for (index, msg) in retained {
             let Some(Some(opts)) = granted.get(usize::from(index)) else { continue };
-            if !session.may(&self.cfg, Action::ReadRetained, &msg.topic) {
+            if !session.may(&self.cfg, Action::Read, &msg.topic) {
+                crate::metrics::Counters::bump(&self.counters.acl_denied);
                 continue;
             }
             cache.reset();

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use proto::{Packet, Props, Protocol, QoS};
 
-use crate::auth::{allowed, Action, Principal};
+use crate::auth::{Action, Decisions, Principal};
 use crate::config::{Engine, EngineConfig};
 use crate::msg::{now_us, Message, Pos, ReplayPart, SubOptions};
 use crate::net::Conn;
@@ -220,6 +220,8 @@ pub struct Session {
     pub conn: Option<Rc<Conn>>,
     /// Who its connection authenticated as (set at each CONNECT).
     pub principal: Option<Arc<Principal>>,
+    /// The authorizer's answers for its deliveries (made on the first one judged).
+    pub decisions: Option<Box<Decisions>>,
     /// Outbound in-flight window by packet id, in send order.
     pub inflight: BTreeMap<u16, Inflight>,
     /// Send order of the in-flight packet ids (for resend in order).
@@ -275,8 +277,10 @@ pub struct Session {
 impl Session {
     /// True when the session's principal may do `action` with `topic` (see
     /// [`crate::auth::Authorizer`]).
-    pub fn may(&self, cfg: &EngineConfig, action: Action, topic: &[u8]) -> bool {
-        allowed(cfg.authorizer.as_ref(), self.principal.as_deref(), action, topic)
+    pub fn may(&mut self, cfg: &EngineConfig, action: Action, topic: &[u8]) -> bool {
+        let Some(who) = self.principal.as_deref() else { return true };
+        let Some(authorizer) = cfg.authorizer_for(who.listener) else { return true };
+        self.decisions.get_or_insert_with(Default::default).allowed(Some(authorizer), Some(who), action, topic)
     }
 
     /// A fresh session.
@@ -289,6 +293,7 @@ impl Session {
             subs: HashMap::new(),
             conn: None,
             principal: None,
+            decisions: None,
             inflight: BTreeMap::new(),
             inflight_order: VecDeque::new(),
             window: 1,

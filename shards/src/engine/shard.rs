@@ -46,6 +46,10 @@ pub struct NodeShared {
     pub shutdown: Arc<AtomicBool>,
     /// Open client connections on the whole node.
     pub connections: Arc<AtomicUsize>,
+    /// Failing addresses (see [`crate::auth::throttle`]).
+    pub throttle: crate::auth::throttle::Throttle,
+    /// Open client connections per listener (by the index in the config's listeners).
+    pub listener_connections: Vec<Arc<AtomicUsize>>,
     /// Shards still running.
     pub running: AtomicUsize,
     /// Messages evicted from the memory rings (summed from the shards at each sweep).
@@ -216,6 +220,9 @@ pub struct Shard {
     pub outbox: Rc<OutboxBudget>,
     /// Hot counters (see [`crate::metrics`]).
     pub counters: Counters,
+    /// Slow authentication checks (argon2) running on the blocking pool, at most
+    /// [`crate::auth::throttle::SLOW_AT_ONCE`] at once.
+    pub slow_auth: glommio::sync::Semaphore,
     next_conn_id: Cell<u64>,
 }
 
@@ -234,6 +241,7 @@ impl Shard {
             conns: Cell::new(0),
             outbox,
             counters: Counters::default(),
+            slow_auth: glommio::sync::Semaphore::new(crate::auth::throttle::SLOW_AT_ONCE as u64),
             next_conn_id: Cell::new(0),
         }
     }

@@ -141,6 +141,11 @@ impl Shard {
                 }
                 continue;
             };
+            // Picked, and not allowed to read it: given up for the group, and counted.
+            if !session.may(&self.cfg, crate::auth::Action::Read, &msg.topic) {
+                crate::metrics::Counters::bump(&self.counters.acl_denied);
+                continue;
+            }
             st.stats.delivered += 1;
             cache.reset();
             let q = Queued {

@@ -26,7 +26,7 @@ use proto::{
 };
 
 use super::rules::topic_within_limits;
-use crate::auth::{allowed, Action, Principal};
+use crate::auth::{Action, Decisions, Principal};
 use crate::config::Limits;
 use crate::engine::Shard;
 use crate::metrics::Counters;
@@ -121,6 +121,8 @@ struct Client {
     now_us: u64,
     /// Who the connection authenticated as.
     principal: Arc<Principal>,
+    /// The authorizer's answers for its PUBLISHes (made on the first one judged).
+    decisions: Option<Box<Decisions>>,
     /// Publish rate limits, when configured.
     rate: RateLimit,
     /// The 5.0 enhanced authentication method of the CONNECT, if any.
@@ -329,6 +331,7 @@ fn setup(
         now: Instant::now(),
         now_us: now_us(),
         principal,
+        decisions: None,
         rate: RateLimit::new(&shard.cfg.limits, Instant::now()),
         auth: connect
             .properties
@@ -416,6 +419,7 @@ fn attach(
     s.will = None;
     s.conn = Some(conn.clone());
     s.principal = Some(principal.clone());
+    s.decisions = None;
     s.protocol = c.protocol;
     s.expiry = expiry;
     s.expires_at = None;
@@ -651,9 +655,16 @@ impl Client {
             }
             return Ok(());
         }
-        if self.shard.cfg.authorizer.is_some()
-            && !allowed(self.shard.cfg.authorizer.as_ref(), Some(&self.principal), Action::Publish, &p.topic)
+        let authorizer = self.shard.cfg.authorizer_for(self.principal.listener);
+        if authorizer.is_some()
+            && !self.decisions.get_or_insert_with(Default::default).allowed(
+                authorizer,
+                Some(&self.principal),
+                Action::Publish,
+                &p.topic,
+            )
         {
+            Counters::bump(&self.shard.counters.acl_denied);
             tracing::debug!(client_id = %short(&self.principal.client_id), topic = %short(&String::from_utf8_lossy(&p.topic)), "publish not authorized");
             if p.qos == QoS::AtMostOnce {
                 return Ok(());

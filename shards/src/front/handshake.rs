@@ -1,27 +1,32 @@
-//! Accepting connections: the listener loop every shard runs, the CONNECT handshake
-//! (refusals, enhanced authentication, the [`Authenticator`](crate::auth::Authenticator)
-//! and the will's authorization), and the hand-off of the connection to the shard that
-//! owns its session, through the routing step.
+//! Accepting connections: the listener loop every shard runs, the listener's transport
+//! (PROXY header, TLS handshake, WebSocket upgrade, all within the connect timeout), the
+//! CONNECT handshake (refusals, enhanced authentication, the listener's
+//! [`Authenticator`](crate::auth::Authenticator), slow checks on the blocking pool,
+//! repeated failures slowed down, and the will's authorization), and the hand-off of the
+//! connection to the shard that owns its session, through the routing step.
 //!
 //! Any shard may accept a connection (SO_REUSEPORT spreads them). It reads until the
 //! CONNECT is complete, refuses what must be refused with the right CONNACK, picks the
-//! session shard from `hash(client_id)` and hands the transport, in its sendable form, and
-//! the bytes already read to that shard (this one included: the same path).
+//! session shard from `hash(client_id)` and hands the transport, in its sendable form
+//! (with its TLS and WebSocket state), and the bytes already read to that shard (this one
+//! included: the same path).
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::AsyncReadExt;
 use proto::{reason, ConnAck, Connect, Error as ProtoError, Packet, Props, Protocol};
 
 use super::rules::{topic_allowed, MAX_AUTH_ROUNDS};
-use crate::auth::{allowed, anonymous, Action, AuthStep, Credentials, Principal};
+use crate::auth::{allowed, anonymous, Action, AuthStep, Credentials, OwnedCredentials, Principal, Refusal};
+use crate::config::ListenerProtocol;
 use crate::engine::Shard;
 use crate::metrics::Counters;
 use crate::net::tcp::Tcp;
-use crate::net::{reason_props, Admitted, Transport};
+use crate::net::{proxy, reason_props, tls, ws, Admitted, Transport};
 use crate::route::mesh::{Handoff, Ingress};
 use crate::show::short;
 use netpoll::Listener;
@@ -32,12 +37,13 @@ const HANDSHAKE_READ: usize = 256;
 /// A connection's transport during the handshake.
 type Stream = Box<dyn Transport>;
 
-/// Accepts connections until the task is dropped.
-pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
+/// Accepts connections on listener `index` (of the config's listeners) until the task is
+/// dropped.
+pub async fn accept_loop(shard: Rc<Shard>, listener: Listener, index: usize) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                netpoll::spawn(handshake(shard.clone(), Box::new(Tcp(stream)))).detach();
+                netpoll::spawn(handshake(shard.clone(), Box::new(Tcp(stream)), index)).detach();
             }
             Err(e) => {
                 if shard.node.stopping() {
@@ -187,6 +193,51 @@ async fn refuse_bad_connect(stream: &mut Stream, level: Option<u8>, e: &ProtoErr
     }
 }
 
+/// Why a connection's transport could not be set up, for the count and the log.
+enum Failed {
+    Proxy(std::io::Error),
+    Tls(std::io::Error),
+    Ws(ws::Refused),
+    TimedOut,
+}
+
+/// The listener's layers over the TCP stream: the PROXY header, TLS, the WebSocket
+/// upgrade. Returns the stream to read CONNECT from and the client's address.
+async fn prepare(shard: &Shard, mut stream: Stream, listener: usize) -> Result<(Stream, Option<SocketAddr>), Failed> {
+    let l = &shard.cfg.listeners[listener];
+    let mut peer = stream.peer_addr();
+    if l.proxy_protocol {
+        if let Some(a) = proxy::read_header(&mut stream).await.map_err(Failed::Proxy)? {
+            peer = Some(a);
+        }
+    }
+    if let Some(source) = &l.tls {
+        stream = Box::new(tls::accept(stream, source.config()).await.map_err(Failed::Tls)?);
+    }
+    if let ListenerProtocol::WebSocket(settings) = &l.protocol {
+        stream = Box::new(ws::accept(stream, settings).await.map_err(Failed::Ws)?);
+    }
+    Ok((stream, peer))
+}
+
+/// Counts a transport failure and logs it (once a minute per address).
+fn transport_failed(shard: &Shard, listener: usize, peer: Option<SocketAddr>, why: Failed) {
+    let c = &shard.counters;
+    let l = &shard.cfg.listeners[listener];
+    let (counter, what) = match &why {
+        Failed::Proxy(e) => (&c.proxy_failures, format!("PROXY header: {e}")),
+        Failed::Tls(e) => (&c.tls_failures, format!("TLS handshake: {e}")),
+        Failed::Ws(r) => (&c.ws_failures, format!("WebSocket upgrade ({}): {}", r.status, r.why)),
+        Failed::TimedOut if l.tls.is_some() => (&c.tls_failures, "TLS handshake: connect timeout".into()),
+        Failed::TimedOut => (&c.ws_failures, "connect timeout before the transport was ready".into()),
+    };
+    Counters::bump(counter);
+    let first = peer.is_none_or(|p| shard.node.throttle.first_log(p.ip(), Instant::now()));
+    if first {
+        tracing::info!(listener = %l.name(), peer = ?peer, "connection refused: {what}");
+    }
+}
+
 /// A client id assigned by the broker, chosen so that this shard owns it.
 fn assign_client_id(shard: &Shard) -> String {
     loop {
@@ -197,9 +248,27 @@ fn assign_client_id(shard: &Shard) -> String {
     }
 }
 
-async fn handshake(shard: Rc<Shard>, mut stream: Stream) {
+async fn handshake(shard: Rc<Shard>, mut stream: Stream, listener: usize) {
     let limits = &shard.cfg.limits;
     stream.set_read_timeout(Some(limits.connect_timeout));
+    let socket_peer = stream.peer_addr();
+    let layered = {
+        let l = &shard.cfg.listeners[listener];
+        l.proxy_protocol || l.tls.is_some() || l.protocol != ListenerProtocol::Mqtt
+    };
+    let mut peer = socket_peer;
+    if layered {
+        // Boxed: only layered listeners pay for the state of their handshakes.
+        let ready = Box::pin(prepare(&shard, stream, listener));
+        let bound = async {
+            glommio::timer::sleep(limits.connect_timeout).await;
+            Err(Failed::TimedOut)
+        };
+        match futures_lite::future::or(ready, bound).await {
+            Ok((s, p)) => (stream, peer) = (s, p),
+            Err(why) => return transport_failed(&shard, listener, socket_peer, why),
+        }
+    }
     let mut buf = BytesMut::with_capacity(HANDSHAKE_READ);
     let refused = || Counters::bump(&shard.counters.connections_refused);
     // The CONNECT is kept boxed and read in a boxed future: a handshake's task stays small
@@ -215,9 +284,13 @@ async fn handshake(shard: Rc<Shard>, mut stream: Stream) {
         Err(None) => return,
     };
     let v5 = connect.protocol == Protocol::V5;
-    let (admitted, before) = Admitted::count(&shard.node.connections);
-    if before >= limits.max_connections {
-        tracing::info!(limit = limits.max_connections, "connection refused: limit reached");
+    let l = &shard.cfg.listeners[listener];
+    let (admitted, before, on_listener) =
+        Admitted::count(&shard.node.connections, shard.node.listener_connections.get(listener));
+    let listener_full = l.max_connections.is_some_and(|max| on_listener >= max);
+    if before >= limits.max_connections || listener_full {
+        let limit = if listener_full { l.max_connections.unwrap_or_default() } else { limits.max_connections };
+        tracing::info!(listener = %l.name(), limit, "connection refused: limit reached");
         refused();
         let code = if v5 { reason::QUOTA_EXCEEDED } else { reason::V4_SERVER_UNAVAILABLE };
         refuse(&mut stream, connect.protocol, code).await;
@@ -247,10 +320,11 @@ async fn handshake(shard: Rc<Shard>, mut stream: Stream) {
         connect.client_id = assign_client_id(&shard);
         assigned = true;
     }
-    let principal = match admit(&shard, &connect, stream.peer_addr()) {
+    let identity = stream.identity();
+    let principal = match Box::pin(admit(&shard, &connect, peer, identity.as_deref(), listener)).await {
         Ok(p) => p,
         Err(code) => {
-            tracing::info!(client_id = %short(&connect.client_id), code, "CONNECT not authorized");
+            tracing::info!(client_id = %short(&connect.client_id), peer = ?peer, code, "CONNECT not authorized");
             refused();
             refuse(&mut stream, connect.protocol, code).await;
             return;
@@ -272,9 +346,16 @@ async fn handshake(shard: Rc<Shard>, mut stream: Stream) {
     out.flush(&shard.mesh).await;
 }
 
-/// Who the client is (by the configured [`Authenticator`](crate::auth::Authenticator), or
+/// Who the client is (by the listener's [`Authenticator`](crate::auth::Authenticator), or
 /// as it says) and whether it may leave its will; Err: the CONNACK code refusing it.
-fn admit(shard: &Shard, c: &Connect, peer: Option<std::net::SocketAddr>) -> Result<Principal, u8> {
+/// Addresses that failed repeatedly wait first; slow checks run on the blocking pool.
+async fn admit(
+    shard: &Shard,
+    c: &Connect,
+    peer: Option<SocketAddr>,
+    identity: Option<&str>,
+    listener: usize,
+) -> Result<Principal, u8> {
     let v5 = c.protocol == Protocol::V5;
     let creds = Credentials {
         client_id: &c.client_id,
@@ -282,17 +363,53 @@ fn admit(shard: &Shard, c: &Connect, peer: Option<std::net::SocketAddr>) -> Resu
         password: c.password.as_deref(),
         peer,
         method: c.properties.authentication_method.as_deref(),
+        identity,
     };
-    let mut principal = match &shard.cfg.authenticator {
-        Some(a) => a.authenticate(&creds).map_err(|r| r.connack_code(v5))?,
+    let mut principal = match shard.cfg.authenticator_for(listener) {
+        Some(a) => {
+            let ip = peer.map(|p| p.ip());
+            if let Some(ip) = ip {
+                let wait = shard.node.throttle.delay(ip, Instant::now());
+                if !wait.is_zero() {
+                    glommio::timer::sleep(wait).await;
+                }
+            }
+            let verdict = if a.slow(&creds) {
+                let _turn = shard.slow_auth.acquire(1).await;
+                let (a, owned) = (a.clone(), OwnedCredentials::new(&creds));
+                glommio::executor().spawn_blocking(move || a.authenticate(&owned.borrow())).await
+            } else {
+                a.authenticate(&creds)
+            };
+            match (verdict, ip) {
+                (Ok(p), ip) => {
+                    if let Some(ip) = ip {
+                        shard.node.throttle.succeeded(ip);
+                    }
+                    p
+                }
+                (Err(r), ip) => {
+                    Counters::bump(&shard.counters.auth_failures);
+                    if let Some(ip) = ip {
+                        shard.node.throttle.failed(ip, Instant::now());
+                    }
+                    let what = if r == Refusal::BadCredentials { "bad user name or password" } else { "not authorized" };
+                    tracing::info!(client_id = %short(&c.client_id), peer = ?peer, listener = %shard.cfg.listeners[listener].name(), "authentication failed: {what}");
+                    return Err(r.connack_code(v5));
+                }
+            }
+        }
         None => anonymous(&creds),
     };
     // The session is found by the CONNECT's client id, whatever the authenticator says.
     if *principal.client_id != *c.client_id {
         principal.client_id = Arc::from(c.client_id.as_str());
     }
+    principal.listener = listener;
+    principal.peer = peer;
     if let Some(w) = &c.will {
-        if !allowed(shard.cfg.authorizer.as_ref(), Some(&principal), Action::Will, &w.topic) {
+        if !allowed(shard.cfg.authorizer_for(listener), Some(&principal), Action::Will, &w.topic) {
+            Counters::bump(&shard.counters.acl_denied);
             return Err(if v5 { reason::NOT_AUTHORIZED } else { reason::V4_NOT_AUTHORIZED });
         }
     }

@@ -579,7 +579,17 @@ async fn writer(conn: Rc<Conn>) {
                     None => return WriteEnd::Stuck,
                 }
             }
-            WriteEnd::Done
+            // TLS and WebSocket may hold the end of it (a record, a frame): out it goes.
+            let flush = async { Some(stream.flush().await) };
+            let stall = async {
+                glommio::timer::sleep(conn.stuck_after).await;
+                None
+            };
+            match futures_lite::future::or(flush, stall).await {
+                Some(Ok(())) => WriteEnd::Done,
+                Some(Err(_)) => WriteEnd::Failed,
+                None => WriteEnd::Stuck,
+            }
         };
         let give_up = async {
             conn.closed().await;
@@ -637,7 +647,7 @@ mod tests {
 
     impl Transport for Tape {
         fn set_read_timeout(&mut self, _: Option<Duration>) {}
-        fn shutdown(&self, _: Shutdown) {
+        fn shutdown(&mut self, _: Shutdown) {
             self.shut.set(true);
         }
         fn peer_addr(&self) -> Option<SocketAddr> {

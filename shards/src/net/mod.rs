@@ -1,7 +1,8 @@
 //! Transports and a connection's outbound side: the byte-stream seam every connection
 //! runs over ([`Transport`], and [`Detached`], its sendable form for the hand-off to the
-//! session's shard), plain TCP as its first implementation ([`tcp`], on the shard's
-//! `netpoll` readiness), the socket the
+//! session's shard), plain TCP ([`tcp`], on the shard's `netpoll` readiness), TLS over
+//! it ([`tls`]), WebSocket over either ([`ws`]), the PROXY protocol header a load balancer
+//! puts first ([`proxy`]), the socket the
 //! reader and writer of one connection share ([`Socket`]), the outbox and its writer task
 //! ([`conn`]), and a connection's place under a connection limit ([`Admitted`]).
 //!
@@ -10,7 +11,11 @@
 //! is given.
 
 pub mod conn;
+pub mod proxy;
 pub mod tcp;
+pub mod tls;
+pub mod ws;
+mod x509;
 
 use std::cell::RefCell;
 use std::io;
@@ -35,9 +40,20 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     fn set_read_timeout(&mut self, d: Option<Duration>);
     /// Shuts the stream down: pending reads and writes return at once (`Both`), or the
     /// peer reads to the end while it may still be read from (`Write`).
-    fn shutdown(&self, how: Shutdown);
+    fn shutdown(&mut self, how: Shutdown);
     /// The peer's address, when the transport knows one.
     fn peer_addr(&self) -> Option<SocketAddr>;
+    /// Writes what the stream takes now, without waiting and without taking the place of
+    /// the writer task's waiter (`WouldBlock` when nothing fits, or the transport cannot).
+    /// For answers the read side owes the peer (WebSocket pongs and closes, TLS records).
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = buf;
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    /// Who the peer's verified certificate names (TLS with client certificates), if any.
+    fn identity(&self) -> Option<String> {
+        None
+    }
     /// Takes the connection off this shard, in a form that can be sent to another and
     /// attached there with all the state it needs (for TLS: the session after the
     /// handshake; for WebSocket: the framing state), not only a descriptor.
@@ -80,13 +96,13 @@ impl Socket {
 
     /// Shuts the transport down both ways: pending reads and writes return at once.
     pub fn shutdown(&self) {
-        self.0.borrow().shutdown(Shutdown::Both);
+        self.0.borrow_mut().shutdown(Shutdown::Both);
     }
 
     /// Shuts the transport down for writing: the client reads to the end of the stream,
     /// and can still be read from.
     pub fn shutdown_write(&self) {
-        self.0.borrow().shutdown(Shutdown::Write);
+        self.0.borrow_mut().shutdown(Shutdown::Write);
     }
 
     /// The peer's address, if known.
@@ -115,20 +131,26 @@ impl AsyncWrite for Socket {
     }
 }
 
-/// One admitted connection, counted against a connection limit until dropped.
+/// One admitted connection, counted against the node's and its listener's connection
+/// limits until dropped.
 #[derive(Debug)]
-pub struct Admitted(Arc<AtomicUsize>);
+pub struct Admitted(Arc<AtomicUsize>, Option<Arc<AtomicUsize>>);
 
 impl Admitted {
-    /// Counts one more connection in `count`; also returns how many there were before.
-    pub fn count(count: &Arc<AtomicUsize>) -> (Admitted, usize) {
-        let before = count.fetch_add(1, Ordering::Relaxed);
-        (Admitted(count.clone()), before)
+    /// Counts one more connection in `node` and `listener`; also returns how many each
+    /// had before.
+    pub fn count(node: &Arc<AtomicUsize>, listener: Option<&Arc<AtomicUsize>>) -> (Admitted, usize, usize) {
+        let before = node.fetch_add(1, Ordering::Relaxed);
+        let on_listener = listener.map_or(0, |l| l.fetch_add(1, Ordering::Relaxed));
+        (Admitted(node.clone(), listener.cloned()), before, on_listener)
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some(l) = &self.1 {
+            l.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }

@@ -23,12 +23,16 @@ impl Transport for Tcp {
         self.0.set_read_timeout(d);
     }
 
-    fn shutdown(&self, how: Shutdown) {
+    fn shutdown(&mut self, how: Shutdown) {
         self.0.shutdown(how);
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.0.peer_addr()
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
     }
 
     fn detach(self: Box<Self>) -> io::Result<Detached> {

@@ -36,11 +36,12 @@ impl Client {
                 continue;
             }
             if !allowed(
-                self.shard.cfg.authorizer.as_ref(),
+                self.shard.cfg.authorizer_for(self.principal.listener),
                 Some(&self.principal),
                 Action::Subscribe,
                 f.filter.as_bytes(),
             ) {
+                crate::metrics::Counters::bump(&self.shard.counters.acl_denied);
                 tracing::debug!(client_id = %crate::show::short(&self.principal.client_id), filter = %crate::show::short(&f.filter), "subscription not authorized");
                 codes.push(if v5 { reason::NOT_AUTHORIZED } else { reason::V4_SUBACK_FAILURE });
                 granted.push(None);

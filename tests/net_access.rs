@@ -1,0 +1,303 @@
+//! Authentication and ACLs per listener, from Mosquitto's own files (issue 13): password
+//! files made by `mosquitto_passwd` and by `ringmq passwd`, refusals in each protocol's
+//! codes, repeated failures counted, and an ACL matrix of users x topics x actions
+//! (wildcards, `%c`/`%u` patterns, deny rules, retained messages, delivery through `#`).
+
+mod wire;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use proto::{reason, Packet, Protocol, QoS};
+use wire::{broker_toml, login, run_bounded, Raw};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn ringmq_passwd(file: &Path, user: &str, password: &str) {
+    let out = run_bounded(env!("CARGO_BIN_EXE_ringmq"), &["passwd", file.to_str().unwrap(), user], Some(&format!("{password}\n")), LIMIT);
+    assert!(out.status.success(), "ringmq passwd: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn mosquitto_passwd(file: &Path, user: &str, password: &str) {
+    let out = run_bounded("mosquitto_passwd", &["-b", file.to_str().unwrap(), user, password], None, LIMIT);
+    assert!(out.status.success(), "mosquitto_passwd: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Waits (bounded) until the node's metrics satisfy `f`.
+fn wait_metrics(node: &ringmq::Node, what: &str, f: impl Fn(&ringmq::ShardMetrics) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f(&node.metrics().total) {
+        assert!(Instant::now() < deadline, "metrics never showed {what}: {:?}", node.metrics().total);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn password_files_from_mosquitto_passwd_and_ringmq_passwd_authenticate_mosquitto_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    std::fs::write(&file, "").unwrap();
+    mosquitto_passwd(&file, "alice", "apw");
+    ringmq_passwd(&file, "bob", "bpw");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("alice:$7$") && text.contains("bob:$argon2id$"), "{text}");
+    let node = broker_toml(&format!("[[listener]]\nbind = \"127.0.0.1:0\"\npassword_file = {:?}\n", file));
+    let addr = node.local_addrs()[0];
+    let port = addr.port().to_string();
+    let publish = |user: &str, pw: &str| {
+        let args = ["-h", "127.0.0.1", "-p", &port, "-u", user, "-P", pw, "-t", "acc/t", "-m", "x", "-q", "1"];
+        run_bounded("mosquitto_pub", &args, None, LIMIT)
+    };
+    assert!(publish("alice", "apw").status.success(), "mosquitto_passwd's $7$ entry");
+    assert!(publish("bob", "bpw").status.success(), "ringmq passwd's argon2id entry");
+    let wrong = publish("alice", "nope");
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr).to_lowercase();
+    assert!(said.contains("bad user name or password"), "{said}");
+
+    // The codes in each protocol: bad credentials 0x86 / 4, no credentials (anonymous
+    // not allowed with a password file) 0x87 / 5.
+    assert_eq!(login(addr, Protocol::V5, "c5", Some("alice"), Some("no")).1, reason::BAD_USER_NAME_OR_PASSWORD);
+    assert_eq!(login(addr, Protocol::V4, "c4", Some("alice"), Some("no")).1, reason::V4_BAD_USER_NAME_OR_PASSWORD);
+    assert_eq!(login(addr, Protocol::V5, "c5", None, None).1, reason::NOT_AUTHORIZED);
+    assert_eq!(login(addr, Protocol::V4, "c4", None, None).1, reason::V4_NOT_AUTHORIZED);
+    assert_eq!(login(addr, Protocol::V5, "c5", Some("bob"), Some("bpw")).1, 0);
+    wait_metrics(&node, "five authentication failures", |m| m.auth_failures >= 5);
+
+    // An edit of the file reaches new connections without a restart (SIGHUP's reload).
+    mosquitto_passwd(&file, "carol", "cpw");
+    assert_eq!(login(addr, Protocol::V4, "c4", Some("carol"), Some("cpw")).1, reason::V4_BAD_USER_NAME_OR_PASSWORD);
+    let reloaded = node.reload(false);
+    assert!(reloaded.iter().all(|(_, r)| r.is_ok()), "{reloaded:?}");
+    assert_eq!(login(addr, Protocol::V4, "c4", Some("carol"), Some("cpw")).1, 0);
+    // A file that no longer reads keeps the old users.
+    std::fs::write(&file, "carol:not-a-hash\n").unwrap();
+    let reloaded = node.reload(false);
+    assert!(reloaded.iter().any(|(_, r)| r.as_ref().is_err_and(|e| e.contains("line 1"))), "{reloaded:?}");
+    assert_eq!(login(addr, Protocol::V4, "c4", Some("carol"), Some("cpw")).1, 0);
+    node.stop();
+    node.join().unwrap();
+}
+
+#[test]
+fn repeated_failures_from_one_address_wait_and_other_clients_keep_their_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    ringmq_passwd(&file, "slow", "argon-pw");
+    let node = broker_toml(&format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\npassword_file = {file:?}\n\n[[listener]]\nbind = \"127.0.0.1:0\"\n"
+    ));
+    let (guarded, open) = (node.local_addrs()[0], node.local_addrs()[1]);
+    let mut sub = Raw::connect(open, Protocol::V4, "steady-sub");
+    sub.subscribe("steady/t", QoS::AtMostOnce);
+    let mut publ = Raw::connect(open, Protocol::V4, "steady-pub");
+    // Bad passwords against an argon2 entry (each check takes milliseconds, off the shard)
+    // while a client on the same shards keeps publishing.
+    let storm = std::thread::spawn(move || {
+        let mut codes = Vec::new();
+        for i in 0..4 {
+            codes.push(login(guarded, Protocol::V5, &format!("storm-{i}"), Some("slow"), Some("wrong")).1);
+        }
+        codes
+    });
+    for i in 0..50u32 {
+        publ.publish("steady/t", &i.to_be_bytes(), QoS::AtMostOnce, 0);
+        match sub.recv() {
+            Some(Packet::Publish(p)) => assert_eq!(&p.payload[..], i.to_be_bytes()),
+            other => panic!("steady traffic stopped at {i}: {other:?}"),
+        }
+    }
+    let codes = storm.join().unwrap();
+    assert!(codes.iter().all(|c| *c == reason::BAD_USER_NAME_OR_PASSWORD), "{codes:?}");
+    // Past two failures the address waits before it is judged: the next refusal is late.
+    let started = Instant::now();
+    assert_eq!(login(guarded, Protocol::V5, "late", Some("slow"), Some("wrong")).1, reason::BAD_USER_NAME_OR_PASSWORD);
+    assert!(started.elapsed() >= Duration::from_millis(100), "no delay after repeated failures: {:?}", started.elapsed());
+    // A right password still gets in (after the wait).
+    assert_eq!(login(guarded, Protocol::V5, "right", Some("slow"), Some("argon-pw")).1, 0);
+    node.stop();
+    node.join().unwrap();
+}
+
+const ACL: &str = "\
+# anonymous clients
+topic read public/#
+
+user alice
+topic readwrite alice/#
+topic read shared/#
+topic deny shared/secret/#
+
+user bob
+topic write shared/#
+topic write public/#
+
+pattern readwrite clients/%c/#
+pattern read users/%u/inbox
+";
+
+/// A 5.0 client logged in as `user` (password `user`), or anonymous.
+fn client(addr: std::net::SocketAddr, id: &str, user: Option<&str>) -> Raw {
+    let (c, code) = login(addr, Protocol::V5, id, user, user);
+    assert_eq!(code, 0, "{id} connects");
+    c
+}
+
+/// SUBACK codes for one filter each.
+fn suback(c: &mut Raw, filter: &str) -> u8 {
+    c.subscribe(filter, QoS::AtLeastOnce);
+    match c.recv() {
+        Some(Packet::SubAck(a)) => a.codes[0],
+        other => panic!("SUBACK for {filter}: {other:?}"),
+    }
+}
+
+/// The PUBACK code of a QoS 1 PUBLISH.
+fn puback(c: &mut Raw, topic: &str, retain: bool, pkid: u16) -> u8 {
+    let mut p = proto::Publish { topic: topic.as_bytes().to_vec().into(), payload: topic.as_bytes().to_vec().into(), qos: QoS::AtLeastOnce, pkid, retain, dup: false, properties: Default::default() };
+    p.retain = retain;
+    c.send(&Packet::Publish(p));
+    loop {
+        match c.recv() {
+            Some(Packet::PubAck(a)) if a.pkid == pkid => return a.reason,
+            Some(Packet::Publish(_)) => continue,
+            other => panic!("PUBACK for {topic}: {other:?}"),
+        }
+    }
+}
+
+/// The topics of the PUBLISHes received until `end` arrives (acknowledged as they come).
+fn topics_until(c: &mut Raw, end: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        match c.recv() {
+            Some(Packet::Publish(p)) => {
+                if p.qos != QoS::AtMostOnce {
+                    c.send(&Packet::PubAck(proto::Ack { pkid: p.pkid, reason: 0, properties: Default::default() }));
+                }
+                let t = String::from_utf8_lossy(&p.topic).into_owned();
+                if t == end {
+                    return seen;
+                }
+                seen.push(t);
+            }
+            other => panic!("waiting for {end}: {other:?} after {seen:?}"),
+        }
+    }
+    panic!("{end} never came: {seen:?}")
+}
+
+#[test]
+fn an_acl_file_in_mosquittos_format_decides_publish_subscribe_and_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acl, passwd) = (dir.path().join("acl"), dir.path().join("passwd"));
+    std::fs::write(&acl, ACL).unwrap();
+    std::fs::write(&passwd, "").unwrap();
+    for u in ["alice", "bob"] {
+        mosquitto_passwd(&passwd, u, u);
+    }
+    let node = broker_toml(&format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\npassword_file = {passwd:?}\nacl_file = {acl:?}\n"
+    ));
+    let addr = node.local_addrs()[0];
+    const OK: u8 = 0;
+    const NO: u8 = reason::NOT_AUTHORIZED;
+    const GRANTED: u8 = 1;
+
+    let mut anon = client(addr, "anon-1", None);
+    let mut alice = client(addr, "alice-1", Some("alice"));
+    let mut bob = client(addr, "bob-1", Some("bob"));
+    // Subscriptions: a read rule must cover the whole filter, and no deny rule may.
+    let subs = [
+        (&mut anon, "public/#", GRANTED),
+        (&mut anon, "alice/#", NO),
+        (&mut alice, "alice/+/x", GRANTED),
+        (&mut alice, "shared/#", GRANTED),
+        (&mut alice, "shared/secret/#", NO),
+        (&mut alice, "#", NO),
+        (&mut alice, "users/alice/inbox", GRANTED),
+        (&mut alice, "users/bob/inbox", NO),
+        (&mut bob, "shared/#", NO),
+        (&mut bob, "clients/bob-1/#", GRANTED),
+        (&mut bob, "clients/alice-1/#", NO),
+    ];
+    for (c, filter, want) in subs {
+        assert_eq!(suback(c, filter), want, "SUBSCRIBE {filter}");
+    }
+    // Publishing: write (or readwrite) on the topic, nothing denied.
+    let pubs = [
+        (&mut anon, "public/a", NO),
+        (&mut bob, "public/a", OK),
+        (&mut alice, "alice/a/y", OK),
+        (&mut alice, "shared/open", NO),
+        (&mut bob, "shared/open", OK),
+        (&mut bob, "shared/secret/x", OK),
+        (&mut alice, "clients/alice-1/t", OK),
+        (&mut alice, "clients/bob-1/t", NO),
+    ];
+    for (i, (c, topic, want)) in pubs.into_iter().enumerate() {
+        assert_eq!(puback(c, topic, false, 100 + i as u16), want, "PUBLISH {topic}");
+    }
+    // Delivery through alice's `shared/#`: everything bob published there except the
+    // denied `shared/secret/...` (the sync message ends the list).
+    assert_eq!(puback(&mut bob, "shared/end", false, 200), OK);
+    assert_eq!(topics_until(&mut alice, "shared/end"), ["shared/open"]);
+    // Anonymous reads public/: bob's publish reached it.
+    assert_eq!(puback(&mut bob, "public/end", false, 201), OK);
+    assert_eq!(topics_until(&mut anon, "public/end"), ["public/a"]);
+
+    // Retained messages answering a subscription: the denied one stays out.
+    assert_eq!(puback(&mut bob, "shared/secret/r", true, 202), OK);
+    assert_eq!(puback(&mut bob, "shared/open/r", true, 203), OK);
+    let mut late = client(addr, "alice-2", Some("alice"));
+    assert_eq!(suback(&mut late, "shared/+/r"), GRANTED);
+    assert_eq!(puback(&mut bob, "shared/end/r", false, 204), OK);
+    assert_eq!(topics_until(&mut late, "shared/end/r"), ["shared/open/r"]);
+    assert_eq!(topics_until(&mut alice, "shared/end/r"), ["shared/open/r"]);
+    wait_metrics(&node, "the refusals counted", |m| m.acl_denied >= 12);
+
+    // 3.1.1: a refused filter is 0x80, a refused QoS 1 PUBLISH is acknowledged and dropped.
+    let (mut a4, code) = login(addr, Protocol::V4, "alice-4", Some("alice"), Some("alice"));
+    assert_eq!(code, 0);
+    assert_eq!(suback(&mut a4, "users/bob/inbox"), reason::V4_SUBACK_FAILURE);
+    assert_eq!(puback(&mut a4, "shared/dropped", false, 7), 0);
+    assert_eq!(puback(&mut bob, "shared/end", false, 208), OK);
+    assert_eq!(topics_until(&mut alice, "shared/end"), Vec::<String>::new());
+
+    // The rules change on reload; the decisions cached per connection go with them.
+    std::fs::write(&acl, ACL.replace("topic deny shared/secret/#", "topic deny shared/open/#")).unwrap();
+    node.reload(false);
+    assert_eq!(puback(&mut bob, "shared/open", false, 205), OK);
+    assert_eq!(puback(&mut bob, "shared/secret/x", false, 206), OK);
+    assert_eq!(puback(&mut bob, "shared/end", false, 207), OK);
+    assert_eq!(topics_until(&mut alice, "shared/end"), ["shared/secret/x"]);
+    node.stop();
+    node.join().unwrap();
+}
+
+#[test]
+fn a_will_the_acl_refuses_is_refused_at_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, ACL).unwrap();
+    let node = broker_toml(&format!("[[listener]]\nbind = \"127.0.0.1:0\"\nacl_file = {acl:?}\n"));
+    let addr = node.local_addrs()[0];
+    for (protocol, topic, want) in [
+        (Protocol::V5, "public/will", reason::NOT_AUTHORIZED),
+        (Protocol::V4, "public/will", reason::V4_NOT_AUTHORIZED),
+        (Protocol::V5, "clients/willer/gone", 0),
+    ] {
+        let mut p = wire::connect_packet(protocol, "willer", true);
+        if let Packet::Connect(c) = &mut p {
+            c.will = Some(proto::Will { topic: topic.as_bytes().to_vec().into(), payload: b"bye".to_vec().into(), qos: QoS::AtMostOnce, retain: false, properties: Default::default() });
+        }
+        let mut c = Raw::open(addr, protocol);
+        c.send(&p);
+        match c.recv() {
+            Some(Packet::ConnAck(a)) => assert_eq!(a.code, want, "will on {topic}"),
+            other => panic!("CONNACK: {other:?}"),
+        }
+    }
+    node.stop();
+    node.join().unwrap();
+}
