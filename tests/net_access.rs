@@ -14,7 +14,12 @@ use wire::{broker_toml, login, run_bounded, Raw};
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn ringmq_passwd(file: &Path, user: &str, password: &str) {
-    let out = run_bounded(env!("CARGO_BIN_EXE_ringmq"), &["passwd", file.to_str().unwrap(), user], Some(&format!("{password}\n")), LIMIT);
+    let out = run_bounded(
+        env!("CARGO_BIN_EXE_ringmq"),
+        &["passwd", file.to_str().unwrap(), user],
+        Some(&format!("{password}\n")),
+        LIMIT,
+    );
     assert!(out.status.success(), "ringmq passwd: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -112,7 +117,11 @@ fn repeated_failures_from_one_address_wait_and_other_clients_keep_their_traffic(
     // Past two failures the address waits before it is judged: the next refusal is late.
     let started = Instant::now();
     assert_eq!(login(guarded, Protocol::V5, "late", Some("slow"), Some("wrong")).1, reason::BAD_USER_NAME_OR_PASSWORD);
-    assert!(started.elapsed() >= Duration::from_millis(100), "no delay after repeated failures: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "no delay after repeated failures: {:?}",
+        started.elapsed()
+    );
     // A right password still gets in (after the wait).
     assert_eq!(login(guarded, Protocol::V5, "right", Some("slow"), Some("argon-pw")).1, 0);
     node.stop();
@@ -145,7 +154,14 @@ fn client(addr: std::net::SocketAddr, id: &str, user: Option<&str>) -> Raw {
 
 /// SUBACK codes for one filter each.
 fn suback(c: &mut Raw, filter: &str) -> u8 {
-    c.subscribe(filter, QoS::AtLeastOnce);
+    let f = proto::SubscribeFilter {
+        filter: filter.into(),
+        qos: QoS::AtLeastOnce,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: 0,
+    };
+    c.send(&Packet::Subscribe(proto::Subscribe { pkid: 1, filters: vec![f], properties: Default::default() }));
     match c.recv() {
         Some(Packet::SubAck(a)) => a.codes[0],
         other => panic!("SUBACK for {filter}: {other:?}"),
@@ -154,7 +170,15 @@ fn suback(c: &mut Raw, filter: &str) -> u8 {
 
 /// The PUBACK code of a QoS 1 PUBLISH.
 fn puback(c: &mut Raw, topic: &str, retain: bool, pkid: u16) -> u8 {
-    let mut p = proto::Publish { topic: topic.as_bytes().to_vec().into(), payload: topic.as_bytes().to_vec().into(), qos: QoS::AtLeastOnce, pkid, retain, dup: false, properties: Default::default() };
+    let mut p = proto::Publish {
+        topic: topic.as_bytes().to_vec().into(),
+        payload: topic.as_bytes().to_vec().into(),
+        qos: QoS::AtLeastOnce,
+        pkid,
+        retain,
+        dup: false,
+        properties: Default::default(),
+    };
     p.retain = retain;
     c.send(&Packet::Publish(p));
     loop {
@@ -204,56 +228,56 @@ fn an_acl_file_in_mosquittos_format_decides_publish_subscribe_and_delivery() {
     const NO: u8 = reason::NOT_AUTHORIZED;
     const GRANTED: u8 = 1;
 
-    let mut anon = client(addr, "anon-1", None);
-    let mut alice = client(addr, "alice-1", Some("alice"));
-    let mut bob = client(addr, "bob-1", Some("bob"));
+    let mut cs =
+        [client(addr, "anon-1", None), client(addr, "alice-1", Some("alice")), client(addr, "bob-1", Some("bob"))];
+    let (anon, alice, bob) = (0, 1, 2);
     // Subscriptions: a read rule must cover the whole filter, and no deny rule may.
     let subs = [
-        (&mut anon, "public/#", GRANTED),
-        (&mut anon, "alice/#", NO),
-        (&mut alice, "alice/+/x", GRANTED),
-        (&mut alice, "shared/#", GRANTED),
-        (&mut alice, "shared/secret/#", NO),
-        (&mut alice, "#", NO),
-        (&mut alice, "users/alice/inbox", GRANTED),
-        (&mut alice, "users/bob/inbox", NO),
-        (&mut bob, "shared/#", NO),
-        (&mut bob, "clients/bob-1/#", GRANTED),
-        (&mut bob, "clients/alice-1/#", NO),
+        (anon, "public/#", GRANTED),
+        (anon, "alice/#", NO),
+        (alice, "alice/+/x", GRANTED),
+        (alice, "shared/#", GRANTED),
+        (alice, "shared/secret/#", NO),
+        (alice, "#", NO),
+        (alice, "users/alice/inbox", GRANTED),
+        (alice, "users/bob/inbox", NO),
+        (bob, "shared/#", NO),
+        (bob, "clients/bob-1/#", GRANTED),
+        (bob, "clients/alice-1/#", NO),
     ];
     for (c, filter, want) in subs {
-        assert_eq!(suback(c, filter), want, "SUBSCRIBE {filter}");
+        assert_eq!(suback(&mut cs[c], filter), want, "SUBSCRIBE {filter}");
     }
     // Publishing: write (or readwrite) on the topic, nothing denied.
     let pubs = [
-        (&mut anon, "public/a", NO),
-        (&mut bob, "public/a", OK),
-        (&mut alice, "alice/a/y", OK),
-        (&mut alice, "shared/open", NO),
-        (&mut bob, "shared/open", OK),
-        (&mut bob, "shared/secret/x", OK),
-        (&mut alice, "clients/alice-1/t", OK),
-        (&mut alice, "clients/bob-1/t", NO),
+        (anon, "public/a", NO),
+        (bob, "public/a", OK),
+        (alice, "alice/a/y", OK),
+        (alice, "shared/open", NO),
+        (alice, "clients/alice-1/t", OK),
+        (alice, "clients/bob-1/t", NO),
     ];
     for (i, (c, topic, want)) in pubs.into_iter().enumerate() {
-        assert_eq!(puback(c, topic, false, 100 + i as u16), want, "PUBLISH {topic}");
+        assert_eq!(puback(&mut cs[c], topic, false, 100 + i as u16), want, "PUBLISH {topic}");
     }
-    // Delivery through alice's `shared/#`: everything bob published there except the
+    // Delivery through alice's `shared/#`: everything bob publishes there except the
     // denied `shared/secret/...` (the sync message ends the list).
-    assert_eq!(puback(&mut bob, "shared/end", false, 200), OK);
-    assert_eq!(topics_until(&mut alice, "shared/end"), ["shared/open"]);
+    assert_eq!(puback(&mut cs[bob], "shared/open", false, 110), OK);
+    assert_eq!(puback(&mut cs[bob], "shared/secret/x", false, 111), OK);
+    assert_eq!(puback(&mut cs[bob], "shared/end", false, 200), OK);
+    assert_eq!(topics_until(&mut cs[alice], "shared/end"), ["shared/open"]);
     // Anonymous reads public/: bob's publish reached it.
-    assert_eq!(puback(&mut bob, "public/end", false, 201), OK);
-    assert_eq!(topics_until(&mut anon, "public/end"), ["public/a"]);
+    assert_eq!(puback(&mut cs[bob], "public/end", false, 201), OK);
+    assert_eq!(topics_until(&mut cs[anon], "public/end"), ["public/a"]);
 
     // Retained messages answering a subscription: the denied one stays out.
-    assert_eq!(puback(&mut bob, "shared/secret/r", true, 202), OK);
-    assert_eq!(puback(&mut bob, "shared/open/r", true, 203), OK);
+    assert_eq!(puback(&mut cs[bob], "shared/secret/r", true, 202), OK);
+    assert_eq!(puback(&mut cs[bob], "shared/open/r", true, 203), OK);
     let mut late = client(addr, "alice-2", Some("alice"));
     assert_eq!(suback(&mut late, "shared/+/r"), GRANTED);
-    assert_eq!(puback(&mut bob, "shared/end/r", false, 204), OK);
+    assert_eq!(puback(&mut cs[bob], "shared/end/r", false, 204), OK);
     assert_eq!(topics_until(&mut late, "shared/end/r"), ["shared/open/r"]);
-    assert_eq!(topics_until(&mut alice, "shared/end/r"), ["shared/open/r"]);
+    assert_eq!(topics_until(&mut cs[alice], "shared/end/r"), ["shared/open/r"]);
     wait_metrics(&node, "the refusals counted", |m| m.acl_denied >= 12);
 
     // 3.1.1: a refused filter is 0x80, a refused QoS 1 PUBLISH is acknowledged and dropped.
@@ -261,16 +285,16 @@ fn an_acl_file_in_mosquittos_format_decides_publish_subscribe_and_delivery() {
     assert_eq!(code, 0);
     assert_eq!(suback(&mut a4, "users/bob/inbox"), reason::V4_SUBACK_FAILURE);
     assert_eq!(puback(&mut a4, "shared/dropped", false, 7), 0);
-    assert_eq!(puback(&mut bob, "shared/end", false, 208), OK);
-    assert_eq!(topics_until(&mut alice, "shared/end"), Vec::<String>::new());
+    assert_eq!(puback(&mut cs[bob], "shared/end", false, 208), OK);
+    assert_eq!(topics_until(&mut cs[alice], "shared/end"), Vec::<String>::new());
 
     // The rules change on reload; the decisions cached per connection go with them.
     std::fs::write(&acl, ACL.replace("topic deny shared/secret/#", "topic deny shared/open/#")).unwrap();
     node.reload(false);
-    assert_eq!(puback(&mut bob, "shared/open", false, 205), OK);
-    assert_eq!(puback(&mut bob, "shared/secret/x", false, 206), OK);
-    assert_eq!(puback(&mut bob, "shared/end", false, 207), OK);
-    assert_eq!(topics_until(&mut alice, "shared/end"), ["shared/secret/x"]);
+    assert_eq!(puback(&mut cs[bob], "shared/open", false, 205), OK);
+    assert_eq!(puback(&mut cs[bob], "shared/secret/x", false, 206), OK);
+    assert_eq!(puback(&mut cs[bob], "shared/end", false, 207), OK);
+    assert_eq!(topics_until(&mut cs[alice], "shared/end"), ["shared/secret/x"]);
     node.stop();
     node.join().unwrap();
 }
@@ -289,7 +313,13 @@ fn a_will_the_acl_refuses_is_refused_at_connect() {
     ] {
         let mut p = wire::connect_packet(protocol, "willer", true);
         if let Packet::Connect(c) = &mut p {
-            c.will = Some(proto::Will { topic: topic.as_bytes().to_vec().into(), payload: b"bye".to_vec().into(), qos: QoS::AtMostOnce, retain: false, properties: Default::default() });
+            c.will = Some(proto::LastWill {
+                topic: topic.as_bytes().to_vec().into(),
+                payload: b"bye".to_vec().into(),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: Default::default(),
+            });
         }
         let mut c = Raw::open(addr, protocol);
         c.send(&p);

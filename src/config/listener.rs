@@ -65,9 +65,17 @@ pub struct FileTls {
 }
 
 /// Checks one `[[listener]]` (the `i`-th, from 0) of file `origin`.
-pub fn listener(f: &FileListener, i: usize, origin: &str, max_packet_size: usize) -> Result<ListenerConfig, ConfigError> {
+pub fn listener(
+    f: &FileListener,
+    i: usize,
+    origin: &str,
+    max_packet_size: usize,
+) -> Result<ListenerConfig, ConfigError> {
     let key = |k: &str| format!("listener[{i}].{k}");
-    let bind = f.bind.parse().map_err(|_| bad(origin, key("bind"), format!("{:?} is not an ADDR:PORT socket address", f.bind)))?;
+    let bind = f
+        .bind
+        .parse()
+        .map_err(|_| bad(origin, key("bind"), format!("{:?} is not an ADDR:PORT socket address", f.bind)))?;
     let mut l = ListenerConfig::plain(bind);
     l.protocol = match f.protocol.as_deref().unwrap_or("mqtt") {
         "mqtt" => ListenerProtocol::Mqtt,
@@ -103,12 +111,18 @@ pub fn listener(f: &FileListener, i: usize, origin: &str, max_packet_size: usize
         if require && t.ca.is_none() {
             return Err(bad(origin, key("tls.require_client_cert"), "needs tls.ca to verify client certificates"));
         }
-        let files = TlsFiles { cert: t.cert.clone(), key: t.key.clone(), ca: t.ca.clone(), require_client_cert: require, min_version };
+        let files = TlsFiles {
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+            ca: t.ca.clone(),
+            require_client_cert: require,
+            min_version,
+        };
         let source = Arc::new(TlsSource::new(files).map_err(|e| bad(origin, key("tls"), e.to_string()))?);
         l.reload.push(source.clone());
         l.tls = Some(source);
     }
-    if identity && !f.tls.as_ref().is_some_and(|t| t.ca.is_some()) {
+    if identity && f.tls.as_ref().is_none_or(|t| t.ca.is_none()) {
         return Err(bad(origin, key("use_identity_as_username"), "needs tls.ca (client certificates)"));
     }
     let anonymous = f.allow_anonymous.unwrap_or(f.password_file.is_none() && !identity);

@@ -44,7 +44,8 @@ impl TestCa {
     fn issue(&self, file: &str, params: CertificateParams) -> Pem {
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.cert, &self.key).expect("certificate");
-        let pem = Pem { cert: self.dir.path().join(format!("{file}.pem")), key: self.dir.path().join(format!("{file}.key")) };
+        let pem =
+            Pem { cert: self.dir.path().join(format!("{file}.pem")), key: self.dir.path().join(format!("{file}.key")) };
         std::fs::write(&pem.cert, cert.pem()).expect("write certificate");
         std::fs::write(&pem.key, key.serialize_pem()).expect("write key");
         pem

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 mod raw;
 mod v4;
 mod v5;

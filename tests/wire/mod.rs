@@ -180,7 +180,13 @@ pub fn login_packet(protocol: Protocol, client_id: &str, user: Option<&str>, pas
 }
 
 /// Connects with a user name and password; the CONNACK's code.
-pub fn login(addr: SocketAddr, protocol: Protocol, client_id: &str, user: Option<&str>, password: Option<&str>) -> (Raw, u8) {
+pub fn login(
+    addr: SocketAddr,
+    protocol: Protocol,
+    client_id: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> (Raw, u8) {
     let mut c = Raw::open(addr, protocol);
     c.send(&login_packet(protocol, client_id, user, password));
     match c.recv() {

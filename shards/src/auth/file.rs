@@ -43,7 +43,12 @@ impl<T> Watched<T> {
     fn new(path: &Path, load: fn(&Path) -> Result<T, AuthError>) -> Result<Self, AuthError> {
         let value = load(path)?;
         let at = stamp(path);
-        Ok(Watched { path: path.to_owned(), current: RwLock::new((Arc::new(value), at)), generation: AtomicU64::new(1), load })
+        Ok(Watched {
+            path: path.to_owned(),
+            current: RwLock::new((Arc::new(value), at)),
+            generation: AtomicU64::new(1),
+            load,
+        })
     }
 
     fn get(&self) -> Arc<T> {
@@ -75,7 +80,11 @@ impl ListenerAuth {
     /// names and passwords checked against it (without one, a user name is taken as given,
     /// under `allow_anonymous`); `identity_as_username`: the client certificate's identity
     /// is the user name and no password is asked for.
-    pub fn new(allow_anonymous: bool, password_file: Option<&Path>, identity_as_username: bool) -> Result<Self, AuthError> {
+    pub fn new(
+        allow_anonymous: bool,
+        password_file: Option<&Path>,
+        identity_as_username: bool,
+    ) -> Result<Self, AuthError> {
         let passwd = password_file.map(|p| Watched::new(p, PasswordFile::load)).transpose()?;
         Ok(ListenerAuth { allow_anonymous, identity_as_username, passwd })
     }

@@ -45,11 +45,9 @@ fn parse_hash(h: &str) -> Option<Stored> {
     }
     let parts: Vec<&str> = h.split('$').collect();
     match parts.as_slice() {
-        ["", "7", iterations, salt, hash] => Some(Stored::Pbkdf2 {
-            iterations: iterations.parse().ok()?,
-            salt: b64(salt)?,
-            hash: b64(hash)?,
-        }),
+        ["", "7", iterations, salt, hash] => {
+            Some(Stored::Pbkdf2 { iterations: iterations.parse().ok()?, salt: b64(salt)?, hash: b64(hash)? })
+        }
         ["", "6", salt, hash] => Some(Stored::Sha512 { salt: b64(salt)?, hash: b64(hash)? }),
         _ => None,
     }
@@ -115,8 +113,9 @@ impl PasswordFile {
                 ctx.update(salt);
                 same(ctx.finish().as_ref(), hash)
             }
-            Some(Stored::Argon2(phc)) => PasswordHash::new(phc)
-                .is_ok_and(|h| argon2::Argon2::default().verify_password(password, &h).is_ok()),
+            Some(Stored::Argon2(phc)) => {
+                PasswordHash::new(phc).is_ok_and(|h| argon2::Argon2::default().verify_password(password, &h).is_ok())
+            }
         }
     }
 }

@@ -6,8 +6,8 @@
 //! never on the message path; the front's handshake uses it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Addresses remembered; past it, the stale ones go (and, if none is stale, all).

@@ -393,7 +393,8 @@ async fn admit(
                     if let Some(ip) = ip {
                         shard.node.throttle.failed(ip, Instant::now());
                     }
-                    let what = if r == Refusal::BadCredentials { "bad user name or password" } else { "not authorized" };
+                    let what =
+                        if r == Refusal::BadCredentials { "bad user name or password" } else { "not authorized" };
                     tracing::info!(client_id = %short(&c.client_id), peer = ?peer, listener = %shard.cfg.listeners[listener].name(), "authentication failed: {what}");
                     return Err(r.connack_code(v5));
                 }
