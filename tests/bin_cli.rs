@@ -1,6 +1,7 @@
-//! The `ringmq` binary as a user runs it: flags, config errors, and graceful shutdown on
-//! SIGTERM/SIGINT.
+//! The `ringmq` binary as a user runs it: flags, config errors, graceful shutdown on
+//! SIGTERM/SIGINT, and SIGHUP reloading a TLS listener's certificate.
 
+mod support;
 mod wire;
 
 use std::io::{BufRead, BufReader};
@@ -271,4 +272,82 @@ fn huge_pages_are_off_unless_configured() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(on, "1", "huge_pages = true left them off");
+}
+
+/// The subject a TLS listener shows `openssl s_client` now.
+fn served_subject(port: u16, ca: &std::path::Path) -> String {
+    let connect = format!("127.0.0.1:{port}");
+    let out = wire::run_bounded("openssl", &["s_client", "-connect", &connect, "-CAfile", ca.to_str().unwrap()], Some(""), Duration::from_secs(30));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().find(|l| l.starts_with("subject=")).unwrap_or("no subject").to_owned()
+}
+
+/// Waits (bounded) for a log line containing `what`.
+fn wait_log(rx: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.checked_duration_since(Instant::now()).unwrap_or_else(|| panic!("no log line with {what:?}"));
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(what) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no log line with {what:?}"),
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_keeps_connections_a_broken_file_keeps_the_old_one() {
+    let ca = support::certs::TestCa::new("RingMQ reload CA");
+    let first = ca.server("first", "first-cert");
+    let second = ca.server("second", "second-cert");
+    let (cert, key) = (ca.dir.path().join("live.pem"), ca.dir.path().join("live.key"));
+    std::fs::copy(&first.cert, &cert).unwrap();
+    std::fs::copy(&first.key, &key).unwrap();
+    let config = temp_file("reload.toml", &format!("[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = {cert:?}\nkey = {key:?}\n"));
+    let (mut child, plain, rx) = spawn_broker_with(&["--config", config.to_str().unwrap()]);
+    let tls: std::net::SocketAddr = {
+        let line = wait_log(&rx, "addr=");
+        line.split("addr=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap()
+    };
+    assert!(served_subject(tls.port(), &ca.ca()).contains("first-cert"));
+    // A subscriber over TLS that stays connected through the reload.
+    let mut publ = Raw::connect(plain, Protocol::V4, "reload-pub");
+    let retained = proto::Publish {
+        dup: false,
+        qos: proto::QoS::AtLeastOnce,
+        retain: true,
+        topic: "reload/t".into(),
+        pkid: 1,
+        payload: "one".into(),
+        properties: Default::default(),
+    };
+    publ.send(&Packet::Publish(retained));
+    assert!(matches!(publ.recv(), Some(Packet::PubAck(_))));
+    let port = tls.port().to_string();
+    let ca_file = ca.ca();
+    let mut sub = Command::new("mosquitto_sub")
+        .args(["-h", "localhost", "-p", &port, "--cafile", ca_file.to_str().unwrap(), "-t", "reload/t", "-C", "2", "-W", "30", "-q", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub (.ci/run installs mosquitto-clients)");
+    let mut lines = BufReader::new(sub.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("one"), "the subscriber is connected");
+
+    std::fs::copy(&second.cert, &cert).unwrap();
+    std::fs::copy(&second.key, &key).unwrap();
+    signal(&child, "-HUP");
+    wait_log(&rx, "reloaded TLS certificate");
+    assert!(served_subject(tls.port(), &ca.ca()).contains("second-cert"), "new connections get the new certificate");
+    publ.publish("reload/t", b"two", proto::QoS::AtLeastOnce, 2);
+    assert!(matches!(publ.recv(), Some(Packet::PubAck(_))));
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("two"), "the old connection still delivers");
+    assert!(sub.wait().unwrap().success());
+
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    signal(&child, "-HUP");
+    let kept = wait_log(&rx, "kept the old TLS certificate");
+    assert!(kept.contains(cert.to_str().unwrap()), "{kept}");
+    assert!(served_subject(tls.port(), &ca.ca()).contains("second-cert"));
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child).success());
 }

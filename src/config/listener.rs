@@ -111,12 +111,14 @@ pub fn listener(
         if require && t.ca.is_none() {
             return Err(bad(origin, key("tls.require_client_cert"), "needs tls.ca to verify client certificates"));
         }
+        let alpn: &[u8] = if l.protocol == ListenerProtocol::Mqtt { b"mqtt" } else { b"http/1.1" };
         let files = TlsFiles {
             cert: t.cert.clone(),
             key: t.key.clone(),
             ca: t.ca.clone(),
             require_client_cert: require,
             min_version,
+            alpn: vec![alpn.to_vec()],
         };
         let source = Arc::new(TlsSource::new(files).map_err(|e| bad(origin, key("tls"), e.to_string()))?);
         l.reload.push(source.clone());

@@ -57,6 +57,10 @@ pub struct TlsFiles {
     pub require_client_cert: bool,
     /// Lowest TLS version accepted.
     pub min_version: MinVersion,
+    /// ALPN protocols accepted (`mqtt` for MQTT listeners, `http/1.1` for WebSocket);
+    /// a client that offers ALPN without one of them is refused, one that offers none is
+    /// served.
+    pub alpn: Vec<Vec<u8>>,
 }
 
 /// Why a listener's TLS files could not be used; names the file.
@@ -80,7 +84,7 @@ fn file_err(path: &Path, message: impl std::fmt::Display) -> TlsError {
 }
 
 impl TlsFiles {
-    /// Reads the files into a rustls server configuration (ring provider, ALPN `mqtt`).
+    /// Reads the files into a rustls server configuration (ring provider).
     pub fn load(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
@@ -116,7 +120,7 @@ impl TlsFiles {
         let mut cfg = builder
             .with_single_cert(certs, key)
             .map_err(|e| TlsError::Config(format!("{} / {}: {e}", self.cert.display(), self.key.display())))?;
-        cfg.alpn_protocols = vec![b"mqtt".to_vec()];
+        cfg.alpn_protocols = self.alpn.clone();
         Ok(Arc::new(cfg))
     }
 
