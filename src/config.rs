@@ -563,4 +563,25 @@ mod tests {
         assert_eq!(s.engine.limits.max_connections, 20);
         assert_eq!(s.engine.shards, 1);
     }
+
+    #[test]
+    fn listener_tables_are_checked_naming_the_listener_key_and_file() {
+        let err = |text: &str| settings_from(&parse_file(text, "l.toml").unwrap(), "l.toml", &cli()).unwrap_err().to_string();
+        let e = err("[[listener]]\nbind = \"127.0.0.1:0\"\n[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"quic\"\n");
+        assert!(e.starts_with("l.toml: listener[1].protocol:"), "{e}");
+        let e = err("[[listener]]\nbind = \"nowhere\"\n");
+        assert!(e.starts_with("l.toml: listener[0].bind:"), "{e}");
+        let e = err("[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = \"/no/such.pem\"\nkey = \"/no/such.key\"\n");
+        assert!(e.starts_with("l.toml: listener[0].tls:") && e.contains("/no/such.pem"), "{e}");
+        let e = err("[[listener]]\nbind = \"127.0.0.1:0\"\npath = \"/mqtt\"\n");
+        assert!(e.starts_with("l.toml: listener[0].path:"), "{e}");
+        let e = err("[[listener]]\nbind = \"127.0.0.1:0\"\nuse_identity_as_username = true\n");
+        assert!(e.starts_with("l.toml: listener[0].use_identity_as_username:"), "{e}");
+        let e = err("[[listener]]\nbind = \"127.0.0.1:0\"\npassword_file = \"/no/passwd\"\n");
+        assert!(e.starts_with("l.toml: listener[0].password_file:") && e.contains("/no/passwd"), "{e}");
+        // Listeners replace the default one unless `listen` asks for it.
+        let f = parse_file("[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"ws\"\n", "l.toml").unwrap();
+        let s = settings_from(&f, "l.toml", &cli()).unwrap();
+        assert!(s.engine.listen.is_empty() && s.engine.listeners.len() == 1);
+    }
 }

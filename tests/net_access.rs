@@ -331,3 +331,57 @@ fn a_will_the_acl_refuses_is_refused_at_connect() {
     node.stop();
     node.join().unwrap();
 }
+
+/// Lets in only clients whose address (as the transport reports it) is 192.0.2.7 or
+/// 2001:db8::7, under the user name `proxied`.
+#[derive(Debug)]
+struct FromDocumentationNet;
+
+impl ringmq::Authenticator for FromDocumentationNet {
+    fn authenticate(&self, c: &ringmq::Credentials<'_>) -> Result<ringmq::Principal, ringmq::Refusal> {
+        let ok = c.peer.is_some_and(|p| ["192.0.2.7", "2001:db8::7"].contains(&p.ip().to_string().as_str()));
+        if !ok {
+            return Err(ringmq::Refusal::NotAuthorized);
+        }
+        Ok(ringmq::Principal { client_id: c.client_id.into(), username: Some("proxied".into()), peer: c.peer, listener: 0 })
+    }
+}
+
+#[test]
+fn behind_a_load_balancer_the_proxy_protocol_address_is_the_clients() {
+    let node = wire::broker(|cfg| {
+        let mut l = shards::config::ListenerConfig::plain("127.0.0.1:0".parse().unwrap());
+        l.proxy_protocol = true;
+        l.authenticator = Some(std::sync::Arc::new(FromDocumentationNet));
+        cfg.listeners.push(l);
+    });
+    let addr = node.local_addrs()[1];
+    let connect = |header: &[u8], id: &str| {
+        let mut c = Raw::open(addr, Protocol::V5);
+        c.send_bytes(header);
+        c.send(&wire::connect_packet(Protocol::V5, id, true));
+        c
+    };
+    // Version 1, then version 2 (binary, IPv6): the address it carries is the one judged.
+    let mut v1 = connect(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 1883\r\n", "behind-v1");
+    assert!(matches!(v1.recv(), Some(Packet::ConnAck(a)) if a.code == 0));
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    v2.extend_from_slice(&"2001:db8::7".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    v2.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    v2.extend_from_slice(&[0x9c, 0x40, 0x07, 0x5b]);
+    let mut c2 = connect(&v2, "behind-v2");
+    assert!(matches!(c2.recv(), Some(Packet::ConnAck(a)) if a.code == 0));
+    // Another address is refused by the authenticator; no header at all ends the connection.
+    let mut other = connect(b"PROXY TCP4 198.51.100.1 127.0.0.1 40000 1883\r\n", "elsewhere");
+    assert!(matches!(other.recv(), Some(Packet::ConnAck(a)) if a.code == reason::NOT_AUTHORIZED));
+    let mut bare = Raw::open(addr, Protocol::V5);
+    bare.send(&wire::connect_packet(Protocol::V5, "no-header", true));
+    assert!(bare.expect_closed().is_empty(), "a connection without the header gets nothing");
+    wait_metrics(&node, "the missing header counted", |m| m.proxy_failures >= 1);
+    // Messages flow through the proxied connection.
+    v1.subscribe("lb/t", QoS::AtMostOnce);
+    c2.publish("lb/t", b"through the balancer", QoS::AtMostOnce, 0);
+    assert!(matches!(v1.recv(), Some(Packet::Publish(p)) if &p.payload[..] == b"through the balancer"));
+    node.stop();
+    node.join().unwrap();
+}
