@@ -566,12 +566,16 @@ mod tests {
 
     #[test]
     fn listener_tables_are_checked_naming_the_listener_key_and_file() {
-        let err = |text: &str| settings_from(&parse_file(text, "l.toml").unwrap(), "l.toml", &cli()).unwrap_err().to_string();
-        let e = err("[[listener]]\nbind = \"127.0.0.1:0\"\n[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"quic\"\n");
+        let err =
+            |text: &str| settings_from(&parse_file(text, "l.toml").unwrap(), "l.toml", &cli()).unwrap_err().to_string();
+        let e =
+            err("[[listener]]\nbind = \"127.0.0.1:0\"\n[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"quic\"\n");
         assert!(e.starts_with("l.toml: listener[1].protocol:"), "{e}");
         let e = err("[[listener]]\nbind = \"nowhere\"\n");
         assert!(e.starts_with("l.toml: listener[0].bind:"), "{e}");
-        let e = err("[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = \"/no/such.pem\"\nkey = \"/no/such.key\"\n");
+        let e = err(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = \"/no/such.pem\"\nkey = \"/no/such.key\"\n",
+        );
         assert!(e.starts_with("l.toml: listener[0].tls:") && e.contains("/no/such.pem"), "{e}");
         let e = err("[[listener]]\nbind = \"127.0.0.1:0\"\npath = \"/mqtt\"\n");
         assert!(e.starts_with("l.toml: listener[0].path:"), "{e}");

@@ -277,7 +277,12 @@ fn huge_pages_are_off_unless_configured() {
 /// The subject a TLS listener shows `openssl s_client` now.
 fn served_subject(port: u16, ca: &std::path::Path) -> String {
     let connect = format!("127.0.0.1:{port}");
-    let out = wire::run_bounded("openssl", &["s_client", "-connect", &connect, "-CAfile", ca.to_str().unwrap()], Some(""), Duration::from_secs(30));
+    let out = wire::run_bounded(
+        "openssl",
+        &["s_client", "-connect", &connect, "-CAfile", ca.to_str().unwrap()],
+        Some(""),
+        Duration::from_secs(30),
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.lines().find(|l| l.starts_with("subject=")).unwrap_or("no subject").to_owned()
 }
@@ -286,7 +291,8 @@ fn served_subject(port: u16, ca: &std::path::Path) -> String {
 fn wait_log(rx: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let left = deadline.checked_duration_since(Instant::now()).unwrap_or_else(|| panic!("no log line with {what:?}"));
+        let left =
+            deadline.checked_duration_since(Instant::now()).unwrap_or_else(|| panic!("no log line with {what:?}"));
         match rx.recv_timeout(left) {
             Ok(line) if line.contains(what) => return line,
             Ok(_) => {}
@@ -303,7 +309,10 @@ fn sighup_reloads_the_certificate_and_keeps_connections_a_broken_file_keeps_the_
     let (cert, key) = (ca.dir.path().join("live.pem"), ca.dir.path().join("live.key"));
     std::fs::copy(&first.cert, &cert).unwrap();
     std::fs::copy(&first.key, &key).unwrap();
-    let config = temp_file("reload.toml", &format!("[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = {cert:?}\nkey = {key:?}\n"));
+    let config = temp_file(
+        "reload.toml",
+        &format!("[[listener]]\nbind = \"127.0.0.1:0\"\n[listener.tls]\ncert = {cert:?}\nkey = {key:?}\n"),
+    );
     let (mut child, plain, rx) = spawn_broker_with(&["--config", config.to_str().unwrap()]);
     let tls: std::net::SocketAddr = {
         let line = wait_log(&rx, "addr=");
@@ -326,7 +335,22 @@ fn sighup_reloads_the_certificate_and_keeps_connections_a_broken_file_keeps_the_
     let port = tls.port().to_string();
     let ca_file = ca.ca();
     let mut sub = Command::new("mosquitto_sub")
-        .args(["-h", "localhost", "-p", &port, "--cafile", ca_file.to_str().unwrap(), "-t", "reload/t", "-C", "2", "-W", "30", "-q", "1"])
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "--cafile",
+            ca_file.to_str().unwrap(),
+            "-t",
+            "reload/t",
+            "-C",
+            "2",
+            "-W",
+            "30",
+            "-q",
+            "1",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("mosquitto_sub (.ci/run installs mosquitto-clients)");

@@ -81,7 +81,10 @@ fn serve(listener: TcpListener, html: String, js: Vec<u8>, stop: Arc<AtomicBool>
         } else {
             ("404 Not Found", "text/plain", b"not here")
         };
-        let head = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
         let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
     }
 }
@@ -105,7 +108,10 @@ fn run(cmd: &mut Command) {
 fn mqtt_js_in_headless_chromium_over_ws_and_wss() {
     let ready = have("chromium") && have("certutil") && mqtt_js().exists();
     if !ready {
-        assert!(std::env::var_os("CI").is_none(), "CI must have chromium, certutil and tests/browser's npm packages (.ci/run)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have chromium, certutil and tests/browser's npm packages (.ci/run)"
+        );
         eprintln!("skipped: needs chromium, certutil (libnss3-tools) and `npm install` in tests/browser");
         return;
     }
@@ -129,7 +135,8 @@ fn mqtt_js_in_headless_chromium_over_ws_and_wss() {
 
     let http = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}/", http.local_addr().unwrap().port());
-    let html = page(&format!("ws://127.0.0.1:{}/mqtt", addrs[0].port()), &format!("wss://localhost:{}/mqtt", addrs[1].port()));
+    let html =
+        page(&format!("ws://127.0.0.1:{}/mqtt", addrs[0].port()), &format!("wss://localhost:{}/mqtt", addrs[1].port()));
     let stop = Arc::new(AtomicBool::new(false));
     let server_thread = {
         let (js, stop) = (std::fs::read(mqtt_js()).unwrap(), stop.clone());
@@ -161,11 +168,16 @@ fn mqtt_js_in_headless_chromium_over_ws_and_wss() {
     let mut got = std::collections::BTreeMap::new();
     let deadline = Instant::now() + PAGE_LIMIT;
     while got.len() < 2 {
-        let left = deadline.checked_duration_since(Instant::now()).unwrap_or_else(|| panic!("the page reported only {got:?} within {PAGE_LIMIT:?}"));
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("the page reported only {got:?} within {PAGE_LIMIT:?}"));
         match results.recv_within(left) {
             Some(Packet::Publish(p)) => {
                 results.send(&Packet::PubAck(proto::Ack { pkid: p.pkid, reason: 0, properties: Default::default() }));
-                got.insert(String::from_utf8_lossy(&p.topic).into_owned(), String::from_utf8_lossy(&p.payload).into_owned());
+                got.insert(
+                    String::from_utf8_lossy(&p.topic).into_owned(),
+                    String::from_utf8_lossy(&p.payload).into_owned(),
+                );
             }
             Some(_) => {}
             None => panic!("the page reported only {got:?} within {PAGE_LIMIT:?}"),

@@ -343,7 +343,12 @@ impl ringmq::Authenticator for FromDocumentationNet {
         if !ok {
             return Err(ringmq::Refusal::NotAuthorized);
         }
-        Ok(ringmq::Principal { client_id: c.client_id.into(), username: Some("proxied".into()), peer: c.peer, listener: 0 })
+        Ok(ringmq::Principal {
+            client_id: c.client_id.into(),
+            username: Some("proxied".into()),
+            peer: c.peer,
+            listener: 0,
+        })
     }
 }
 

@@ -24,6 +24,39 @@ pub struct Args {
     /// Broker address.
     #[arg(long, default_value = "127.0.0.1:1883", value_name = "HOST:PORT")]
     pub broker: String,
+    /// MQTT over TLS (needs --ca, or --insecure).
+    #[arg(long)]
+    pub tls: bool,
+    /// MQTT over WebSocket (ws://).
+    #[arg(long)]
+    pub ws: bool,
+    /// MQTT over WebSocket over TLS (wss://; needs --ca, or --insecure).
+    #[arg(long, conflicts_with_all = ["tls", "ws"])]
+    pub wss: bool,
+    /// WebSocket request path.
+    #[arg(long, default_value = "/mqtt")]
+    pub path: String,
+    /// PEM CA certificates the broker's certificate is verified against.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate (with --key) for brokers that ask for one (mTLS).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Accept any broker certificate (for measuring only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// The name the broker's certificate must carry (default: the host of --broker).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// User name sent in CONNECT.
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Password sent in CONNECT.
+    #[arg(long, short = 'P')]
+    pub password: Option<String>,
     /// Publishers (default per scenario: fan-in 8, fan-out 1, p2p 10, shared 4).
     #[arg(long, short = 'p')]
     pub publishers: Option<usize>,

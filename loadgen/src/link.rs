@@ -1,20 +1,19 @@
-//! One MQTT connection of the load generator: connect (with an optional source address),
-//! the CONNECT/CONNACK exchange, and a writer task that drains an outbox so that every
+//! One MQTT connection of the load generator: connect (with an optional source address,
+//! over TCP, TLS or WebSocket: [`crate::dial`]), the CONNECT/CONNACK exchange, and a writer task that drains an outbox so that every
 //! task of the client (publisher schedule, acknowledgements, keep-alive pings) writes
 //! whole frames through one place, flushed once per wake-up.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::dial::{Dial, Io};
 use bytes::BytesMut;
 use futures_lite::{future::poll_fn, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use netpoll::Stream;
 use proto::{ConnAck, Connect, Packet, Properties, Props, Protocol};
 
 /// How long a CONNECT may wait for its CONNACK.
@@ -24,7 +23,7 @@ pub const OUTBOX_HIGH: usize = 256 * 1024;
 
 /// A socket read and written by different tasks; each poll borrows it only for the call.
 #[derive(Clone)]
-pub struct Sock(Rc<RefCell<Stream>>);
+pub struct Sock(Rc<RefCell<Box<dyn Io>>>);
 
 impl AsyncRead for Sock {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -96,26 +95,20 @@ pub fn connack_reason(protocol: Protocol, code: u8) -> String {
     format!("0x{code:02x} ({name})")
 }
 
-/// Opens a TCP connection (from `source` if given) and completes CONNECT/CONNACK.
-/// Returns the link and the microseconds CONNECT->CONNACK took.
+/// Opens a connection (from `source` if given, over what `dial` says) and completes
+/// CONNECT/CONNACK. Returns the link and the time from the first byte of the connection
+/// (TLS handshake and WebSocket upgrade included) to CONNACK.
 pub async fn connect(
     broker: SocketAddr,
     source: Option<IpAddr>,
+    dial: &Dial,
     protocol: Protocol,
     client_id: &str,
     clean: bool,
     keep_alive: u16,
 ) -> Result<(Rc<Link>, Duration), String> {
-    let domain = if broker.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
-    let sk = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(|e| format!("socket: {e}"))?;
-    if let Some(ip) = source {
-        sk.bind(&SocketAddr::new(ip, 0).into()).map_err(|e| format!("bind source {ip}: {e}"))?;
-    }
-    sk.connect(&broker.into()).map_err(|e| format!("broker unreachable at {broker}: {e}"))?;
-    let _ = sk.set_nodelay(true);
-    // SAFETY: into_raw_fd hands over ownership of the connected socket's descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(sk.into_raw_fd()) };
-    let stream = Stream::new(fd).map_err(|e| format!("socket: {e}"))?;
+    let started = Instant::now();
+    let stream = crate::dial::open(broker, source, dial).await.map_err(|e| format!("{client_id}: {e}"))?;
     let sock = Sock(Rc::new(RefCell::new(stream)));
     let mut properties = Properties::default();
     if protocol == Protocol::V5 && !clean {
@@ -127,16 +120,16 @@ pub async fn connect(
         keep_alive,
         client_id: client_id.to_owned(),
         will: None,
-        username: None,
-        password: None,
+        username: dial.username.clone(),
+        password: dial.password.as_ref().map(|p| bytes::Bytes::copy_from_slice(p.as_bytes())),
         properties: properties.into(),
         mqtt31: false,
     });
     let mut buf = BytesMut::new();
     connect.write(protocol, &mut buf).map_err(|e| format!("encode CONNECT: {e}"))?;
-    let started = Instant::now();
     let mut w = sock.clone();
     w.write_all(&buf).await.map_err(|e| format!("{client_id}: write CONNECT: {e}"))?;
+    w.flush().await.map_err(|e| format!("{client_id}: write CONNECT: {e}"))?;
     sock.set_read_timeout(Some(CONNACK_WAIT));
     let mut rbuf = BytesMut::with_capacity(64);
     let ack = loop {
@@ -253,7 +246,8 @@ async fn writer(link: Rc<Link>) {
         if !more {
             break;
         }
-        if sock.write_all(&spare).await.is_err() {
+        // The flush: TLS and WebSocket may hold the end of a write.
+        if sock.write_all(&spare).await.is_err() || sock.flush().await.is_err() {
             link.closed.set(true);
             break;
         }

@@ -21,6 +21,7 @@
 //! unreachable, CONNACK or SUBACK refused, descriptor limit too low).
 
 mod args;
+mod dial;
 mod link;
 mod plan;
 mod plot;

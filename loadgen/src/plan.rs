@@ -40,6 +40,8 @@ pub struct Plan {
     pub run: u32,
     /// Broker address.
     pub broker: SocketAddr,
+    /// How to reach it: TCP, TLS, WebSocket, credentials.
+    pub dial: std::sync::Arc<crate::dial::Dial>,
     /// Protocol.
     pub protocol: Protocol,
     /// QoS.
@@ -196,6 +198,20 @@ impl Plan {
             scenario: a.scenario,
             run,
             broker: resolve_broker(&a.broker)?,
+            dial: std::sync::Arc::new(crate::dial::Dial::from_args(crate::dial::DialFlags {
+                tls: a.tls || a.wss,
+                ws: a.ws || a.wss,
+                path: &a.path,
+                ca: a.ca.as_deref(),
+                cert: a.cert.as_deref().zip(a.key.as_deref()),
+                insecure: a.insecure,
+                server_name: a
+                    .server_name
+                    .as_deref()
+                    .unwrap_or_else(|| a.broker.rsplit_once(':').map_or(&a.broker, |(h, _)| h)),
+                username: a.username.clone(),
+                password: a.password.clone(),
+            })?),
             protocol,
             qos,
             size: a.size,

@@ -68,6 +68,8 @@ pub struct Params {
     pub scenario: crate::args::Scenario,
     /// Broker.
     pub broker: String,
+    /// What carries MQTT: `tcp`, `tls`, `ws` or `wss`.
+    pub transport: &'static str,
     /// MQTT version.
     pub mqtt: &'static str,
     /// QoS.
@@ -108,6 +110,12 @@ impl Params {
         Params {
             scenario: plan.scenario,
             broker: plan.broker.to_string(),
+            transport: match (plan.dial.tls.is_some(), plan.dial.ws.is_some()) {
+                (false, false) => "tcp",
+                (true, false) => "tls",
+                (false, true) => "ws",
+                (true, true) => "wss",
+            },
             mqtt: protocol_name(plan.protocol),
             qos: plan.qos as u8,
             publishers: plan.pubs.len(),
@@ -294,8 +302,8 @@ pub fn text(s: &Summary) -> String {
     };
     let _ = writeln!(
         o,
-        "{:?} | MQTT {} QoS {} | {} pub -> {} sub | {} B | {} | {} | {} threads | {}",
-        p.scenario, p.mqtt, p.qos, p.publishers, p.subscribers, p.payload, load, time, p.threads, p.broker
+        "{:?} | MQTT {} QoS {} | {} pub -> {} sub | {} B | {} | {} | {} threads | {}://{}",
+        p.scenario, p.mqtt, p.qos, p.publishers, p.subscribers, p.payload, load, time, p.threads, p.transport, p.broker
     );
     if p.publishers > 0 {
         let _ = writeln!(o, "sent      {:>12}  {:>12.0} msg/s", s.sent, s.sent_rate);
@@ -340,9 +348,13 @@ pub fn text(s: &Summary) -> String {
         }
     } else {
         let rate = if s.connect_time_s > 0.0 { s.connected as f64 / s.connect_time_s } else { 0.0 };
+        let each = match p.transport {
+            "tls" | "wss" => ", each with a TLS handshake",
+            _ => "",
+        };
         let _ = writeln!(
             o,
-            "connected {} of {} in {:.3} s ({:.0} connections/s)",
+            "connected {} of {} in {:.3} s ({:.0} connections/s{each})",
             s.connected, p.subscribers, s.connect_time_s, rate
         );
         let q = &s.connect_latency_us;

@@ -91,6 +91,7 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
         let (link, took) = match connect(
             plan.broker,
             source(&plan, j),
+            &plan.dial,
             plan.protocol,
             &spec.client_id,
             clean,
@@ -117,14 +118,14 @@ async fn run(plan: Arc<Plan>, shared: Arc<Shared>, w: usize) -> WorkerResult {
     let mut pub_tasks = Vec::new();
     for (j, spec) in plan.pubs.iter().enumerate().filter(|(j, _)| j % threads == w) {
         let src = source(&plan, plan.subs.len() + j);
-        let (link, took) = match connect(plan.broker, src, plan.protocol, &spec.client_id, clean, plan.keep_alive).await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                shared.fail(e);
-                return result;
-            }
-        };
+        let (link, took) =
+            match connect(plan.broker, src, &plan.dial, plan.protocol, &spec.client_id, clean, plan.keep_alive).await {
+                Ok(l) => l,
+                Err(e) => {
+                    shared.fail(e);
+                    return result;
+                }
+            };
         record(&mut result.connect, took.as_nanos() as u64);
         shared.ready.fetch_add(1, Ordering::AcqRel);
         pub_tasks.push(glommio::spawn_local(publisher(ctx.clone(), spec.clone(), link)));
@@ -164,7 +165,17 @@ async fn conn_storm(plan: &Arc<Plan>, shared: &Arc<Shared>, w: usize, result: &m
             if at > now {
                 glommio::timer::sleep(Duration::from_nanos(at - now)).await;
             }
-            match connect(plan.broker, source(&plan, j), plan.protocol, &spec.client_id, true, plan.keep_alive).await {
+            match connect(
+                plan.broker,
+                source(&plan, j),
+                &plan.dial,
+                plan.protocol,
+                &spec.client_id,
+                true,
+                plan.keep_alive,
+            )
+            .await
+            {
                 Ok((link, took)) => {
                     record(&mut hist.borrow_mut(), took.as_nanos() as u64);
                     links.borrow_mut().push(link);
