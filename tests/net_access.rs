@@ -124,6 +124,12 @@ fn repeated_failures_from_one_address_wait_and_other_clients_keep_their_traffic(
     );
     // A right password still gets in (after the wait).
     assert_eq!(login(guarded, Protocol::V5, "right", Some("slow"), Some("argon-pw")).1, 0);
+    // Many slow checks, more than run at once on a shard, each get their turn.
+    let many: Vec<_> = (0..12)
+        .map(|i| std::thread::spawn(move || login(guarded, Protocol::V4, &format!("many-{i}"), Some("slow"), Some("argon-pw")).1))
+        .collect();
+    let codes: Vec<u8> = many.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(codes.iter().all(|c| *c == 0), "{codes:?}");
     node.stop();
     node.join().unwrap();
 }

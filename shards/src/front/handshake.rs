@@ -375,7 +375,7 @@ async fn admit(
                 }
             }
             let verdict = if a.slow(&creds) {
-                let _turn = shard.slow_auth.acquire(1).await;
+                let _turn = shard.slow_auth.acquire_permit(1).await;
                 let (a, owned) = (a.clone(), OwnedCredentials::new(&creds));
                 glommio::executor().spawn_blocking(move || a.authenticate(&owned.borrow())).await
             } else {
