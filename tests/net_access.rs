@@ -126,7 +126,11 @@ fn repeated_failures_from_one_address_wait_and_other_clients_keep_their_traffic(
     assert_eq!(login(guarded, Protocol::V5, "right", Some("slow"), Some("argon-pw")).1, 0);
     // Many slow checks, more than run at once on a shard, each get their turn.
     let many: Vec<_> = (0..12)
-        .map(|i| std::thread::spawn(move || login(guarded, Protocol::V4, &format!("many-{i}"), Some("slow"), Some("argon-pw")).1))
+        .map(|i| {
+            std::thread::spawn(move || {
+                login(guarded, Protocol::V4, &format!("many-{i}"), Some("slow"), Some("argon-pw")).1
+            })
+        })
         .collect();
     let codes: Vec<u8> = many.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(codes.iter().all(|c| *c == 0), "{codes:?}");
@@ -393,6 +397,43 @@ fn behind_a_load_balancer_the_proxy_protocol_address_is_the_clients() {
     v1.subscribe("lb/t", QoS::AtMostOnce);
     c2.publish("lb/t", b"through the balancer", QoS::AtMostOnce, 0);
     assert!(matches!(v1.recv(), Some(Packet::Publish(p)) if &p.payload[..] == b"through the balancer"));
+    node.stop();
+    node.join().unwrap();
+}
+
+/// A slow check (it sleeps 300 ms, off the shard) that lets everyone in.
+#[derive(Debug)]
+struct Sluggish;
+
+impl ringmq::Authenticator for Sluggish {
+    fn authenticate(&self, c: &ringmq::Credentials<'_>) -> Result<ringmq::Principal, ringmq::Refusal> {
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(ringmq::Principal { client_id: c.client_id.into(), username: None, peer: c.peer, listener: 0 })
+    }
+
+    fn slow(&self, _: &ringmq::Credentials<'_>) -> bool {
+        true
+    }
+}
+
+#[test]
+fn slow_checks_wait_their_turn_for_at_most_the_connect_timeout_then_the_server_is_busy() {
+    let node = wire::broker(|cfg| {
+        cfg.limits.connect_timeout = Duration::from_millis(500);
+        let mut l = shards::config::ListenerConfig::plain("127.0.0.1:0".parse().unwrap());
+        l.authenticator = Some(std::sync::Arc::new(Sluggish));
+        cfg.listeners.push(l);
+    });
+    let addr = node.local_addrs()[1];
+    // 20 at once on two shards: four checks at a time per shard, 300 ms each; a shard
+    // with ten or more has a third round, which would start past the 500 ms bound.
+    let all: Vec<_> = (0..20)
+        .map(|i| std::thread::spawn(move || login(addr, Protocol::V5, &format!("queue-{i}"), None, None).1))
+        .collect();
+    let codes: Vec<u8> = all.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(codes.iter().all(|c| *c == 0 || *c == reason::SERVER_BUSY), "{codes:?}");
+    assert!(codes.iter().filter(|c| **c == 0).count() >= 8, "the first turns got in: {codes:?}");
+    assert!(codes.contains(&reason::SERVER_BUSY), "the queue past the bound was refused: {codes:?}");
     node.stop();
     node.join().unwrap();
 }

@@ -119,7 +119,7 @@ pub fn describe(code: u8) -> Option<&'static str> {
         BAD_USER_NAME_OR_PASSWORD => "bad user name or password",
         NOT_AUTHORIZED => "not authorized",
         SERVER_UNAVAILABLE => "server unavailable",
-        SERVER_BUSY => "server busy: connection limit reached",
+        SERVER_BUSY => "server busy: try again later",
         BANNED => "banned",
         SERVER_SHUTTING_DOWN => "server shutting down",
         BAD_AUTHENTICATION_METHOD => "authentication method not supported",

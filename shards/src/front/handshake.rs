@@ -375,7 +375,17 @@ async fn admit(
                 }
             }
             let verdict = if a.slow(&creds) {
-                let _turn = shard.slow_auth.acquire_permit(1).await;
+                // A turn within the connect timeout, or the server is busy: a storm of
+                // slow checks queues no longer than that.
+                let turn = async { Some(shard.slow_auth.acquire_permit(1).await) };
+                let busy = async {
+                    glommio::timer::sleep(shard.cfg.limits.connect_timeout).await;
+                    None
+                };
+                let Some(_turn) = futures_lite::future::or(turn, busy).await else {
+                    tracing::info!(client_id = %short(&c.client_id), peer = ?peer, "CONNECT refused: too many password checks waiting");
+                    return Err(if v5 { reason::SERVER_BUSY } else { reason::V4_SERVER_UNAVAILABLE });
+                };
                 let (a, owned) = (a.clone(), OwnedCredentials::new(&creds));
                 glommio::executor().spawn_blocking(move || a.authenticate(&owned.borrow())).await
             } else {
