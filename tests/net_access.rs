@@ -353,12 +353,7 @@ impl ringmq::Authenticator for FromDocumentationNet {
         if !ok {
             return Err(ringmq::Refusal::NotAuthorized);
         }
-        Ok(ringmq::Principal {
-            client_id: c.client_id.into(),
-            username: Some("proxied".into()),
-            peer: c.peer,
-            listener: 0,
-        })
+        Ok(ringmq::Principal::new(c.client_id, Some("proxied"), c.peer))
     }
 }
 
@@ -408,7 +403,7 @@ struct Sluggish;
 impl ringmq::Authenticator for Sluggish {
     fn authenticate(&self, c: &ringmq::Credentials<'_>) -> Result<ringmq::Principal, ringmq::Refusal> {
         std::thread::sleep(Duration::from_millis(300));
-        Ok(ringmq::Principal { client_id: c.client_id.into(), username: None, peer: c.peer, listener: 0 })
+        Ok(ringmq::Principal::new(c.client_id, None, c.peer))
     }
 
     fn slow(&self, _: &ringmq::Credentials<'_>) -> bool {

@@ -27,7 +27,7 @@ impl Authenticator for Reversed {
             return Err(Refusal::NotAuthorized);
         }
         assert!(c.peer.is_some_and(|p| p.ip().is_loopback()), "the peer address reaches the authenticator");
-        Ok(Principal { client_id: Arc::from(c.client_id), username: Some(Arc::from(user)), peer: c.peer, listener: 0 })
+        Ok(Principal::new(c.client_id, Some(user), c.peer))
     }
 }
 

@@ -35,6 +35,7 @@ pub mod route;
 // Leaves.
 pub mod auth;
 pub mod config;
+pub mod der;
 pub mod error;
 pub mod metrics;
 pub mod msg;

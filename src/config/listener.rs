@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use shards::auth::{FileAuthorizer, ListenerAuth};
+use shards::auth::jwt::JwtCheck;
+use shards::auth::{FileAuthorizer, GrantsAuthorizer, ListenerAuth};
 use shards::config::{ListenerConfig, ListenerProtocol};
 use shards::net::tls::{MinVersion, TlsFiles, TlsSource};
 use shards::net::ws::WsSettings;
@@ -46,6 +47,24 @@ pub struct FileListener {
     pub use_identity_as_username: Option<bool>,
     /// `[listener.tls]`.
     pub tls: Option<FileTls>,
+    /// `[listener.jwt]`.
+    pub jwt: Option<FileJwt>,
+}
+
+/// `[listener.jwt]` of the TOML file: JWTs as passwords.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJwt {
+    /// HS256 shared secret.
+    pub secret: Option<String>,
+    /// PEM public key (`PUBLIC KEY`): RSA for RS256, P-256 for ES256.
+    pub public_key: Option<PathBuf>,
+    /// The claim that is the user name (default `sub`).
+    pub username_claim: Option<String>,
+    /// A claim that must equal the client id (default: none).
+    pub client_id_claim: Option<String>,
+    /// Honour `publish` and `subscribe` filter-list claims (default true).
+    pub acl_claims: Option<bool>,
 }
 
 /// `[listener.tls]` of the TOML file.
@@ -127,10 +146,29 @@ pub fn listener(
     if identity && f.tls.as_ref().is_none_or(|t| t.ca.is_none()) {
         return Err(bad(origin, key("use_identity_as_username"), "needs tls.ca (client certificates)"));
     }
-    let anonymous = f.allow_anonymous.unwrap_or(f.password_file.is_none() && !identity);
-    if f.password_file.is_some() || identity || !anonymous {
-        let auth = ListenerAuth::new(anonymous, f.password_file.as_deref(), identity)
+    let anonymous = f.allow_anonymous.unwrap_or(f.password_file.is_none() && f.jwt.is_none() && !identity);
+    if f.password_file.is_some() || f.jwt.is_some() || identity || !anonymous {
+        let mut auth = ListenerAuth::new(anonymous, f.password_file.as_deref(), identity)
             .map_err(|e| bad(origin, key("password_file"), e.to_string()))?;
+        if let Some(j) = &f.jwt {
+            if j.secret.is_some() == j.public_key.is_some() {
+                return Err(bad(
+                    origin,
+                    key("jwt"),
+                    "needs exactly one of secret (HS256) and public_key (RS256, ES256)",
+                ));
+            }
+            let claim = j.username_claim.as_deref().unwrap_or("sub");
+            let check = JwtCheck::new(
+                j.secret.as_deref(),
+                j.public_key.as_deref(),
+                claim,
+                j.client_id_claim.as_deref(),
+                j.acl_claims.unwrap_or(true),
+            )
+            .map_err(|e| bad(origin, key("jwt"), e.to_string()))?;
+            auth = auth.with_jwt(check);
+        }
         let auth = Arc::new(auth);
         l.reload.push(auth.clone());
         l.authenticator = Some(auth);
@@ -139,6 +177,11 @@ pub fn listener(
         let a = Arc::new(FileAuthorizer::new(acl).map_err(|e| bad(origin, key("acl_file"), e.to_string()))?);
         l.reload.push(a.clone());
         l.authorizer = Some(a);
+    }
+    // A token's ACL claims narrow what the listener's ACL (if any) allows.
+    if f.jwt.as_ref().is_some_and(|j| j.acl_claims.unwrap_or(true)) {
+        let inner = l.authorizer.take();
+        l.authorizer = Some(Arc::new(GrantsAuthorizer(inner)));
     }
     Ok(l)
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use super::acl::AclFile;
+use super::jwt::JwtCheck;
 use super::passwd::PasswordFile;
 use super::{Action, AuthError, Authenticator, Authorizer, Credentials, Principal, Refusal};
 
@@ -73,6 +74,7 @@ pub struct ListenerAuth {
     allow_anonymous: bool,
     identity_as_username: bool,
     passwd: Option<Watched<PasswordFile>>,
+    jwt: Option<JwtCheck>,
 }
 
 impl ListenerAuth {
@@ -86,7 +88,13 @@ impl ListenerAuth {
         identity_as_username: bool,
     ) -> Result<Self, AuthError> {
         let passwd = password_file.map(|p| Watched::new(p, PasswordFile::load)).transpose()?;
-        Ok(ListenerAuth { allow_anonymous, identity_as_username, passwd })
+        Ok(ListenerAuth { allow_anonymous, identity_as_username, passwd, jwt: None })
+    }
+
+    /// Also takes JWTs as passwords (a password with two dots is read as one).
+    pub fn with_jwt(mut self, check: JwtCheck) -> Self {
+        self.jwt = Some(check);
+        self
     }
 
     /// Users in the password file (0 without one).
@@ -97,18 +105,29 @@ impl ListenerAuth {
 
 impl Authenticator for ListenerAuth {
     fn authenticate(&self, c: &Credentials<'_>) -> Result<Principal, Refusal> {
-        let principal = |username: Option<&str>| Principal {
-            client_id: Arc::from(c.client_id),
-            username: username.map(Arc::from),
-            peer: c.peer,
-            listener: 0,
-        };
+        let principal = |username: Option<&str>| Principal::new(c.client_id, username, c.peer);
         if self.identity_as_username {
             // As Mosquitto: no certificate identity, no entry; the password is not asked.
             return match c.identity {
                 Some(id) => Ok(principal(Some(id))),
                 None => Err(Refusal::NotAuthorized),
             };
+        }
+        if let (Some(check), Some(token)) = (&self.jwt, c.password) {
+            if token.iter().filter(|b| **b == b'.').count() == 2 {
+                return match check.verify(token, c.client_id, SystemTime::now()) {
+                    Ok(v) => {
+                        let mut p = principal(Some(&v.username));
+                        p.expires = v.expires;
+                        p.grants = v.grants;
+                        Ok(p)
+                    }
+                    Err(why) => {
+                        tracing::debug!(why, "JWT refused");
+                        Err(Refusal::BadCredentials)
+                    }
+                };
+            }
         }
         match (c.username, &self.passwd) {
             (Some(user), Some(file)) => match c.password {

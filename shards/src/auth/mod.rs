@@ -16,6 +16,7 @@
 
 pub mod acl;
 mod file;
+pub mod jwt;
 pub mod passwd;
 pub mod throttle;
 
@@ -122,6 +123,25 @@ pub struct Principal {
     /// The listener it connected through (its index in the node's listeners): whose
     /// authorizer judges it.
     pub listener: usize,
+    /// When its credentials end (a JWT's `exp`): the connection is closed then (5.0:
+    /// DISCONNECT 0xA0).
+    pub expires: Option<std::time::SystemTime>,
+    /// What its token's ACL claims allow, on top of the listener's authorizer.
+    pub grants: Option<Arc<jwt::Grants>>,
+}
+
+impl Principal {
+    /// A principal with nothing but its client id, user name and address.
+    pub fn new(client_id: &str, username: Option<&str>, peer: Option<SocketAddr>) -> Self {
+        Principal {
+            client_id: Arc::from(client_id),
+            username: username.map(Arc::from),
+            peer,
+            listener: 0,
+            expires: None,
+            grants: None,
+        }
+    }
 }
 
 /// Why a CONNECT is refused; the front answers it in the client's protocol version.
@@ -270,5 +290,21 @@ pub fn allowed(
 /// The principal of a connection no [`Authenticator`] judged: its client id and the
 /// user name it gave.
 pub fn anonymous(c: &Credentials<'_>) -> Principal {
-    Principal { client_id: Arc::from(c.client_id), username: c.username.map(Arc::from), peer: c.peer, listener: 0 }
+    Principal::new(c.client_id, c.username, c.peer)
+}
+
+/// Checks a principal's token grants before an inner authorizer (the listener's ACL
+/// file, if any): both must allow. Installed on listeners whose JWTs carry ACL claims.
+#[derive(Debug)]
+pub struct GrantsAuthorizer(pub Option<Arc<dyn Authorizer>>);
+
+impl Authorizer for GrantsAuthorizer {
+    fn allow(&self, who: &Principal, action: Action, topic: &str) -> bool {
+        who.grants.as_ref().is_none_or(|g| g.allow(action, topic))
+            && self.0.as_ref().is_none_or(|a| a.allow(who, action, topic))
+    }
+
+    fn generation(&self) -> u64 {
+        self.0.as_ref().map_or(0, |a| a.generation())
+    }
 }

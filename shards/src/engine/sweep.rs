@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::shard::{Gauges, Shard};
 use crate::metrics::ShardMetrics;
-use crate::net::CloseCause;
+use crate::net::{CloseCause, Conn};
 use crate::route::Outgoing;
 
 /// How often a shard checks for shutdown and publishes its metrics.
@@ -26,6 +26,7 @@ impl Shard {
         let mut wills = Vec::new();
         let mut ended = Vec::new();
         let stuck_after = self.cfg.limits.stuck_timeout;
+        let wall = std::time::SystemTime::now();
         let mut gauges = Gauges::default();
         for (slot, s) in st.slots.iter_mut().enumerate() {
             let Some(s) = s else { continue };
@@ -38,6 +39,10 @@ impl Shard {
                 if s.stuck(now, stuck_after) {
                     // Messages in flight and not one acknowledged for the stuck timeout.
                     c.close(CloseCause::Stuck);
+                }
+                if s.principal.as_ref().and_then(|p| p.expires).is_some_and(|t| t <= wall) {
+                    let bye = Conn::disconnect(proto::reason::MAXIMUM_CONNECT_TIME);
+                    c.close_with(CloseCause::Expired, (c.protocol == proto::Protocol::V5).then_some(&bye));
                 }
                 continue;
             }

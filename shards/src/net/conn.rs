@@ -87,6 +87,8 @@ pub enum CloseCause {
     ReaderDone,
     /// A 3.1.1 publish could not be stored (3.1.1 has no negative acknowledgement).
     StoreFailed,
+    /// Its credentials ended (a JWT's `exp` passed).
+    Expired,
 }
 
 /// The outbound half of a connection.

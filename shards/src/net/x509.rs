@@ -9,31 +9,7 @@ const CN: &[u8] = &[0x55, 0x04, 0x03];
 /// OID 2.5.29.17, subjectAltName.
 const SAN: &[u8] = &[0x55, 0x1d, 0x11];
 
-/// One DER element: its tag, its contents and what follows it.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// The elements of a constructed element's contents, in order.
-fn children(mut input: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    std::iter::from_fn(move || {
-        let (tag, body, rest) = tlv(input)?;
-        input = rest;
-        Some((tag, body))
-    })
-}
+use crate::der::{children, tlv};
 
 /// The TBSCertificate's fields after the version: serial, signature, issuer, validity,
 /// subject, key, then the optional tagged ones.

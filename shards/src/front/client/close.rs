@@ -42,6 +42,9 @@ impl Client {
                 let secs = self.shard.cfg.limits.stuck_timeout.as_secs_f64();
                 tracing::info!(client_id = %short(&self.principal.client_id), secs, "stuck client disconnected: no progress");
             }
+            Some(CloseCause::Expired) => {
+                tracing::info!(client_id = %short(&self.principal.client_id), "client disconnected: its token expired");
+            }
             _ => {}
         }
         let publish_will = match end {
