@@ -375,3 +375,26 @@ fn sighup_reloads_the_certificate_and_keeps_connections_a_broken_file_keeps_the_
     signal(&child, "-TERM");
     assert!(wait_exit(&mut child).success());
 }
+
+#[test]
+fn an_open_listener_without_tls_or_authentication_is_warned_about() {
+    let config = temp_file("open.toml", "[[listener]]\nbind = \"0.0.0.0:0\"\n");
+    let mut child = Command::new(BIN)
+        .args(["--shards", "1", "--no-pin", "--config", config.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = wait_log(&rx, "neither TLS nor authentication");
+    assert!(line.contains("mqtt://0.0.0.0:0"), "{line}");
+    wait_log(&rx, "listening");
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child).success());
+}

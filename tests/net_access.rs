@@ -432,3 +432,39 @@ fn slow_checks_wait_their_turn_for_at_most_the_connect_timeout_then_the_server_i
     node.stop();
     node.join().unwrap();
 }
+
+#[test]
+fn a_listeners_connection_limit_refuses_past_it_and_frees_with_a_close() {
+    let node = broker_toml(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nmax_connections = 2\n\n[[listener]]\nbind = \"127.0.0.1:0\"\n",
+    );
+    let (limited, other) = (node.local_addrs()[0], node.local_addrs()[1]);
+    let (first, code) = login(limited, Protocol::V5, "lim-1", None, None);
+    assert_eq!(code, 0);
+    assert_eq!(login(limited, Protocol::V5, "lim-2", None, None).1, 0);
+    // lim-2's connection was dropped by the helper's return: wait until it is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.listener_connections()[0] != 1 {
+        assert!(Instant::now() < deadline, "connections per listener: {:?}", node.listener_connections());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_second, code) = login(limited, Protocol::V5, "lim-3", None, None);
+    assert_eq!(code, 0);
+    assert_eq!(login(limited, Protocol::V5, "lim-4", None, None).1, reason::QUOTA_EXCEEDED);
+    assert_eq!(login(limited, Protocol::V4, "lim-5", None, None).1, reason::V4_SERVER_UNAVAILABLE);
+    // Another listener is not held to it.
+    let (_free, code) = login(other, Protocol::V5, "free-1", None, None);
+    assert_eq!(code, 0);
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_c, code) = login(limited, Protocol::V5, "lim-6", None, None);
+        if code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a freed place was not given again: {code:#x}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    node.stop();
+    node.join().unwrap();
+}

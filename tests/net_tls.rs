@@ -198,3 +198,65 @@ fn a_stalled_handshake_and_garbage_are_refused_and_counted_while_others_keep_the
     node.stop();
     node.join().unwrap();
 }
+
+/// rumqttc (its rustls feature) over TLS with the test CA and ALPN `mqtt`, 3.1.1 and 5.0:
+/// a QoS 1 message round trip each, and mTLS with a client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttc_over_tls_and_mtls_in_3_1_1_and_5_0() {
+    let ca = TestCa::new("RingMQ test CA");
+    let server = ca.server("server", "localhost");
+    let device = ca.client("rq-device", "rq-device");
+    let mtls = format!("ca = {:?}\nrequire_client_cert = true\n", ca.ca());
+    let node = broker_toml(&format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\n{}\n[[listener]]\nbind = \"127.0.0.1:0\"\n{}",
+        tls_table(&server, ""),
+        tls_table(&server, &mtls)
+    ));
+    let (tls, mutual) = (node.local_addrs()[0].port(), node.local_addrs()[1].port());
+    let ca_pem = std::fs::read(ca.ca()).unwrap();
+    let cert = (std::fs::read(&device.cert).unwrap(), std::fs::read(&device.key).unwrap());
+    let alpn = Some(vec![b"mqtt".to_vec()]);
+    let wait = Duration::from_secs(30);
+    for (port, auth) in [(tls, None), (mutual, Some(cert))] {
+        // 3.1.1
+        let mut o = rumqttc::MqttOptions::new(format!("rq4-{port}"), "localhost", port);
+        o.set_transport(rumqttc::Transport::tls(ca_pem.clone(), auth.clone(), alpn.clone()));
+        let (c, mut el) = rumqttc::AsyncClient::new(o, 10);
+        c.subscribe("rq/4", rumqttc::QoS::AtLeastOnce).await.unwrap();
+        c.publish("rq/4", rumqttc::QoS::AtLeastOnce, false, "over tls 3.1.1").await.unwrap();
+        let got = tokio::time::timeout(wait, async {
+            loop {
+                match el.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => return p.payload,
+                    Ok(_) => {}
+                    Err(e) => panic!("rumqttc 3.1.1 over TLS on {port}: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("the message within 30 s");
+        assert_eq!(&got[..], b"over tls 3.1.1");
+        // 5.0
+        let mut o = rumqttc::v5::MqttOptions::new(format!("rq5-{port}"), "localhost", port);
+        o.set_transport(rumqttc::Transport::tls(ca_pem.clone(), auth.clone(), alpn.clone()));
+        let (c, mut el) = rumqttc::v5::AsyncClient::new(o, 10);
+        c.subscribe("rq/5", rumqttc::v5::mqttbytes::QoS::AtLeastOnce).await.unwrap();
+        c.publish("rq/5", rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, "over tls 5.0").await.unwrap();
+        let got = tokio::time::timeout(wait, async {
+            loop {
+                match el.poll().await {
+                    Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::Publish(p))) => {
+                        return p.payload
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("rumqttc 5.0 over TLS on {port}: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("the message within 30 s");
+        assert_eq!(&got[..], b"over tls 5.0");
+    }
+    node.stop();
+    node.join().unwrap();
+}
