@@ -93,6 +93,19 @@ fn spawn_broker_logged() -> (Child, std::net::SocketAddr, std::sync::mpsc::Recei
     spawn_broker_with(&[])
 }
 
+/// Every line the child writes to stderr from now on.
+fn log_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Read to the end even when nobody listens, so the broker never blocks on stderr.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 /// Like [`spawn_broker_logged`], with more arguments.
 fn spawn_broker_with(more: &[&str]) -> (Child, std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
@@ -102,14 +115,7 @@ fn spawn_broker_with(more: &[&str]) -> (Child, std::net::SocketAddr, std::sync::
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Read to the end even when nobody listens, so the broker never blocks on stderr.
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = log_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -385,13 +391,7 @@ fn an_open_listener_without_tls_or_authentication_is_warned_about() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = log_lines(&mut child);
     let line = wait_log(&rx, "neither TLS nor authentication");
     assert!(line.contains("mqtt://0.0.0.0:0"), "{line}");
     wait_log(&rx, "listening");

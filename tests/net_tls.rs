@@ -29,38 +29,27 @@ fn wait_metrics(node: &ringmq::Node, what: &str, f: impl Fn(&ringmq::ShardMetric
     }
 }
 
-/// mosquitto_pub over TLS; its output.
-fn mosq_pub(port: u16, ca: &TestCa, client: Option<&Pem>, topic: &str, message: &str) -> std::process::Output {
-    let port = port.to_string();
-    let ca = ca.ca();
-    let mut args: Vec<String> =
-        ["-h", "localhost", "-p", &port, "--cafile", ca.to_str().unwrap(), "-V", "5", "-q", "1", "-r"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+/// Runs a Mosquitto client over TLS to `port` (with the CA, and a client certificate if
+/// given) with `rest` after the connection arguments.
+fn mosq_tls(tool: &str, port: u16, ca: &TestCa, client: Option<&Pem>, rest: &[&str]) -> std::process::Output {
+    let mut args = vec!["-h".to_string(), "localhost".into(), "-p".into(), port.to_string(), "--cafile".into()];
+    args.push(ca.ca().display().to_string());
     if let Some(c) = client {
         args.extend(["--cert".into(), c.cert.display().to_string(), "--key".into(), c.key.display().to_string()]);
     }
-    args.extend(["-t".into(), topic.into(), "-m".into(), message.into()]);
+    args.extend(rest.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_bounded("mosquitto_pub", &args, None, LIMIT)
+    run_bounded(tool, &args, None, LIMIT)
+}
+
+/// mosquitto_pub over TLS, 5.0, QoS 1, retained; its output.
+fn mosq_pub(port: u16, ca: &TestCa, client: Option<&Pem>, topic: &str, message: &str) -> std::process::Output {
+    mosq_tls("mosquitto_pub", port, ca, client, &["-V", "5", "-q", "1", "-r", "-t", topic, "-m", message])
 }
 
 /// mosquitto_sub over TLS for one (retained) message; what it printed.
 fn mosq_sub_one(port: u16, ca: &TestCa, client: Option<&Pem>, filter: &str) -> String {
-    let port = port.to_string();
-    let ca = ca.ca();
-    let mut args: Vec<String> =
-        ["-h", "localhost", "-p", &port, "--cafile", ca.to_str().unwrap(), "-C", "1", "-W", "20", "-v"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    if let Some(c) = client {
-        args.extend(["--cert".into(), c.cert.display().to_string(), "--key".into(), c.key.display().to_string()]);
-    }
-    args.extend(["-t".into(), filter.into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run_bounded("mosquitto_sub", &args, None, LIMIT);
+    let out = mosq_tls("mosquitto_sub", port, ca, client, &["-C", "1", "-W", "20", "-v", "-t", filter]);
     assert!(out.status.success(), "mosquitto_sub {filter}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
 }

@@ -39,6 +39,21 @@ pub fn broker_toml(text: &str) -> ringmq::Node {
     ringmq::Node::start(settings.engine).expect("broker starts")
 }
 
+/// True when python3 with paho-mqtt is here; outside CI a test may skip without it (with
+/// a notice), in CI it must be (`.ci/run` installs it).
+pub fn have_paho() -> bool {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import paho.mqtt.client"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !have {
+        assert!(std::env::var_os("CI").is_none(), "CI must have python3 with paho-mqtt (see .ci/run)");
+        eprintln!("skipped: python3 with paho-mqtt not installed (pip install paho-mqtt)");
+    }
+    have
+}
+
 /// A raw client.
 pub struct Raw {
     pub stream: TcpStream,
