@@ -468,3 +468,43 @@ fn a_listeners_connection_limit_refuses_past_it_and_frees_with_a_close() {
     node.stop();
     node.join().unwrap();
 }
+
+#[test]
+fn an_offline_session_is_judged_as_its_last_connection_after_a_restart_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acl, passwd, data) = (dir.path().join("acl"), dir.path().join("passwd"), dir.path().join("data"));
+    std::fs::write(&acl, "topic write a/#\nuser alice\ntopic read a/#\ntopic deny a/secret/#\n").unwrap();
+    std::fs::write(&passwd, "").unwrap();
+    mosquitto_passwd(&passwd, "alice", "alice");
+    let config = format!(
+        "[storage]\npersistence = true\ndata_dir = {data:?}\n\n[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\npassword_file = {passwd:?}\nacl_file = {acl:?}\n"
+    );
+    // alice subscribes with a persistent session and leaves.
+    let node = broker_toml(&config);
+    let mut p = wire::login_packet(Protocol::V4, "alice-p", Some("alice"), Some("alice"));
+    if let Packet::Connect(c) = &mut p {
+        c.clean_start = false;
+    }
+    let mut alice = Raw::open(node.local_addrs()[0], Protocol::V4);
+    alice.send(&p);
+    assert!(matches!(alice.recv(), Some(Packet::ConnAck(a)) if a.code == 0));
+    alice.subscribe("a/#", QoS::AtLeastOnce);
+    alice.send(&Packet::Disconnect(proto::Disconnect { reason: 0, properties: Default::default() }));
+    drop(alice);
+    node.stop();
+    node.join().unwrap();
+    // After a restart, messages published while she is away: the denied one is not kept.
+    let node = broker_toml(&config);
+    let addr = node.local_addrs()[0];
+    let mut publ = Raw::connect(addr, Protocol::V4, "anon-pub");
+    for (i, t) in ["a/secret/x", "a/open"].iter().enumerate() {
+        publ.publish(t, b"m", QoS::AtLeastOnce, i as u16 + 1);
+        assert!(matches!(publ.recv(), Some(Packet::PubAck(_))));
+    }
+    let mut alice = Raw::open(addr, Protocol::V4);
+    alice.send(&p);
+    assert!(matches!(alice.recv(), Some(Packet::ConnAck(a)) if a.code == 0 && a.session_present));
+    assert_eq!(topics_until(&mut alice, "a/open"), Vec::<String>::new(), "a/secret/x was kept for her");
+    node.stop();
+    node.join().unwrap();
+}

@@ -328,6 +328,12 @@ impl Shard {
             s.incoming_qos2 = img.incoming_qos2.iter().copied().collect();
             s.restore_releasing(&img.releasing);
             s.restore_cursors(&img.cursors);
+            // Its deliveries are judged as its last connection was until it is back.
+            if let Some((user, listener)) = &img.principal {
+                let mut p = crate::auth::Principal::new(&img.client_id, user.as_deref(), None);
+                p.listener = usize::from(*listener);
+                s.principal = Some(Arc::new(p));
+            }
             if let Some(w) = &img.will {
                 let record = storage::Record {
                     offset: 0,

@@ -427,6 +427,10 @@ impl Session {
                 .filter(|id| matches!(self.inflight.get(id), Some(Inflight::Release)))
                 .collect(),
             will: self.will_image.as_deref().cloned(),
+            principal: self
+                .principal
+                .as_ref()
+                .map(|p| (p.username.as_deref().map(str::to_owned), u16::try_from(p.listener).unwrap_or(u16::MAX))),
         }
     }
 

@@ -15,7 +15,9 @@ use proto::{Props, QoS};
 
 use crate::msg::{Message, SubOptions};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Images without the principal (read as they are).
+const VERSION_1: u8 = 1;
 
 /// A will as persisted with its session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,9 @@ pub struct SessionImage {
     pub releasing: Vec<u16>,
     /// The will, if the session still has one to publish.
     pub will: Option<WillImage>,
+    /// Who its last connection was (user name, listener index): what judges its
+    /// deliveries while it is offline, after a restart too.
+    pub principal: Option<(Option<String>, u16)>,
 }
 
 /// Why an image could not be read back.
@@ -152,13 +157,28 @@ impl SessionImage {
                 out.put_u32_le(w.delay);
             }
         }
+        match &self.principal {
+            None => out.put_u8(0),
+            Some((user, listener)) => {
+                out.put_u8(1);
+                out.put_u16_le(*listener);
+                match user {
+                    None => out.put_u8(0),
+                    Some(u) => {
+                        out.put_u8(1);
+                        put_bytes(&mut out, u.as_bytes());
+                    }
+                }
+            }
+        }
         out.to_vec()
     }
 
     /// Decodes an image written by [`SessionImage::encode`].
     pub fn decode(bytes: &[u8]) -> Result<SessionImage, BadImage> {
         let mut b = Bytes::copy_from_slice(bytes);
-        if get_u8(&mut b)? != VERSION {
+        let version = get_u8(&mut b)?;
+        if version != VERSION && version != VERSION_1 {
             return Err(BadImage("unknown version"));
         }
         let client_id = get_string(&mut b)?;
@@ -216,6 +236,20 @@ impl SessionImage {
             }),
             _ => return Err(BadImage("bad will flag")),
         };
+        let flag = if version == VERSION_1 { 0 } else { get_u8(&mut b)? };
+        let principal = match flag {
+            0 => None,
+            1 => {
+                let listener = get_u16(&mut b)?;
+                let user = match get_u8(&mut b)? {
+                    0 => None,
+                    1 => Some(get_string(&mut b)?),
+                    _ => return Err(BadImage("bad user name flag")),
+                };
+                Some((user, listener))
+            }
+            _ => return Err(BadImage("bad principal flag")),
+        };
         if b.has_remaining() {
             return Err(BadImage("bytes after the image"));
         }
@@ -229,6 +263,7 @@ impl SessionImage {
             incoming_qos2,
             releasing,
             will,
+            principal,
         })
     }
 }
@@ -317,9 +352,16 @@ mod tests {
                 properties: Bytes::new(),
                 delay: 5,
             }),
+            principal: Some((Some("alice".into()), 3)),
         };
         let bytes = image.encode();
-        assert_eq!(SessionImage::decode(&bytes), Ok(image));
+        assert_eq!(SessionImage::decode(&bytes), Ok(image.clone()));
+        // A version 1 image (before the principal) reads as one without it.
+        let older = SessionImage { principal: None, ..image };
+        let mut v1 = older.encode();
+        assert_eq!(v1.pop(), Some(0));
+        v1[0] = VERSION_1;
+        assert_eq!(SessionImage::decode(&v1), Ok(older));
         for cut in 0..bytes.len() {
             assert!(SessionImage::decode(&bytes[..cut]).is_err(), "cut at {cut} accepted");
         }
