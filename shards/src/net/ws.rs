@@ -323,22 +323,31 @@ impl Ws {
         Poll::Ready(Ok(()))
     }
 
-    /// Reads more raw bytes into the buffer; `Ok(false)` at the end of the stream.
+    /// Reads more raw bytes into the buffer; `Ok(false)` at the end of the stream. The
+    /// buffer holds only what was read (an idle connection keeps none).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         let st = &mut self.st;
         if st.rpos > 0 {
             st.rbuf.drain(..st.rpos);
             st.rpos = 0;
         }
-        let len = st.rbuf.len();
-        st.rbuf.resize(len + READ_CHUNK, 0);
-        let r = Pin::new(&mut *self.inner).poll_read(cx, &mut st.rbuf[len..]);
-        let n = match &r {
-            Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        st.rbuf.truncate(len + n);
-        r.map(|r| r.map(|n| n > 0))
+        let mut chunk = [0u8; READ_CHUNK];
+        match Pin::new(&mut *self.inner).poll_read(cx, &mut chunk) {
+            Poll::Ready(Ok(n)) => {
+                st.rbuf.extend_from_slice(&chunk[..n]);
+                Poll::Ready(Ok(n > 0))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Gives the read buffer back once everything in it was decoded.
+    fn release(&mut self) {
+        if self.st.rpos == self.st.rbuf.len() {
+            self.st.rbuf = Vec::new();
+            self.st.rpos = 0;
+        }
     }
 
     /// Decodes the next header and acts on control frames.
@@ -464,10 +473,15 @@ impl AsyncRead for Ws {
                 unmask(&mut buf[..n], st.mask, st.moff);
                 st.moff = (st.moff + n) % 4;
                 st.left -= n as u64;
+                me.release();
                 return Poll::Ready(Ok(n));
             }
             match me.next_frame() {
-                Ok(Next::Data) | Ok(Next::Control) => continue,
+                Ok(Next::Data) => continue,
+                Ok(Next::Control) => {
+                    me.release();
+                    continue;
+                }
                 Ok(Next::More) => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
