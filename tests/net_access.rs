@@ -508,3 +508,43 @@ fn an_offline_session_is_judged_as_its_last_connection_after_a_restart_too() {
     node.stop();
     node.join().unwrap();
 }
+
+#[test]
+fn a_session_taken_up_by_another_user_has_its_subscriptions_judged_for_that_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acl, passwd) = (dir.path().join("acl"), dir.path().join("passwd"));
+    std::fs::write(&acl, "user alice\ntopic read a/#\nuser bob\ntopic read b/#\ntopic write a/#\ntopic write b/#\n")
+        .unwrap();
+    std::fs::write(&passwd, "").unwrap();
+    for u in ["alice", "bob"] {
+        mosquitto_passwd(&passwd, u, u);
+    }
+    let node =
+        broker_toml(&format!("[[listener]]\nbind = \"127.0.0.1:0\"\npassword_file = {passwd:?}\nacl_file = {acl:?}\n"));
+    let addr = node.local_addrs()[0];
+    let as_user = |user: &str| {
+        let mut p = wire::login_packet(Protocol::V4, "roaming", Some(user), Some(user));
+        if let Packet::Connect(c) = &mut p {
+            c.clean_start = false;
+        }
+        let mut c = Raw::open(addr, Protocol::V4);
+        c.send(&p);
+        assert!(matches!(c.recv(), Some(Packet::ConnAck(a)) if a.code == 0), "{user} connects");
+        c
+    };
+    // alice's a/# is readable whole for her.
+    let mut alice = as_user("alice");
+    alice.subscribe("a/#", QoS::AtLeastOnce);
+    alice.send(&Packet::Disconnect(proto::Disconnect { reason: 0, properties: Default::default() }));
+    drop(alice);
+    // bob takes the session up: a/# is still there, and not his to read.
+    let mut bob = as_user("bob");
+    bob.subscribe("b/#", QoS::AtLeastOnce);
+    let (mut publ, code) = login(addr, Protocol::V5, "bob-pub", Some("bob"), Some("bob"));
+    assert_eq!(code, 0);
+    assert_eq!(puback(&mut publ, "a/x", false, 1), 0);
+    assert_eq!(puback(&mut publ, "b/end", false, 2), 0);
+    assert_eq!(topics_until(&mut bob, "b/end"), Vec::<String>::new(), "alice's a/# delivered to bob");
+    node.stop();
+    node.join().unwrap();
+}

@@ -168,6 +168,59 @@ impl AclFile {
     }
 }
 
+impl AclFile {
+    /// True when the client may read every topic `filter` matches: a read rule covers it
+    /// and no deny rule meets it.
+    pub fn reads_all(&self, username: Option<&str>, client_id: &str, filter: &str) -> bool {
+        let own = match username {
+            Some(u) => self.users.get(u).map_or(&[][..], Vec::as_slice),
+            None => &self.anonymous,
+        };
+        let rules = own.iter().map(|r| (r.access, Some(r.filter.clone())));
+        let patterns = self.patterns.iter().map(|r| (r.access, substitute(&r.filter, username, client_id)));
+        let mut covered = false;
+        for (access, f) in rules.chain(patterns) {
+            let Some(f) = f else { continue };
+            if access == Access::Deny {
+                if intersects(&f, filter) {
+                    return false;
+                }
+            } else if access.grants(false) && covers(&f, filter) {
+                covered = true;
+            }
+        }
+        covered
+    }
+}
+
+/// True when some topic name matches both filters.
+pub fn intersects(a: &str, b: &str) -> bool {
+    let mut x = a.split('/');
+    let mut y = b.split('/');
+    let mut first = true;
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            // `a/#` also matches `a`.
+            (Some("#"), None) | (None, Some("#")) => return true,
+            (None, _) | (_, None) => return false,
+            // A wildcard first level never meets a `$` topic.
+            (Some(l), Some(m)) if first && (is_wild(l) && m.starts_with('$') || is_wild(m) && l.starts_with('$')) => {
+                return false
+            }
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (Some("+"), _) | (_, Some("+")) => {}
+            (Some(l), Some(m)) if l == m => {}
+            _ => return false,
+        }
+        first = false;
+    }
+}
+
+fn is_wild(level: &str) -> bool {
+    level == "+" || level == "#"
+}
+
 /// A pattern's filter with `%c` and `%u` put in; None when it cannot apply (no user name
 /// for `%u`, or a value that would widen the filter: `/`, `+`, `#`).
 fn substitute(filter: &str, username: Option<&str>, client_id: &str) -> Option<String> {
@@ -237,6 +290,22 @@ mod tests {
         assert!(covers("a/#", "a/+/c") && covers("a/+/c", "a/b/c") && covers("#", "#"));
         assert!(!covers("a/+", "a/#") && !covers("a/b", "a/+") && !covers("#", "$SYS/#"));
         assert!(covers("$SYS/#", "$SYS/broker/+") && covers("a/#", "a"));
+    }
+
+    #[test]
+    fn filters_meet_when_a_topic_matches_both() {
+        assert!(
+            intersects("a/#", "a/+/c") && intersects("a/+", "+/b") && intersects("#", "x") && intersects("a/#", "a")
+        );
+        assert!(!intersects("a/b", "a/c") && !intersects("a/+", "a/b/c") && !intersects("#", "$SYS/x"));
+        assert!(intersects("$SYS/#", "$SYS/+") && !intersects("+/x", "$SYS/x"));
+        let acl = AclFile::parse("user u\ntopic read s/#\ntopic deny s/secret/#\ntopic read t/#\n").unwrap();
+        assert!(acl.reads_all(Some("u"), "c", "t/+") && acl.reads_all(Some("u"), "c", "s/open/#"));
+        assert!(
+            !acl.reads_all(Some("u"), "c", "s/#")
+                && !acl.reads_all(Some("u"), "c", "#")
+                && !acl.reads_all(None, "c", "t/#")
+        );
     }
 
     #[test]

@@ -188,6 +188,10 @@ impl Authorizer for FileAuthorizer {
     fn generation(&self) -> u64 {
         self.acl.generation.load(Ordering::Relaxed)
     }
+
+    fn reads_all(&self, who: &Principal, filter: &str) -> bool {
+        self.acl.get().reads_all(who.username.as_deref(), &who.client_id, filter)
+    }
 }
 
 impl Reload for FileAuthorizer {

@@ -205,6 +205,28 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
     fn generation(&self) -> u64 {
         0
     }
+    /// True when `who` may read every topic `filter` matches: its deliveries then need no
+    /// check of their own (until the generation changes). False when unsure.
+    fn reads_all(&self, who: &Principal, filter: &str) -> bool {
+        let _ = (who, filter);
+        false
+    }
+}
+
+/// A subscription judged readable whole at this generation: none of its deliveries is
+/// checked one by one. [`NOT_OPEN`] when it was not (or not judged).
+pub type Open = u64;
+
+/// See [`Open`].
+pub const NOT_OPEN: Open = u64::MAX;
+
+/// Judges a new subscription: the authorizer's generation if `who` may read every topic
+/// of `filter`, else [`NOT_OPEN`].
+pub fn open(authorizer: Option<&Arc<dyn Authorizer>>, who: &Principal, filter: &str) -> Open {
+    match authorizer {
+        Some(a) if a.reads_all(who, filter) => a.generation(),
+        _ => NOT_OPEN,
+    }
 }
 
 /// Answers a connection has had, by topic and action, for the authorizer's generation:
@@ -306,5 +328,13 @@ impl Authorizer for GrantsAuthorizer {
 
     fn generation(&self) -> u64 {
         self.0.as_ref().map_or(0, |a| a.generation())
+    }
+
+    fn reads_all(&self, who: &Principal, filter: &str) -> bool {
+        let granted = who
+            .grants
+            .as_ref()
+            .is_none_or(|g| g.subscribe.as_ref().is_none_or(|l| l.iter().any(|f| acl::covers(f, filter))));
+        granted && self.0.as_ref().is_none_or(|a| a.reads_all(who, filter))
     }
 }

@@ -33,8 +33,12 @@ impl Shard {
             let mut qos: Option<QoS> = None;
             let mut rap = false;
             let mut sub_ids = Vec::new();
+            let mut open = crate::auth::NOT_OPEN;
             while i < subs.len() && subs[i].slot == slot {
                 let o = subs[i].opts;
+                if subs[i].open != crate::auth::NOT_OPEN {
+                    open = subs[i].open;
+                }
                 i += 1;
                 if o.no_local {
                     let own = st.slots[slot as usize].as_ref().is_some_and(|s| *s.client_id == *msg.publisher);
@@ -49,8 +53,10 @@ impl Shard {
             let (Some(granted), Some(Some(session))) = (qos, st.slots.get_mut(slot as usize)) else {
                 continue;
             };
-            // A wildcard subscription never brings a topic the session may not read.
-            if !session.may(&self.cfg, Action::Read, &msg.topic) {
+            // A wildcard subscription never brings a topic the session may not read (one
+            // judged readable whole at this generation needs no look).
+            let judged = open != crate::auth::NOT_OPEN && session.generation(&self.cfg) == Some(open);
+            if !judged && !session.may(&self.cfg, Action::Read, &msg.topic) {
                 crate::metrics::Counters::bump(&self.counters.acl_denied);
                 continue;
             }

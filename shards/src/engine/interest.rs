@@ -76,18 +76,21 @@ pub struct LocalSub {
     pub slot: u32,
     /// Its options.
     pub opts: SubOptions,
+    /// Judged readable whole at this authorizer generation (see [`crate::auth::Open`]).
+    pub open: crate::auth::Open,
 }
 
 impl LocalSub {
     /// Sets the options of `slot`'s entry in `subs`, adding it if absent; true if added.
-    pub fn upsert(subs: &mut Vec<LocalSub>, slot: u32, opts: SubOptions) -> bool {
+    pub fn upsert(subs: &mut Vec<LocalSub>, slot: u32, opts: SubOptions, open: crate::auth::Open) -> bool {
         match subs.iter_mut().find(|s| s.slot == slot) {
             Some(s) => {
                 s.opts = opts;
+                s.open = open;
                 false
             }
             None => {
-                subs.push(LocalSub { slot, opts });
+                subs.push(LocalSub { slot, opts, open });
                 true
             }
         }

@@ -318,7 +318,7 @@ impl Shard {
             let slot = st.insert_session(client_id.clone(), protocol);
             // Shared groups: a member only once its client is back.
             for (filter, opts) in img.subs.iter().filter(|(f, _)| !crate::route::is_shared(f)) {
-                self.add_local(st, slot, filter, *opts);
+                self.add_local(st, slot, filter, *opts, crate::auth::NOT_OPEN);
             }
             let Some(Some(s)) = st.slots.get_mut(slot as usize) else { continue };
             s.expiry = img.expiry;

@@ -283,6 +283,11 @@ impl Session {
         self.decisions.get_or_insert_with(Default::default).allowed(Some(authorizer), Some(who), action, topic)
     }
 
+    /// The generation of the authorizer judging the session (None: none judges it).
+    pub fn generation(&self, cfg: &EngineConfig) -> Option<u64> {
+        cfg.authorizer_for(self.principal.as_deref()?.listener).map(|a| a.generation())
+    }
+
     /// A fresh session.
     pub fn new(client_id: Arc<str>, generation: u64, protocol: Protocol) -> Self {
         Session {

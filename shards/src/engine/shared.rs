@@ -44,7 +44,7 @@ impl Shard {
     /// Makes the session in `slot` a member of group `key` here (or updates its options).
     /// Returns true when it is new: the owners must then count one more member here.
     pub fn add_member(&self, st: &mut State, slot: u32, key: &str, opts: SubOptions) -> bool {
-        LocalSub::upsert(st.shared.entry(Arc::from(key)).or_default(), slot, opts)
+        LocalSub::upsert(st.shared.entry(Arc::from(key)).or_default(), slot, opts, crate::auth::NOT_OPEN)
     }
 
     /// Adds the session in `slot` to the groups of its shared subscriptions it is not a

@@ -15,8 +15,23 @@ use crate::route::Outgoing;
 
 impl Shard {
     /// Adds (or updates the options of) a local subscription.
-    pub fn add_local(&self, st: &mut State, slot: u32, filter: &str, opts: SubOptions) {
-        LocalSub::upsert(st.local.entry(filter, Vec::new), slot, opts);
+    pub fn add_local(&self, st: &mut State, slot: u32, filter: &str, opts: SubOptions, open: crate::auth::Open) {
+        LocalSub::upsert(st.local.entry(filter, Vec::new), slot, opts, open);
+    }
+
+    /// Judges the session's subscriptions again at their next delivery, one by one (its
+    /// principal changed).
+    pub fn close_local(&self, st: &mut State, slot: u32) {
+        let Some(Some(s)) = st.slots.get(slot as usize) else { return };
+        let filters: Vec<String> = s.subs.keys().filter(|f| !crate::route::is_shared(f)).cloned().collect();
+        for f in filters {
+            st.local.update(&f, |subs| {
+                for l in subs.iter_mut().filter(|l| l.slot == slot) {
+                    l.open = crate::auth::NOT_OPEN;
+                }
+                false
+            });
+        }
     }
 
     /// Removes a local subscription and withdraws its count from the shards that may own

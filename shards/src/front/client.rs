@@ -414,6 +414,13 @@ fn attach(
     };
     let window = shard.cfg.limits.max_inflight.min(client_max).max(1);
     let burst = shard.cfg.limits.max_inflight_burst.min(client_max).max(window);
+    // Subscriptions judged readable whole for another user are judged again.
+    let same = st.slots[slot as usize].as_ref().and_then(|s| s.principal.as_deref()).is_some_and(|p| {
+        p.username == principal.username && p.listener == principal.listener && p.grants == principal.grants
+    });
+    if !same {
+        shard.close_local(st, slot);
+    }
     let Some(s) = st.slots[slot as usize].as_mut() else { unreachable!("slot just attached") };
     // A new connection cancels a will still waiting for its delay.
     s.will = None;

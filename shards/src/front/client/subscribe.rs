@@ -65,7 +65,9 @@ impl Client {
             // a new subscription, so the SUBACK still means "from now on".
             let new_member = shared && shard.add_member(st, self.slot, &f.filter, opts);
             if !shared {
-                shard.add_local(st, self.slot, &f.filter, opts);
+                let open =
+                    crate::auth::open(shard.cfg.authorizer_for(self.principal.listener), &self.principal, &f.filter);
+                shard.add_local(st, self.slot, &f.filter, opts, open);
             }
             let want_retained = match f.retain_handling {
                 // Retained messages are never sent to shared subscriptions.
