@@ -167,7 +167,7 @@ pub struct Counters {
     pub connections_accepted: Cell<u64>,
     /// CONNECTs refused on this shard.
     pub connections_refused: Cell<u64>,
-    /// Failed TLS handshakes, WebSocket upgrades and PROXY headers.
+    /// See `tls_failures` of [`ShardMetrics`].
     pub tls_failures: Cell<u64>,
     /// See `ws_failures` of [`ShardMetrics`].
     pub ws_failures: Cell<u64>,

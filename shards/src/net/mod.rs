@@ -32,8 +32,8 @@ use futures_lite::{AsyncRead, AsyncWrite};
 pub use conn::{reason_props, CloseCause, Conn, OutboxBudget};
 
 /// A connection's byte stream on the shard that serves it: what the handshake, the read
-/// loop and the writer use, whatever carries the bytes (TCP today; TLS and WebSocket
-/// implement it too). Reads and writes are the futures-io traits; the rest is control.
+/// loop and the writer use, whatever carries the bytes (TCP, TLS over it, WebSocket over
+/// either). Reads and writes are the futures-io traits; the rest is control.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// Bounds each read: one that waits longer fails with `TimedOut` (keep-alive, and the
     /// CONNECT wait).
