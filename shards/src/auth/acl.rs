@@ -13,6 +13,7 @@
 //!
 //! Used by [`super::FileAuthorizer`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -133,54 +134,48 @@ impl AclFile {
         self.lines
     }
 
-    /// True when the client (`username`, `client_id`) may do `action` with `topic` (a
-    /// filter for [`Action::Subscribe`]).
-    pub fn allow(&self, username: Option<&str>, client_id: &str, action: Action, topic: &str) -> bool {
+    /// The rules that apply to the client: its own (or the anonymous ones), then the
+    /// patterns with `%c` and `%u` put in (those that cannot apply left out).
+    fn rules<'a>(
+        &'a self,
+        username: Option<&'a str>,
+        client_id: &'a str,
+    ) -> impl Iterator<Item = (Access, Cow<'a, str>)> + 'a {
         let own = match username {
             Some(u) => self.users.get(u).map_or(&[][..], Vec::as_slice),
             None => &self.anonymous,
         };
+        let own = own.iter().map(|r| (r.access, Cow::Borrowed(r.filter.as_str())));
+        let patterns = self
+            .patterns
+            .iter()
+            .filter_map(move |r| Some((r.access, Cow::Owned(substitute(&r.filter, username, client_id)?))));
+        own.chain(patterns)
+    }
+
+    /// True when the client (`username`, `client_id`) may do `action` with `topic` (a
+    /// filter for [`Action::Subscribe`]).
+    pub fn allow(&self, username: Option<&str>, client_id: &str, action: Action, topic: &str) -> bool {
         let subscribe = action == Action::Subscribe;
         let write = matches!(action, Action::Publish | Action::Will);
-        let hits = |filter: &str| if subscribe { covers(filter, topic) } else { matches(filter, topic) };
         let mut granted = false;
-        let mut judge = |rule: &Rule, filter: &str| -> bool {
-            if hits(filter) {
-                if rule.access == Access::Deny {
-                    return true;
+        for (access, filter) in self.rules(username, client_id) {
+            let hit = if subscribe { covers(&filter, topic) } else { matches(&filter, topic) };
+            if hit {
+                if access == Access::Deny {
+                    return false;
                 }
-                granted |= rule.access.grants(write);
-            }
-            false
-        };
-        for r in own {
-            if judge(r, &r.filter) {
-                return false;
-            }
-        }
-        for r in &self.patterns {
-            let Some(filter) = substitute(&r.filter, username, client_id) else { continue };
-            if judge(r, &filter) {
-                return false;
+                granted |= access.grants(write);
             }
         }
         granted
     }
-}
 
-impl AclFile {
     /// True when the client may read every topic `filter` matches: a read rule covers it
     /// and no deny rule meets it.
     pub fn reads_all(&self, username: Option<&str>, client_id: &str, filter: &str) -> bool {
-        let own = match username {
-            Some(u) => self.users.get(u).map_or(&[][..], Vec::as_slice),
-            None => &self.anonymous,
-        };
-        let rules = own.iter().map(|r| (r.access, Some(r.filter.clone())));
-        let patterns = self.patterns.iter().map(|r| (r.access, substitute(&r.filter, username, client_id)));
         let mut covered = false;
-        for (access, f) in rules.chain(patterns) {
-            let Some(f) = f else { continue };
+        for (access, f) in self.rules(username, client_id) {
             if access == Access::Deny {
                 if intersects(&f, filter) {
                     return false;

@@ -228,8 +228,12 @@ fn transport_failed(shard: &Shard, listener: usize, peer: Option<SocketAddr>, wh
         Failed::Proxy(e) => (&c.proxy_failures, format!("PROXY header: {e}")),
         Failed::Tls(e) => (&c.tls_failures, format!("TLS handshake: {e}")),
         Failed::Ws(r) => (&c.ws_failures, format!("WebSocket upgrade ({}): {}", r.status, r.why)),
+        // Counted against TLS when the listener has it, else the upgrade, else the header.
         Failed::TimedOut if l.tls.is_some() => (&c.tls_failures, "TLS handshake: connect timeout".into()),
-        Failed::TimedOut => (&c.ws_failures, "connect timeout before the transport was ready".into()),
+        Failed::TimedOut if l.protocol != ListenerProtocol::Mqtt => {
+            (&c.ws_failures, "WebSocket upgrade: connect timeout".into())
+        }
+        Failed::TimedOut => (&c.proxy_failures, "PROXY header: connect timeout".into()),
     };
     Counters::bump(counter);
     let first = peer.is_none_or(|p| shard.node.throttle.first_log(p.ip(), Instant::now()));
@@ -391,14 +395,14 @@ async fn admit(
             } else {
                 a.authenticate(&creds)
             };
-            match (verdict, ip) {
-                (Ok(p), ip) => {
+            match verdict {
+                Ok(p) => {
                     if let Some(ip) = ip {
                         shard.node.throttle.succeeded(ip);
                     }
                     p
                 }
-                (Err(r), ip) => {
+                Err(r) => {
                     Counters::bump(&shard.counters.auth_failures);
                     if let Some(ip) = ip {
                         shard.node.throttle.failed(ip, Instant::now());
